@@ -1,0 +1,39 @@
+// CPU parallelism: OpenMP for our kernels; OpenBLAS (its OpenMP build) shares the same thread count,
+// so set_num_threads is the one knob for both. parallel_for splits [begin, end) into one contiguous chunk
+// per thread and runs serially when the range is smaller than `grain` (threads cost ~µs to wake).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace vt {
+
+void set_num_threads(int threads);
+int num_threads();
+
+template <class F>
+void parallel_for(int64_t begin, int64_t end, int64_t grain, const F& body) {
+  const int64_t n = end - begin;
+  if (n <= 0) return;
+#ifdef _OPENMP
+  if (n > grain && !omp_in_parallel() && omp_get_max_threads() > 1) {
+#pragma omp parallel
+    {
+      const int64_t threads = omp_get_num_threads();
+      const int64_t chunk = (n + threads - 1) / threads;
+      const int64_t lo = begin + chunk * omp_get_thread_num();
+      const int64_t hi = std::min(end, lo + chunk);
+      if (lo < hi) body(lo, hi);
+    }
+    return;
+  }
+#endif
+  (void)grain;
+  body(begin, end);
+}
+
+}  // namespace vt

@@ -1,0 +1,404 @@
+// Tensor creation, metadata, element access and the in-place methods that live outside the graph.
+// Conventions: all element access here is CPU-only and typed by a switch on the dtype; copies go through
+// copy_strided, the one kernel that converts between layouts and dtypes.
+#include "autograd/tensor.h"
+
+#include <cstring>
+#include <sstream>
+#include <stdexcept>
+
+#include "autograd/allocator.h"
+#include "autograd/engine.h"
+#include "autograd/strided.h"
+#include "ops/ops.h"
+
+namespace vt {
+
+size_t dtype_size(DType dtype) {
+  switch (dtype) {
+    case DType::f32: return 4;
+    case DType::f64: return 8;
+    case DType::i64: return 8;
+  }
+  return 0;
+}
+
+const char* dtype_name(DType dtype) {
+  switch (dtype) {
+    case DType::f32: return "f32";
+    case DType::f64: return "f64";
+    case DType::i64: return "i64";
+  }
+  return "?";
+}
+
+const char* device_name(Device device) { return device == Device::cpu ? "cpu" : "cuda"; }
+
+std::string shape_str(const Shape& shape) {
+  std::string s = "(";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + ")";
+}
+
+int64_t shape_numel(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t s : shape) n *= s;
+  return n;
+}
+
+Shape contiguous_strides(const Shape& shape) {
+  Shape strides(shape.size());
+  int64_t stride = 1;
+  for (size_t i = shape.size(); i-- > 0;) {
+    strides[i] = stride;
+    stride *= shape[i];
+  }
+  return strides;
+}
+
+void fail(const char* op, const std::string& message, const char* file, int line) {
+  const char* base = std::strrchr(file, '/');
+  throw std::runtime_error(std::string(op) + ": " + message + " [" + (base ? base + 1 : file) + ":" +
+                           std::to_string(line) + "]");
+}
+
+int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op) {
+  const int64_t wrapped = dim < 0 ? dim + ndim : dim;
+  if (wrapped < 0 || wrapped >= std::max<int64_t>(ndim, 1))
+    fail(op, "dim " + std::to_string(dim) + " out of range for a tensor of " + std::to_string(ndim) + " dims");
+  return wrapped;
+}
+
+// ---- Storage ----
+
+Storage::Storage(size_t bytes_, Device device_) : bytes(bytes_), device(device_) {
+  switch (device) {
+    case Device::cpu: data = cpu_allocate(bytes); break;
+    case Device::cuda: fail("Storage", "this build has no CUDA backend");
+  }
+}
+
+Storage::~Storage() {
+  switch (device) {
+    case Device::cpu: cpu_release(data, bytes); break;
+    case Device::cuda: break;
+  }
+}
+
+// ---- creation ----
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+  for (int64_t s : shape)
+    if (s < 0) fail("empty", "negative size in shape " + shape_str(shape));
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = std::make_shared<Storage>(shape_numel(shape) * dtype_size(dtype), device);
+  impl->shape = shape;
+  impl->strides = contiguous_strides(shape);
+  impl->dtype = dtype;
+  return Tensor(std::move(impl));
+}
+
+Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device) {
+  Tensor t = empty(shape, dtype, device);
+  t.fill_(value);
+  return t;
+}
+Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) { return full(shape, 0.0, dtype, device); }
+Tensor Tensor::ones(const Shape& shape, DType dtype, Device device) { return full(shape, 1.0, dtype, device); }
+Tensor Tensor::scalar(double value, DType dtype) { return full({}, value, dtype); }
+Tensor Tensor::empty_like(const Tensor& t) { return empty(t.shape(), t.dtype(), t.device()); }
+Tensor Tensor::zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype(), t.device()); }
+
+Tensor Tensor::from_vector(const std::vector<double>& values, const Shape& shape, DType dtype) {
+  if (static_cast<int64_t>(values.size()) != shape_numel(shape))
+    fail("from_vector", std::to_string(values.size()) + " values for shape " + shape_str(shape));
+  Tensor t = empty(shape, dtype);
+  for (size_t i = 0; i < values.size(); ++i) {
+    switch (dtype) {
+      case DType::f32: t.data<float>()[i] = static_cast<float>(values[i]); break;
+      case DType::f64: t.data<double>()[i] = values[i]; break;
+      case DType::i64: t.data<int64_t>()[i] = static_cast<int64_t>(values[i]); break;
+    }
+  }
+  return t;
+}
+
+Tensor Tensor::from_indices(const std::vector<int64_t>& values, const Shape& shape) {
+  if (static_cast<int64_t>(values.size()) != shape_numel(shape))
+    fail("from_indices", std::to_string(values.size()) + " values for shape " + shape_str(shape));
+  Tensor t = empty(shape, DType::i64);
+  std::memcpy(t.data<int64_t>(), values.data(), values.size() * sizeof(int64_t));
+  return t;
+}
+
+Tensor Tensor::arange(int64_t n, DType dtype) {
+  std::vector<double> values(n);
+  for (int64_t i = 0; i < n; ++i) values[i] = static_cast<double>(i);
+  return from_vector(values, {n}, dtype);
+}
+
+// ---- metadata ----
+
+const Shape& Tensor::shape() const { return impl_->shape; }
+const Shape& Tensor::strides() const { return impl_->strides; }
+int64_t Tensor::offset() const { return impl_->offset; }
+int64_t Tensor::dim() const { return static_cast<int64_t>(impl_->shape.size()); }
+int64_t Tensor::size(int64_t d) const { return impl_->shape[wrap_dim(d, dim(), "size")]; }
+int64_t Tensor::numel() const { return shape_numel(impl_->shape); }
+DType Tensor::dtype() const { return impl_->dtype; }
+Device Tensor::device() const { return impl_->storage->device; }
+const std::shared_ptr<Storage>& Tensor::storage() const { return impl_->storage; }
+
+bool Tensor::is_contiguous() const {
+  int64_t expected = 1;
+  for (size_t i = impl_->shape.size(); i-- > 0;) {
+    if (impl_->shape[i] == 1) continue;
+    if (impl_->strides[i] != expected) return false;
+    expected *= impl_->shape[i];
+  }
+  return true;
+}
+
+std::string Tensor::str() const {
+  if (!defined()) return "undefined";
+  return std::string(dtype_name(dtype())) + shape_str(shape());
+}
+
+void* Tensor::raw_data() const {
+  return static_cast<char*>(impl_->storage->data) + impl_->offset * dtype_size(impl_->dtype);
+}
+
+template <class T>
+T* Tensor::data() const {
+  constexpr DType expected = std::is_same_v<T, float> ? DType::f32 : std::is_same_v<T, double> ? DType::f64 : DType::i64;
+  if (!defined()) fail("data", "undefined tensor");
+  if (impl_->dtype != expected)
+    fail("data", std::string("asked for ") + dtype_name(expected) + " data of a " + str() + " tensor");
+  return static_cast<T*>(raw_data());
+}
+template float* Tensor::data<float>() const;
+template double* Tensor::data<double>() const;
+template int64_t* Tensor::data<int64_t>() const;
+
+// ---- element access ----
+
+static double read_element(const Tensor& t, int64_t element) {
+  const char* base = static_cast<const char*>(t.storage()->data);
+  switch (t.dtype()) {
+    case DType::f32: return reinterpret_cast<const float*>(base)[element];
+    case DType::f64: return reinterpret_cast<const double*>(base)[element];
+    case DType::i64: return static_cast<double>(reinterpret_cast<const int64_t*>(base)[element]);
+  }
+  return 0;
+}
+
+static void require_cpu(const Tensor& t, const char* op) {
+  if (!t.defined()) fail(op, "undefined tensor");
+  if (t.device() != Device::cpu) fail(op, "needs a CPU tensor, got " + std::string(device_name(t.device())));
+}
+
+double Tensor::item() const {
+  require_cpu(*this, "item");
+  if (numel() != 1) fail("item", "needs one element, got shape " + shape_str(shape()));
+  return read_element(*this, offset());
+}
+
+double Tensor::at(std::initializer_list<int64_t> index) const {
+  require_cpu(*this, "at");
+  if (static_cast<int64_t>(index.size()) != dim())
+    fail("at", std::to_string(index.size()) + " indices for shape " + shape_str(shape()));
+  int64_t element = offset();
+  int64_t d = 0;
+  for (int64_t i : index) {
+    if (i < 0 || i >= shape()[d]) fail("at", "index " + std::to_string(i) + " out of range for " + shape_str(shape()));
+    element += i * strides()[d++];
+  }
+  return read_element(*this, element);
+}
+
+std::vector<double> Tensor::to_vector() const {
+  require_cpu(*this, "to_vector");
+  Tensor c = to(DType::f64).contiguous();
+  const double* p = c.data<double>();
+  return std::vector<double>(p, p + c.numel());
+}
+
+std::vector<int64_t> Tensor::to_indices() const {
+  require_cpu(*this, "to_indices");
+  if (dtype() != DType::i64) fail("to_indices", "needs an i64 tensor, got " + str());
+  Tensor c = contiguous();
+  const int64_t* p = c.data<int64_t>();
+  return std::vector<int64_t>(p, p + c.numel());
+}
+
+// ---- autograd accessors ----
+
+bool Tensor::requires_grad() const { return impl_ && impl_->requires_grad; }
+
+Tensor& Tensor::requires_grad_(bool value) {
+  if (value && dtype() == DType::i64) fail("requires_grad_", "integer tensors cannot require grad: " + str());
+  if (!value && impl_->grad_fn) fail("requires_grad_", "cannot turn off requires_grad of a non-leaf; use detach()");
+  impl_->requires_grad = value;
+  return *this;
+}
+
+Tensor Tensor::grad() const { return impl_->grad; }
+void Tensor::set_grad(const Tensor& grad) const { impl_->grad = grad; }
+void Tensor::zero_grad() const { impl_->grad = Tensor(); }
+bool Tensor::is_leaf() const { return !impl_->grad_fn; }
+const std::shared_ptr<Node>& Tensor::grad_fn() const { return impl_->grad_fn; }
+
+void Tensor::backward(const Tensor& upstream, bool retain_graph) const {
+  run_backward(*this, upstream, retain_graph);
+}
+
+Tensor Tensor::detach() const {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = impl_->storage;
+  impl->shape = impl_->shape;
+  impl->strides = impl_->strides;
+  impl->offset = impl_->offset;
+  impl->dtype = impl_->dtype;
+  return Tensor(std::move(impl));
+}
+
+Tensor make_view(const Tensor& t, const Shape& shape, const Shape& strides, int64_t offset) {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = t.storage();
+  impl->shape = shape;
+  impl->strides = strides;
+  impl->offset = offset;
+  impl->dtype = t.dtype();
+  return Tensor(std::move(impl));
+}
+
+// ---- copies ----
+
+template <class D, class S>
+static void copy_kernel_cpu(D* dst, const S* src, const StridedPlan<2>& plan) {
+  for_each_run(plan, 1 << 15, [&](const std::array<int64_t, 2>& base, int64_t n, const std::array<int64_t, 2>& inner) {
+    D* d = dst + base[0];
+    const S* s = src + base[1];
+    if (inner[0] == 1 && inner[1] == 1) {
+      for (int64_t i = 0; i < n; ++i) d[i] = static_cast<D>(s[i]);
+    } else {
+      for (int64_t i = 0; i < n; ++i) d[i * inner[0]] = static_cast<D>(s[i * inner[1]]);
+    }
+  });
+}
+
+template <class D>
+static void copy_from(const Tensor& dst, const Tensor& src, const StridedPlan<2>& plan) {
+  switch (src.dtype()) {
+    case DType::f32: copy_kernel_cpu(dst.data<D>(), src.data<float>(), plan); break;
+    case DType::f64: copy_kernel_cpu(dst.data<D>(), src.data<double>(), plan); break;
+    case DType::i64: copy_kernel_cpu(dst.data<D>(), src.data<int64_t>(), plan); break;
+  }
+}
+
+// dst[...] = src[...] for every element of dst's shape; src may broadcast (stride 0) into dst.
+void copy_strided(const Tensor& dst, const Tensor& src) {
+  const Shape src_strides = [&] {
+    Shape s(dst.dim(), 0);
+    const int64_t lead = dst.dim() - src.dim();
+    for (int64_t d = 0; d < src.dim(); ++d) s[lead + d] = src.shape()[d] == 1 ? 0 : src.strides()[d];
+    return s;
+  }();
+  const StridedPlan<2> plan = plan_strided<2>(dst.shape(), {&dst.strides(), &src_strides});
+  switch (dst.device()) {
+    case Device::cpu:
+      switch (dst.dtype()) {
+        case DType::f32: copy_from<float>(dst, src, plan); break;
+        case DType::f64: copy_from<double>(dst, src, plan); break;
+        case DType::i64: copy_from<int64_t>(dst, src, plan); break;
+      }
+      break;
+    case Device::cuda: fail("copy", "this build has no CUDA backend");
+  }
+}
+
+// ---- in-place ----
+
+static void check_inplace(const Tensor& t, const char* op) {
+  if (!t.defined()) fail(op, "undefined tensor");
+  if (t.requires_grad() && grad_enabled())
+    fail(op, "in-place write to a tensor that requires grad " + t.str() + " while grad mode is on; use NoGradGuard");
+}
+
+void Tensor::bump_version() const { ++impl_->storage->version; }
+
+Tensor& Tensor::fill_(double value) {
+  check_inplace(*this, "fill_");
+  Tensor source = Tensor::empty({}, dtype(), device());
+  switch (dtype()) {
+    case DType::f32: *source.data<float>() = static_cast<float>(value); break;
+    case DType::f64: *source.data<double>() = value; break;
+    case DType::i64: *source.data<int64_t>() = static_cast<int64_t>(value); break;
+  }
+  copy_strided(*this, source);
+  bump_version();
+  return *this;
+}
+
+Tensor& Tensor::zero_() { return fill_(0.0); }
+
+Tensor& Tensor::copy_(const Tensor& src) {
+  check_inplace(*this, "copy_");
+  if (src.shape() != shape() && broadcast_shapes(src.shape(), shape(), "copy_") != shape())
+    fail("copy_", "cannot copy " + src.str() + " into " + str());
+  copy_strided(*this, src);
+  bump_version();
+  return *this;
+}
+
+Tensor& Tensor::add_(const Tensor& other, double alpha) {
+  check_inplace(*this, "add_");
+  Tensor update;
+  {
+    NoGradGuard no_grad;
+    update = alpha == 1.0 ? add(*this, other) : add(*this, mul(other, alpha));
+  }
+  if (update.shape() != shape()) fail("add_", "cannot add " + other.str() + " into " + str());
+  copy_strided(*this, update);
+  bump_version();
+  return *this;
+}
+
+Tensor& Tensor::mul_(double value) {
+  check_inplace(*this, "mul_");
+  Tensor update;
+  {
+    NoGradGuard no_grad;
+    update = mul(*this, value);
+  }
+  copy_strided(*this, update);
+  bump_version();
+  return *this;
+}
+
+Tensor Tensor::to(DType target) const {
+  if (target == dtype()) return *this;
+  Tensor out = Tensor::empty(shape(), target, device());
+  copy_strided(out, *this);
+  return out;
+}
+
+Tensor Tensor::clone() const {
+  Tensor out = Tensor::empty(shape(), dtype(), device());
+  copy_strided(out, *this);
+  return out;
+}
+
+// ---- view methods ----
+
+Tensor Tensor::reshape(const Shape& s) const { return vt::reshape(*this, s); }
+Tensor Tensor::view(const Shape& s) const { return vt::view(*this, s); }
+Tensor Tensor::permute(const Shape& dims) const { return vt::permute(*this, dims); }
+Tensor Tensor::transpose(int64_t d0, int64_t d1) const { return vt::transpose(*this, d0, d1); }
+Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const {
+  return vt::slice(*this, d, start, end, step);
+}
+Tensor Tensor::expand(const Shape& s) const { return vt::expand(*this, s); }
+Tensor Tensor::contiguous() const { return vt::contiguous(*this); }
+
+}  // namespace vt

@@ -1,0 +1,211 @@
+// matmul and linear on GEMM. Conventions: an operand whose last two dims are row-major or column-major
+// (a transposed view) goes to GEMM as a pointer, a leading dimension and a transpose flag, never copied;
+// batched products run one GEMM per batch, in parallel over batches when each GEMM is too small to thread.
+#include "autograd/blas.h"
+#include "autograd/parallel.h"
+#include "ops/ops.h"
+
+namespace vt {
+
+namespace {
+
+// How GEMM reads a (rows, cols) matrix with strides (row_stride, col_stride).
+struct GemmLayout {
+  bool ok = false;
+  bool trans = false;
+  int64_t ld = 0;
+};
+
+GemmLayout gemm_layout(int64_t rows, int64_t cols, int64_t row_stride, int64_t col_stride) {
+  if (col_stride == 1 && (rows == 1 || row_stride >= std::max<int64_t>(cols, 1)))
+    return {true, false, rows == 1 ? std::max<int64_t>(cols, 1) : row_stride};
+  if (row_stride == 1 && (cols == 1 || col_stride >= std::max<int64_t>(rows, 1)))
+    return {true, true, cols == 1 ? std::max<int64_t>(rows, 1) : col_stride};
+  return {};
+}
+
+GemmLayout matrix_layout(const Tensor& t) {
+  const int64_t n = t.dim();
+  return gemm_layout(t.shape()[n - 2], t.shape()[n - 1], t.strides()[n - 2], t.strides()[n - 1]);
+}
+
+// GEMMs smaller than this many multiply-adds are not worth OpenBLAS's threads (its own cut-off is 64^3);
+// batches of them are spread over our threads instead.
+constexpr int64_t kSmallGemm = 64 * 64 * 64;
+
+// y (batch, M, N) = a (batch, M, K) @ b (batch, K, N), with per-batch element offsets into a and b.
+template <class T>
+void batched_gemm_cpu(T* y, const T* a, const T* b, const std::vector<int64_t>& a_offsets,
+                      const std::vector<int64_t>& b_offsets, GemmLayout la, GemmLayout lb, int64_t m, int64_t n,
+                      int64_t k) {
+  const int64_t batch = static_cast<int64_t>(a_offsets.size());
+  auto one = [&](int64_t i) {
+    gemm<T>(la.trans, lb.trans, m, n, k, T(1), a + a_offsets[i], la.ld, b + b_offsets[i], lb.ld, T(0),
+            y + i * m * n, n);
+  };
+  if (batch == 1 || m * n * k >= kSmallGemm) {
+    for (int64_t i = 0; i < batch; ++i) one(i);
+  } else {
+    parallel_for(0, batch, 1, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) one(i);
+    });
+  }
+}
+
+// Element offsets of each batch index of `t` (dims before the last two), broadcast to `batch_shape`.
+std::vector<int64_t> batch_offsets(const Tensor& t, const Shape& batch_shape) {
+  const int64_t nb = static_cast<int64_t>(batch_shape.size());
+  const int64_t lead = nb - (t.dim() - 2);
+  std::vector<int64_t> offsets(shape_numel(batch_shape));
+  for (size_t i = 0; i < offsets.size(); ++i) {
+    int64_t rest = static_cast<int64_t>(i), offset = 0;
+    for (int64_t d = nb - 1; d >= 0; --d) {
+      const int64_t index = rest % batch_shape[d];
+      rest /= batch_shape[d];
+      const int64_t td = d - lead;
+      if (td >= 0 && t.shape()[td] != 1) offset += index * t.strides()[td];
+    }
+    offsets[i] = offset;
+  }
+  return offsets;
+}
+
+void check_matmul_inputs(const Tensor& a, const Tensor& b, const char* op) {
+  if (!a.defined() || !b.defined()) fail(op, "undefined input");
+  if (a.dtype() != b.dtype() || a.dtype() == DType::i64)
+    fail(op, "needs two float tensors of one dtype, got " + a.str() + " and " + b.str());
+  if (a.device() != b.device()) fail(op, "inputs on different devices");
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  check_matmul_inputs(a, b, "matmul");
+  if (a.dim() < 2 || b.dim() < 2) fail("matmul", "needs at least 2-D inputs, got " + a.str() + " @ " + b.str());
+  const int64_t m = a.size(-2), k = a.size(-1), n = b.size(-1);
+  if (b.size(-2) != k) fail("matmul", "inner dims differ: " + a.str() + " @ " + b.str());
+  const Shape batch_shape = broadcast_shapes(Shape(a.shape().begin(), a.shape().end() - 2),
+                                             Shape(b.shape().begin(), b.shape().end() - 2), "matmul");
+  Shape out = batch_shape;
+  out.push_back(m);
+  out.push_back(n);
+  Tensor y = Tensor::empty(out, a.dtype(), a.device());
+  {
+    NoGradGuard no_grad;
+    // Layouts GEMM cannot read (neither dim unit-stride) are copied once.
+    const Tensor ac = matrix_layout(a).ok ? a : contiguous(a);
+    const Tensor bc = matrix_layout(b).ok ? b : contiguous(b);
+    GemmLayout la = matrix_layout(ac), lb = matrix_layout(bc);
+    std::vector<int64_t> a_offsets = batch_offsets(ac, batch_shape), b_offsets = batch_offsets(bc, batch_shape);
+    int64_t rows = m;
+    // A weight shared by every batch (b broadcast) and a row-major a whose batches are consecutive rows:
+    // one GEMM of (batch * M, K) @ (K, N) instead of many.
+    bool shared_b = true;
+    for (int64_t offset : b_offsets) shared_b = shared_b && offset == 0;
+    if (a_offsets.size() > 1 && shared_b && !la.trans) {
+      bool rows_consecutive = true;
+      for (size_t i = 0; i < a_offsets.size(); ++i) rows_consecutive = rows_consecutive && a_offsets[i] == static_cast<int64_t>(i) * m * la.ld;
+      if (rows_consecutive) {
+        rows = m * static_cast<int64_t>(a_offsets.size());
+        a_offsets.assign(1, 0);
+        b_offsets.assign(1, 0);
+      }
+    }
+    switch (a.device()) {
+      case Device::cpu:
+        if (a.dtype() == DType::f32)
+          batched_gemm_cpu(y.data<float>(), ac.data<float>(), bc.data<float>(), a_offsets, b_offsets, la, lb, rows, n, k);
+        else
+          batched_gemm_cpu(y.data<double>(), ac.data<double>(), bc.data<double>(), a_offsets, b_offsets, la, lb, rows, n, k);
+        break;
+      case Device::cuda: fail("matmul", "this build has no CUDA backend");
+    }
+  }
+  record("matmul", y, {a, b}, {a, b}, [](const Tensor& dy, const BackwardContext& ctx) -> Grads {
+    const Tensor &a = ctx.saved[0], &b = ctx.saved[1];
+    Tensor da, db;
+    // y = a b  =>  da = dy b^T, db = a^T dy (transposes are views; the engine sums broadcast batches).
+    if (ctx.needs_input_grad[0]) da = matmul(dy, transpose(b, -1, -2));
+    if (ctx.needs_input_grad[1]) {
+      if (b.dim() == 2 && a.dim() > 2) {
+        // A weight shared across batches: fold the batches into one GEMM, (K, batch*M) @ (batch*M, N).
+        db = matmul(transpose(reshape(a, {-1, a.size(-1)}), 0, 1), reshape(dy, {-1, dy.size(-1)}));
+      } else {
+        db = matmul(transpose(a, -1, -2), dy);
+      }
+    }
+    return {da, db};
+  });
+  return y;
+}
+
+// ---- linear ----
+
+// y (rows, out) = x (rows, in) @ w^T (in, out) + bias; the bias is written first and GEMM adds onto it.
+template <class T>
+static void linear_forward_cpu(T* y, const T* x, const T* w, const T* bias, int64_t rows, int64_t in, int64_t out) {
+  if (bias) {
+    parallel_for(0, rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(out, 1)), [&](int64_t lo, int64_t hi) {
+      for (int64_t r = lo; r < hi; ++r) std::copy_n(bias, out, y + r * out);
+    });
+  }
+  gemm<T>(false, true, rows, out, in, T(1), x, in, w, in, bias ? T(1) : T(0), y, out);
+}
+
+// dx (rows, in) = dy @ w; dw (out, in) = dy^T @ x; both straight from GEMM's transpose flags.
+template <class T>
+static void linear_backward_cpu(T* dx, T* dw, const T* dy, const T* x, const T* w, int64_t rows, int64_t in,
+                                int64_t out) {
+  if (dx) gemm<T>(false, false, rows, in, out, T(1), dy, out, w, in, T(0), dx, in);
+  if (dw) gemm<T>(true, false, out, in, rows, T(1), dy, out, x, in, T(0), dw, in);
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  check_matmul_inputs(x, weight, "linear");
+  if (weight.dim() != 2 || x.dim() < 1 || x.size(-1) != weight.size(1))
+    fail("linear", "input " + x.str() + " does not match weight " + weight.str() + " (out, in)");
+  const int64_t in = weight.size(1), out = weight.size(0);
+  if (bias.defined() && (bias.dim() != 1 || bias.size(0) != out || bias.dtype() != x.dtype()))
+    fail("linear", "bias " + bias.str() + " does not match weight " + weight.str());
+  Shape out_shape = x.shape();
+  out_shape.back() = out;
+  Tensor y = Tensor::empty(out_shape, x.dtype(), x.device());
+  const int64_t rows = x.numel() / std::max<int64_t>(in, 1);
+  Tensor x2, w;
+  {
+    NoGradGuard no_grad;
+    x2 = contiguous(reshape(x, {rows, in}));  // (rows, in), a view unless x's rows are scattered
+    w = contiguous(weight);       // (out, in)
+    const Tensor b = bias.defined() ? contiguous(bias) : Tensor();
+    switch (x.device()) {
+      case Device::cpu:
+        if (x.dtype() == DType::f32)
+          linear_forward_cpu(y.data<float>(), x2.data<float>(), w.data<float>(),
+                             b.defined() ? b.data<float>() : nullptr, rows, in, out);
+        else
+          linear_forward_cpu(y.data<double>(), x2.data<double>(), w.data<double>(),
+                             b.defined() ? b.data<double>() : nullptr, rows, in, out);
+        break;
+      case Device::cuda: fail("linear", "this build has no CUDA backend");
+    }
+  }
+  const Shape x_shape = x.shape();
+  record("linear", y, {x, weight, bias}, {x2, w},
+         [=](const Tensor& dy, const BackwardContext& ctx) -> Grads {
+           const Tensor &x2 = ctx.saved[0], &w = ctx.saved[1];
+           const Tensor g = reshape(contiguous(dy), {rows, out});  // (rows, out)
+           Tensor dx = ctx.needs_input_grad[0] ? Tensor::empty(x_shape, g.dtype(), g.device()) : Tensor();
+           Tensor dw = ctx.needs_input_grad[1] ? Tensor::empty({out, in}, g.dtype(), g.device()) : Tensor();
+           if (g.dtype() == DType::f32)
+             linear_backward_cpu(dx.defined() ? dx.data<float>() : nullptr, dw.defined() ? dw.data<float>() : nullptr,
+                                 g.data<float>(), x2.data<float>(), w.data<float>(), rows, in, out);
+           else
+             linear_backward_cpu(dx.defined() ? dx.data<double>() : nullptr, dw.defined() ? dw.data<double>() : nullptr,
+                                 g.data<double>(), x2.data<double>(), w.data<double>(), rows, in, out);
+           const Tensor db = ctx.needs_input_grad[2] ? sum(g, {0}) : Tensor();  // (out)
+           return {dx, dw, db};
+         });
+  return y;
+}
+
+}  // namespace vt

@@ -1,0 +1,100 @@
+// The op library: every function here is differentiable (records a Node with its backward) unless it says
+// otherwise. Conventions: float32 or float64 inputs of one dtype; NumPy broadcasting for elementwise ops;
+// negative dims count from the end; shapes are written (B, N, D) in comments; errors name the op and shapes.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "autograd/engine.h"
+#include "autograd/random.h"
+#include "autograd/tensor.h"
+
+namespace vt {
+
+// ---- elementwise (ops/elementwise.cpp) ----
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor add(const Tensor& a, double b);
+Tensor sub(const Tensor& a, double b);
+Tensor mul(const Tensor& a, double b);
+Tensor div(const Tensor& a, double b);
+Tensor rsub(double a, const Tensor& b);  // a - b
+Tensor neg(const Tensor& x);
+Tensor exp(const Tensor& x);
+Tensor log(const Tensor& x);
+Tensor sqrt(const Tensor& x);
+Tensor pow(const Tensor& x, double exponent);
+Tensor tanh(const Tensor& x);
+Tensor relu(const Tensor& x);
+Tensor gelu(const Tensor& x);  // exact erf form: x * Phi(x), PyTorch's default
+
+Tensor operator+(const Tensor& a, const Tensor& b);
+Tensor operator-(const Tensor& a, const Tensor& b);
+Tensor operator*(const Tensor& a, const Tensor& b);
+Tensor operator/(const Tensor& a, const Tensor& b);
+Tensor operator+(const Tensor& a, double b);
+Tensor operator-(const Tensor& a, double b);
+Tensor operator*(const Tensor& a, double b);
+Tensor operator*(double a, const Tensor& b);
+Tensor operator/(const Tensor& a, double b);
+Tensor operator-(const Tensor& x);
+
+Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
+
+// ---- reductions (ops/reduce.cpp); an empty dims list reduces over every dim ----
+Tensor sum(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+Tensor mean(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+Tensor max(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+Tensor argmax(const Tensor& x, int64_t dim, bool keepdim = false);  // i64, not differentiable
+
+// ---- shape ops (ops/shape.cpp); views share storage with their input ----
+Tensor reshape(const Tensor& x, const Shape& shape);  // a view when the strides allow, else a copy; one -1 allowed
+Tensor view(const Tensor& x, const Shape& shape);     // always a view; fails when the strides do not allow it
+Tensor permute(const Tensor& x, const Shape& dims);
+Tensor transpose(const Tensor& x, int64_t d0, int64_t d1);
+Tensor contiguous(const Tensor& x);
+Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t step = 1);
+Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length);
+Tensor expand(const Tensor& x, const Shape& shape);   // -1 keeps a dim; size-1 dims broadcast (stride 0)
+Tensor cat(const std::vector<Tensor>& xs, int64_t dim);
+std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim);
+std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim);
+std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim);
+Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);  // index: i64 (K)
+Tensor flatten(const Tensor& x, int64_t start_dim = 0, int64_t end_dim = -1);
+Tensor unsqueeze(const Tensor& x, int64_t dim);
+Tensor squeeze(const Tensor& x, int64_t dim);
+
+// ---- linear algebra (ops/matmul.cpp) ----
+// (..., M, K) @ (..., K, N) -> (..., M, N); batch dims broadcast; transposed views go to GEMM as flags.
+Tensor matmul(const Tensor& a, const Tensor& b);
+// x (..., in), weight (out, in), bias (out) or undefined -> (..., out)
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+
+// ---- normalisation and probabilities ----
+Tensor softmax(const Tensor& x, int64_t dim = -1);      // ops/softmax.cpp
+Tensor log_softmax(const Tensor& x, int64_t dim = -1);  // ops/softmax.cpp
+// x (..., D) normalised over D; weight, bias (D) or undefined.   ops/layer_norm.cpp
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);
+
+// logits (B, C); target either class indices (i64, (B)) or probabilities (B, C) (mixup / cutmix).
+// Mean over the batch of -sum_c q_c log p_c with q = (1 - smoothing) * target + smoothing / C.
+Tensor cross_entropy(const Tensor& logits, const Tensor& target, double label_smoothing = 0.0);  // ops/loss.cpp
+
+// Zeroes each element with probability p and scales survivors by 1 / (1 - p); identity when !training.
+Tensor dropout(const Tensor& x, double p, bool training, Generator& generator = default_generator());
+
+// ---- convolution (ops/conv.cpp) ----
+// x (B, C, H, W) -> (B, C*kh*kw, L): PyTorch's F.unfold, with L = Ho * Wo sliding positions.
+Tensor unfold(const Tensor& x, int64_t kernel_h, int64_t kernel_w, int64_t stride = 1, int64_t padding = 0);
+// x (B, C, H, W), weight (O, C, kh, kw), bias (O) or undefined -> (B, O, Ho, Wo)
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride = 1, int64_t padding = 0);
+
+// ---- attention (ops/attention.cpp) ----
+// q, k, v (B, H, N, hd) -> (B, H, N, hd): softmax(q k^T * scale) v with scale = 1/sqrt(hd) by default.
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale = 0.0);
+
+}  // namespace vt

@@ -1,0 +1,216 @@
+// Reductions over any set of dims, with keepdim. Conventions: the input is viewed as (rows, cols) with the
+// kept dims as rows and the reduced dims as cols; a contiguous input reduced over trailing or leading dims
+// is read in place, any other layout is first permuted and copied. Float32 row sums accumulate in double.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "autograd/parallel.h"
+#include "ops/ops.h"
+
+namespace vt {
+
+namespace {
+
+struct Reduction {
+  std::vector<bool> reduced;  // per input dim
+  Shape kept_shape;           // output shape with keepdim
+  Shape out_shape;            // output shape as requested
+  Shape permutation;          // kept dims, then reduced dims
+  int64_t rows = 1, cols = 1;
+};
+
+Reduction plan_reduction(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim, const char* op) {
+  Reduction r;
+  const int64_t n = x.dim();
+  r.reduced.assign(n, dims.empty());
+  for (int64_t d : dims) {
+    const int64_t w = wrap_dim(d, n, op);
+    if (r.reduced[w]) fail(op, "dim " + std::to_string(d) + " listed twice for " + x.str());
+    r.reduced[w] = true;
+  }
+  for (int64_t d = 0; d < n; ++d) {
+    const int64_t s = x.shape()[d];
+    r.kept_shape.push_back(r.reduced[d] ? 1 : s);
+    if (!r.reduced[d]) {
+      r.out_shape.push_back(s);
+      r.permutation.push_back(d);
+      r.rows *= s;
+    }
+  }
+  for (int64_t d = 0; d < n; ++d)
+    if (r.reduced[d]) {
+      r.permutation.push_back(d);
+      r.cols *= x.shape()[d];
+    }
+  if (keepdim) r.out_shape = r.kept_shape;
+  return r;
+}
+
+// True when x is contiguous and every reduced dim comes before every kept dim (reduce "columns").
+bool reduces_leading_dims(const Tensor& x, const Reduction& r) {
+  if (!x.is_contiguous()) return false;
+  bool seen_kept = false;
+  for (int64_t d = 0; d < x.dim(); ++d) {
+    if (x.shape()[d] == 1) continue;
+    if (!r.reduced[d]) seen_kept = true;
+    else if (seen_kept) return false;
+  }
+  return true;
+}
+
+// ---- CPU kernels ----
+
+// y[r] = sum_c x[r * cols + c]
+template <class T>
+void sum_rows_cpu(T* y, const T* x, int64_t rows, int64_t cols) {
+  if (rows == 1) {  // one long row: per-thread partial sums, combined in thread order
+    const int threads = num_threads();
+    std::vector<double> partial(threads, 0.0);
+    const int64_t chunk = (cols + threads - 1) / threads;
+    parallel_for(0, threads, cols < (1 << 16) ? threads : 0, [&](int64_t lo, int64_t hi) {
+      for (int64_t t = lo; t < hi; ++t) {
+        double acc = 0;
+        for (int64_t c = t * chunk; c < std::min(cols, (t + 1) * chunk); ++c) acc += x[c];
+        partial[t] = acc;
+      }
+    });
+    double total = 0;
+    for (double p : partial) total += p;
+    y[0] = static_cast<T>(total);
+    return;
+  }
+  parallel_for(0, rows, std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(cols, 1)), [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; ++r) {
+      const T* row = x + r * cols;
+      double acc = 0;
+      for (int64_t c = 0; c < cols; ++c) acc += row[c];
+      y[r] = static_cast<T>(acc);
+    }
+  });
+}
+
+// y[r] = sum_c x[c * rows + r]: column sums of a (cols, rows) matrix, e.g. a bias gradient.
+template <class T>
+void sum_columns_cpu(T* y, const T* x, int64_t rows, int64_t cols) {
+  parallel_for(0, rows, std::max<int64_t>(16, (1 << 15) / std::max<int64_t>(cols, 1)), [&](int64_t lo, int64_t hi) {
+    std::fill(y + lo, y + hi, T(0));
+    for (int64_t c = 0; c < cols; ++c) {
+      const T* row = x + c * rows;
+      for (int64_t r = lo; r < hi; ++r) y[r] += row[r];
+    }
+  });
+}
+
+// y[r] = max_c x[r * cols + c], index[r] = first c attaining it (NaN wins, as in PyTorch).
+template <class T>
+void max_rows_cpu(T* y, int64_t* index, const T* x, int64_t rows, int64_t cols) {
+  parallel_for(0, rows, std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(cols, 1)), [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; ++r) {
+      const T* row = x + r * cols;
+      int64_t best = 0;
+      for (int64_t c = 1; c < cols; ++c) {
+        if (std::isnan(row[best])) break;
+        if (row[c] > row[best] || std::isnan(row[c])) best = c;
+      }
+      y[r] = row[best];
+      index[r] = best;
+    }
+  });
+}
+
+// x viewed so that reduced dims are last and contiguous: (rows, cols).
+Tensor rows_by_cols(const Tensor& x, const Reduction& r) {
+  return contiguous(permute(x, r.permutation));
+}
+
+void check_reducible(const Tensor& x, const char* op) {
+  if (!x.defined()) fail(op, "undefined input");
+  if (x.dtype() == DType::i64) fail(op, "needs a float tensor, got " + x.str());
+  if (x.device() != Device::cpu) fail(op, "this build has no CUDA backend");
+}
+
+}  // namespace
+
+Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+  check_reducible(x, "sum");
+  const Reduction r = plan_reduction(x, dims, keepdim, "sum");
+  Tensor y = Tensor::empty(r.out_shape, x.dtype(), x.device());
+  {
+    NoGradGuard no_grad;  // the permuted copy below is an implementation detail, not part of the graph
+    const bool columns = reduces_leading_dims(x, r);
+    const Tensor source = columns ? x : rows_by_cols(x, r);
+    if (x.dtype() == DType::f32) {
+      if (columns) sum_columns_cpu(y.data<float>(), source.data<float>(), r.rows, r.cols);
+      else sum_rows_cpu(y.data<float>(), source.data<float>(), r.rows, r.cols);
+    } else {
+      if (columns) sum_columns_cpu(y.data<double>(), source.data<double>(), r.rows, r.cols);
+      else sum_rows_cpu(y.data<double>(), source.data<double>(), r.rows, r.cols);
+    }
+  }
+  const Shape input_shape = x.shape(), kept_shape = r.kept_shape;
+  record("sum", y, {x}, {}, [input_shape, kept_shape](const Tensor& dy, const BackwardContext&) -> Grads {
+    return {expand(reshape(dy, kept_shape), input_shape)};  // every summed element gets dy
+  });
+  return y;
+}
+
+Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+  check_reducible(x, "mean");
+  const Reduction r = plan_reduction(x, dims, keepdim, "mean");
+  return mul(sum(x, dims, keepdim), 1.0 / static_cast<double>(std::max<int64_t>(r.cols, 1)));
+}
+
+Tensor max(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+  check_reducible(x, "max");
+  const Reduction r = plan_reduction(x, dims, keepdim, "max");
+  if (r.cols == 0) fail("max", "reduction over an empty dim of " + x.str());
+  Tensor y = Tensor::empty(r.out_shape, x.dtype(), x.device());
+  Tensor index = Tensor::empty({r.rows}, DType::i64, x.device());
+  {
+    NoGradGuard no_grad;
+    const Tensor source = rows_by_cols(x, r);
+    if (x.dtype() == DType::f32)
+      max_rows_cpu(y.data<float>(), index.data<int64_t>(), source.data<float>(), r.rows, r.cols);
+    else
+      max_rows_cpu(y.data<double>(), index.data<int64_t>(), source.data<double>(), r.rows, r.cols);
+  }
+  const Shape permutation = r.permutation;
+  const int64_t rows = r.rows, cols = r.cols;
+  const Shape permuted_shape = [&] {
+    Shape s;
+    for (int64_t d : r.permutation) s.push_back(x.shape()[d]);
+    return s;
+  }();
+  record("max", y, {x}, {index}, [=](const Tensor& dy, const BackwardContext& ctx) -> Grads {
+    // The gradient goes to the first maximal element of each reduced group only.
+    Tensor dx = Tensor::zeros({rows, cols}, dy.dtype(), dy.device());
+    const Tensor g = contiguous(dy);
+    const int64_t* best = ctx.saved[0].data<int64_t>();
+    for (int64_t row = 0; row < rows; ++row) {
+      if (dy.dtype() == DType::f32) dx.data<float>()[row * cols + best[row]] = g.data<float>()[row];
+      else dx.data<double>()[row * cols + best[row]] = g.data<double>()[row];
+    }
+    Shape inverse(permutation.size());
+    for (size_t i = 0; i < permutation.size(); ++i) inverse[permutation[i]] = static_cast<int64_t>(i);
+    return {permute(reshape(dx, permuted_shape), inverse)};
+  });
+  return y;
+}
+
+Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
+  check_reducible(x, "argmax");
+  const Reduction r = plan_reduction(x, {dim}, keepdim, "argmax");
+  if (r.cols == 0) fail("argmax", "reduction over an empty dim of " + x.str());
+  Tensor values = Tensor::empty({r.rows}, x.dtype(), x.device());
+  Tensor index = Tensor::empty(r.out_shape, DType::i64, x.device());
+  NoGradGuard no_grad;
+  const Tensor source = rows_by_cols(x, r);
+  if (x.dtype() == DType::f32)
+    max_rows_cpu(values.data<float>(), index.data<int64_t>(), source.data<float>(), r.rows, r.cols);
+  else
+    max_rows_cpu(values.data<double>(), index.data<int64_t>(), source.data<double>(), r.rows, r.cols);
+  return index;
+}
+
+}  // namespace vt

@@ -1,0 +1,87 @@
+// Test helpers: value comparison and the float64 finite-difference gradient check.
+// gradcheck compares backward against central differences of L = sum(f(leaves) * G) with G a fixed random
+// upstream gradient: a plain sum(y) would hide bugs whose gradient terms cancel (softmax, layer_norm).
+#pragma once
+
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "ops/ops.h"
+
+namespace vt::testing {
+
+// Every element of t within atol + rtol * |expected| of the expected values (row-major order).
+inline void expect_close(const Tensor& t, const std::vector<double>& expected, double atol = 1e-6,
+                         double rtol = 0.0) {
+  const std::vector<double> got = t.to_vector();
+  REQUIRE(got.size() == expected.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    INFO("element " << i << " of " << t.str() << ": got " << got[i] << ", expected " << expected[i]);
+    CHECK(std::abs(got[i] - expected[i]) <= atol + rtol * std::abs(expected[i]));
+  }
+}
+
+inline void expect_close(const Tensor& a, const Tensor& b, double atol = 1e-6, double rtol = 0.0) {
+  REQUIRE(a.shape() == b.shape());
+  expect_close(a, b.to_vector(), atol, rtol);
+}
+
+// Random float64 leaf of the given shape (seeded per call site by `seed`).
+inline Tensor random_leaf(const Shape& shape, uint64_t seed, double scale = 1.0) {
+  Generator generator(seed);
+  Tensor t = randn(shape, DType::f64, generator);
+  if (scale != 1.0) {
+    NoGradGuard no_grad;
+    t = mul(t, scale);
+  }
+  return t.requires_grad_();
+}
+
+using LeafFunction = std::function<Tensor(const std::vector<Tensor>&)>;
+
+// Checks d/d(leaf) of sum(f(leaves) * G) for every element of every leaf that requires grad.
+inline void gradcheck(const LeafFunction& f, const std::vector<Tensor>& leaves, double eps = 1e-6,
+                      double atol = 1e-7, double rtol = 1e-5) {
+  for (const Tensor& leaf : leaves) {
+    REQUIRE(leaf.dtype() == DType::f64);
+    REQUIRE(leaf.is_contiguous());
+    leaf.zero_grad();
+  }
+  Tensor y = f(leaves);
+  REQUIRE(y.dtype() == DType::f64);
+  Generator generator(1234);
+  const Tensor upstream = randn(y.shape(), DType::f64, generator);
+  y.backward(upstream);
+
+  auto loss = [&] {
+    NoGradGuard no_grad;
+    return sum(mul(f(leaves), upstream)).item();
+  };
+  for (size_t l = 0; l < leaves.size(); ++l) {
+    const Tensor& leaf = leaves[l];
+    if (!leaf.requires_grad()) continue;
+    const Tensor grad = leaf.grad();
+    REQUIRE_MESSAGE(grad.defined(), "leaf " << l << " " << leaf.str() << " got no gradient");
+    REQUIRE(grad.shape() == leaf.shape());
+    const std::vector<double> analytic = grad.to_vector();
+    double* data = leaf.data<double>();
+    for (int64_t i = 0; i < leaf.numel(); ++i) {
+      const double saved = data[i];
+      data[i] = saved + eps;
+      const double up = loss();
+      data[i] = saved - eps;
+      const double down = loss();
+      data[i] = saved;
+      const double numeric = (up - down) / (2 * eps);
+      INFO("leaf " << l << " " << leaf.str() << " element " << i << ": backward " << analytic[i]
+                   << ", finite difference " << numeric);
+      CHECK(std::abs(analytic[i] - numeric) <= atol + rtol * std::abs(numeric));
+    }
+  }
+}
+
+}  // namespace vt::testing

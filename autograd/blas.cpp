@@ -30,18 +30,7 @@ void gemm<double>(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, d
 
 std::string blas_core_name() { return openblas_get_corename(); }
 
-// The best OpenBLAS kernel family this CPU can run, or nullptr when it has neither AVX2 nor AVX-512.
-static const char* best_core_for_cpu() {
-  __builtin_cpu_init();
-  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-  if (avx512) return "SkylakeX";
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    return __builtin_cpu_is("amd") ? "Zen" : "Haswell";
-  return nullptr;
-}
-
-// Kernel families at least as fast as what best_core_for_cpu() would pick at each level.
+// Kernel families at least as fast as the best one each instruction-set level allows.
 static bool is_avx512_core(const std::string& core) {
   return core == "SkylakeX" || core == "Cooperlake" || core == "CooperLake" || core == "SapphireRapids";
 }
@@ -49,17 +38,31 @@ static bool is_avx2_core(const std::string& core) {
   return is_avx512_core(core) || core == "Haswell" || core == "Zen";
 }
 
+const char* better_blas_core(const std::string& detected, const CpuFeatures& cpu) {
+  if (cpu.avx512) return is_avx512_core(detected) ? nullptr : "SkylakeX";
+  if (cpu.avx2_fma) return is_avx2_core(detected) ? nullptr : (cpu.amd ? "Zen" : "Haswell");
+  return nullptr;
+}
+
+CpuFeatures this_cpu() {
+  __builtin_cpu_init();
+  CpuFeatures cpu;
+  cpu.avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  cpu.avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  cpu.amd = __builtin_cpu_is("amd");
+  return cpu;
+}
+
 void ensure_fast_blas(int argc, char** argv) {
   (void)argc;
   if (std::getenv("OPENBLAS_CORETYPE")) return;  // the user's own choice is left alone
-  const char* best = best_core_for_cpu();
-  if (!best) return;
   const std::string core = openblas_get_corename();
-  const bool good = std::strcmp(best, "SkylakeX") == 0 ? is_avx512_core(core) : is_avx2_core(core);
-  if (good) return;
+  const char* better = better_blas_core(core, this_cpu());
+  if (!better) return;
   std::fprintf(stderr, "vt: OpenBLAS picked its '%s' kernels for this CPU; restarting with OPENBLAS_CORETYPE=%s\n",
-               core.c_str(), best);
-  setenv("OPENBLAS_CORETYPE", best, 1);
+               core.c_str(), better);
+  setenv("OPENBLAS_CORETYPE", better, 1);
   execv("/proc/self/exe", argv);
   std::fprintf(stderr, "vt: restart failed (%s); continuing with the '%s' kernels\n", std::strerror(errno),
                core.c_str());

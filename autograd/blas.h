@@ -15,6 +15,17 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
 
 std::string blas_core_name();  // OpenBLAS's kernel family, e.g. "Haswell", "SkylakeX", "Zen"
 
+struct CpuFeatures {
+  bool avx512 = false;    // AVX-512 F, BW, VL and DQ: what OpenBLAS's SkylakeX kernels use
+  bool avx2_fma = false;  // AVX2 and FMA: the Haswell and Zen kernels
+  bool amd = false;
+};
+CpuFeatures this_cpu();
+
+// The kernel family to force instead of `detected`, or nullptr when `detected` is already the best
+// this CPU can run.
+const char* better_blas_core(const std::string& detected, const CpuFeatures& cpu);
+
 // OpenBLAS 0.3.21 (Debian 12) reports some newer CPUs as "Prescott" and runs SSE3 kernels, 4-5x slower.
 // When that happens and the user has not set OPENBLAS_CORETYPE, pick the best kernel family the CPU
 // supports, set the variable and re-exec the program (it is read only when the library loads).

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, builds, and runs every test, first in the optimised build,
+# then under AddressSanitizer + UndefinedBehaviorSanitizer (skip that with --no-sanitize).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+bash scripts/build.sh build
+(cd build && ctest --output-on-failure -j "$(nproc)")
+if [ "${1:-}" != "--no-sanitize" ]; then
+  bash scripts/build.sh build-asan -DVT_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+  (cd build-asan && ctest --output-on-failure -j "$(nproc)")
+fi

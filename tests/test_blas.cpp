@@ -1,0 +1,44 @@
+// The OpenBLAS kernel choice at start-up, and GEMM's transpose flags against a plain triple loop.
+#include "autograd/blas.h"
+#include "tests/helpers.h"
+
+using namespace vt;
+
+TEST_CASE("blas: an unrecognised CPU gets the best kernels its instruction set allows") {
+  const CpuFeatures intel_avx512{true, true, false}, intel_avx2{false, true, false}, amd_avx2{false, true, true};
+  const CpuFeatures old_cpu{false, false, false};
+  // Debian's OpenBLAS 0.3.21 reports some AVX-512 Xeons as "Prescott" (SSE3 kernels, ~5x slower).
+  CHECK(std::string(better_blas_core("Prescott", intel_avx512)) == "SkylakeX");
+  CHECK(std::string(better_blas_core("Haswell", intel_avx512)) == "SkylakeX");
+  CHECK(std::string(better_blas_core("Prescott", intel_avx2)) == "Haswell");
+  CHECK(std::string(better_blas_core("Prescott", amd_avx2)) == "Zen");
+  CHECK(better_blas_core("SkylakeX", intel_avx512) == nullptr);
+  CHECK(better_blas_core("Zen", amd_avx2) == nullptr);
+  CHECK(better_blas_core("Haswell", intel_avx2) == nullptr);
+  CHECK(better_blas_core("Prescott", old_cpu) == nullptr);  // nothing better to offer
+  // This process went through ensure_fast_blas in main: its kernels are the best for this CPU,
+  // unless the user chose them with OPENBLAS_CORETYPE.
+  if (!std::getenv("OPENBLAS_CORETYPE")) CHECK(better_blas_core(blas_core_name(), this_cpu()) == nullptr);
+}
+
+TEST_CASE("blas: gemm with every transpose flag matches a triple loop") {
+  const int64_t m = 5, n = 7, k = 3;
+  Generator generator(5);
+  const Tensor a = randn({m * k}, DType::f64, generator), b = randn({k * n}, DType::f64, generator);
+  const double *pa = a.data<double>(), *pb = b.data<double>();
+  for (bool trans_a : {false, true})
+    for (bool trans_b : {false, true}) {
+      CAPTURE(trans_a);
+      CAPTURE(trans_b);
+      // op(A)[i][p] is A[i * k + p] stored (m, k), or A[p * m + i] stored (k, m) when transposed.
+      std::vector<double> c(m * n, 1.0);
+      gemm<double>(trans_a, trans_b, m, n, k, 2.0, pa, trans_a ? m : k, pb, trans_b ? k : n, 0.5, c.data(), n);
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+          double expected = 0.5;  // beta * C
+          for (int64_t p = 0; p < k; ++p)
+            expected += 2.0 * (trans_a ? pa[p * m + i] : pa[i * k + p]) * (trans_b ? pb[j * k + p] : pb[p * n + j]);
+          CHECK(c[i * n + j] == doctest::Approx(expected).epsilon(1e-12));
+        }
+    }
+}

@@ -1,0 +1,62 @@
+// matmul and linear: values by hand, transposed views going to GEMM without copies, batch broadcasting,
+// and gradient checks on broadcast and non-contiguous operands.
+#include "tests/helpers.h"
+
+using namespace vt;
+using testing::gradcheck;
+using testing::random_leaf;
+
+TEST_CASE("matmul: 2-D, transposed and batched products") {
+  // [[1, 2], [3, 4]] @ [[5, 6], [7, 8]] = [[19, 22], [43, 50]]
+  Tensor a = Tensor::from_vector({1, 2, 3, 4}, {2, 2});
+  Tensor b = Tensor::from_vector({5, 6, 7, 8}, {2, 2});
+  testing::expect_close(matmul(a, b), {19, 22, 43, 50});
+  // a^T @ b = [[1, 3], [2, 4]] @ b = [[26, 30], [38, 44]]
+  testing::expect_close(matmul(transpose(a, 0, 1), b), {26, 30, 38, 44});
+  // a @ b^T = [[1*5 + 2*6, 1*7 + 2*8], [3*5 + 4*6, 3*7 + 4*8]] = [[17, 23], [39, 53]]
+  testing::expect_close(matmul(a, transpose(b, 0, 1)), {17, 23, 39, 53});
+  // (2, 2, 2) @ (2, 2): b broadcast over the batch; batch 1 is 2a, so its product is doubled
+  Tensor batch = cat({unsqueeze(a, 0), unsqueeze(mul(a, 2.0), 0)}, 0);
+  testing::expect_close(matmul(batch, b), {19, 22, 43, 50, 38, 44, 86, 100});
+  // (2, 1, 2, 2) @ (3, 2, 2) -> (2, 3, 2, 2)
+  CHECK(matmul(reshape(batch, {2, 1, 2, 2}), expand(b, {3, 2, 2})).shape() == Shape{2, 3, 2, 2});
+  // a (1, 3) row times (3, 1) column: 1*4 + 2*5 + 3*6 = 32
+  testing::expect_close(matmul(Tensor::from_vector({1, 2, 3}, {1, 3}), Tensor::from_vector({4, 5, 6}, {3, 1})), {32});
+}
+
+TEST_CASE("matmul: gradients, batched, broadcast and non-contiguous") {
+  Tensor a = random_leaf({2, 3, 4}, 31), b = random_leaf({4, 5}, 32), c = random_leaf({2, 4, 5}, 33);
+  Tensor d = random_leaf({5, 4}, 34), e = random_leaf({3, 1, 3, 4}, 35);
+  gradcheck([](const auto& l) { return matmul(l[0], l[1]); }, {a, b});                       // shared weight
+  gradcheck([](const auto& l) { return matmul(l[0], l[1]); }, {a, c});                       // batched
+  gradcheck([](const auto& l) { return matmul(l[0], transpose(l[1], 0, 1)); }, {a, d});      // b^T view
+  gradcheck([](const auto& l) { return matmul(transpose(l[0], 1, 2), l[1]); }, {a, a});      // a^T a
+  gradcheck([](const auto& l) { return matmul(l[1], l[0]); }, {c, e});                       // broadcast batch
+  gradcheck([](const auto& l) { return matmul(slice(l[0], 2, 0, 4, 2), slice(l[1], 0, 1, 4, 2)); }, {a, b});
+}
+
+TEST_CASE("linear: y = x W^T + b over any leading dims") {
+  // x = [1, 2], W = [[1, 0], [0, 1], [1, 1]], b = [0.5, 0, -1]  ->  [1.5, 2, 2]
+  Tensor x = Tensor::from_vector({1, 2}, {1, 2});
+  Tensor w = Tensor::from_vector({1, 0, 0, 1, 1, 1}, {3, 2});
+  Tensor b = Tensor::from_vector({0.5, 0, -1}, {3});
+  testing::expect_close(linear(x, w, b), {1.5, 2, 2});
+  testing::expect_close(linear(x, w), {1, 2, 3});
+  Tensor x3 = random_leaf({2, 3, 4}, 41), w3 = random_leaf({5, 4}, 42), b3 = random_leaf({5}, 43);
+  testing::expect_close(linear(x3, w3, b3), add(matmul(x3, transpose(w3, 0, 1)), b3), 1e-12);
+  gradcheck([](const auto& l) { return linear(l[0], l[1], l[2]); }, {x3, w3, b3});
+  gradcheck([](const auto& l) { return linear(l[0], l[1]); }, {x3, w3});
+  gradcheck([](const auto& l) { return linear(transpose(l[0], 0, 1), l[1], l[2]); }, {x3, w3, b3});
+  gradcheck([](const auto& l) { return linear(l[0], transpose(l[1], 0, 1)); }, {random_leaf({3, 5}, 44), w3});
+}
+
+TEST_CASE("matmul and linear: misuse fails loudly") {
+  CHECK_THROWS_WITH_AS(matmul(Tensor::ones({3}), Tensor::ones({3, 2})), doctest::Contains("at least 2-D"),
+                       std::runtime_error);
+  CHECK_THROWS_WITH_AS(matmul(Tensor::ones({2, 2, 3}), Tensor::ones({3, 3, 2})),
+                       doctest::Contains("matmul: shapes (2) and (3) do not broadcast"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(linear(Tensor::ones({2, 3}), Tensor::ones({4, 2})), doctest::Contains("linear: input f32(2, 3)"),
+                       std::runtime_error);
+  CHECK_THROWS_WITH_AS(linear(Tensor::ones({2, 3}), Tensor::ones({4, 3}), Tensor::ones({3})),
+                       doctest::Contains("linear: bias"), std::runtime_error);
+}

@@ -1,0 +1,63 @@
+// Reductions: values over chosen dims with and without keepdim, gradient checks (random upstream) over
+// leading, trailing, middle and all dims, on non-contiguous inputs, and max's tie rule.
+#include "tests/helpers.h"
+
+using namespace vt;
+using testing::gradcheck;
+using testing::random_leaf;
+
+TEST_CASE("reduce: sum, mean and max values") {
+  // x = [[1, 2, 3], [4, 5, 6]]
+  Tensor x = Tensor::from_vector({1, 2, 3, 4, 5, 6}, {2, 3});
+  testing::expect_close(sum(x), {21});
+  testing::expect_close(sum(x, {0}), {5, 7, 9});
+  testing::expect_close(sum(x, {1}), {6, 15});
+  testing::expect_close(sum(x, {-1}, true), {6, 15});
+  CHECK(sum(x, {1}, true).shape() == Shape{2, 1});
+  CHECK(sum(x, {0, 1}).shape() == Shape{});
+  testing::expect_close(mean(x, {0}), {2.5, 3.5, 4.5});
+  testing::expect_close(mean(x), {3.5});
+  testing::expect_close(max(x, {1}), {3, 6});
+  testing::expect_close(max(x, {0}), {4, 5, 6});
+  testing::expect_close(max(x), {6});
+  CHECK(argmax(x, 1).to_indices() == std::vector<int64_t>{2, 2});
+  testing::expect_close(sum(transpose(x, 0, 1), {1}), {5, 7, 9});  // non-contiguous input
+}
+
+TEST_CASE("reduce: long rows and columns are summed accurately on the threaded paths") {
+  Tensor ones = Tensor::ones({3, 100000});
+  testing::expect_close(sum(ones, {1}), {100000, 100000, 100000});
+  testing::expect_close(sum(ones), {300000});
+  testing::expect_close(sum(ones, {0}).slice(0, 0, 3), {3, 3, 3});  // column sums, e.g. a bias gradient
+}
+
+TEST_CASE("reduce: gradients over any dims") {
+  Tensor x = random_leaf({2, 3, 4}, 11);
+  const std::vector<std::pair<std::vector<int64_t>, bool>> cases = {
+      {{}, false}, {{0}, false}, {{1}, true}, {{2}, false}, {{0, 2}, true}, {{-1, 0}, false}};
+  for (const auto& [dims, keepdim] : cases) {
+    CAPTURE(shape_str(dims));
+    CAPTURE(keepdim);
+    gradcheck([&](const auto& l) { return sum(l[0], dims, keepdim); }, {x});
+    gradcheck([&](const auto& l) { return mean(l[0], dims, keepdim); }, {x});
+    gradcheck([&](const auto& l) { return max(l[0], dims, keepdim); }, {x});
+  }
+  gradcheck([](const auto& l) { return sum(permute(l[0], {2, 0, 1}), {1}); }, {x});
+  gradcheck([](const auto& l) { return max(transpose(l[0], 0, 2), {0, 1}, true); }, {x});
+  gradcheck([](const auto& l) { return mean(slice(l[0], 2, 0, 4, 3), {2}); }, {x});
+}
+
+TEST_CASE("reduce: max sends the gradient to the first maximal element only") {
+  Tensor x = Tensor::from_vector({1, 3, 3, 2}, {4}).requires_grad_();
+  Tensor m = max(x);  // 3, attained at 1 and 2
+  m.backward();
+  testing::expect_close(x.grad(), {0, 1, 0, 0});
+}
+
+TEST_CASE("reduce: misuse fails loudly") {
+  Tensor x = Tensor::ones({2, 3});
+  CHECK_THROWS_WITH_AS(sum(x, {2}), doctest::Contains("sum: dim 2 out of range"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(sum(x, {1, -1}), doctest::Contains("listed twice"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(max(Tensor::ones({0, 2}), {0}), doctest::Contains("max: reduction over an empty dim"),
+                       std::runtime_error);
+}

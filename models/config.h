@@ -1,0 +1,64 @@
+// Model configurations: the named presets (timm's names and shapes, plus the CIFAR-10 presets), the
+// overrides any preset takes ("dim=256"), and the analytic multiply-add count of a forward pass.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nn/module.h"
+
+namespace vt::models {
+
+enum class PosEmbed { learned, learned_2d, sincos_2d, none };
+enum class Pooling { cls, mean };
+enum class Head { linear, mlp };  // mlp: Linear -> tanh -> Linear, the ViT paper's pre-training head
+
+struct ModelConfig {
+  std::string name;
+  std::string arch = "vit";  // "vit" or "tnt"
+  int64_t image_size = 224, patch_size = 16, in_channels = 3, num_classes = 1000;
+  int64_t dim = 768, depth = 12, heads = 12;
+  double mlp_ratio = 4.0;
+  bool qkv_bias = true;
+  // TNT's inner transformer: pixel tokens of inner_dim channels on a grid of patch_size / pixel_stride,
+  // embedded by a conv of pixel_kernel with padding pixel_kernel / 2 inside each patch.
+  int64_t inner_dim = 40, inner_heads = 4, pixel_stride = 4, pixel_kernel = 7;
+  double inner_mlp_ratio = 4.0;
+  PosEmbed pos_embed = PosEmbed::learned;
+  Pooling pool = Pooling::cls;
+  Head head = Head::linear;
+  int64_t head_hidden = 0;  // width of the MLP head's hidden layer (0: dim)
+  double drop_rate = 0.0, drop_path_rate = 0.0;
+
+  int64_t grid() const { return image_size / patch_size; }       // patches per side
+  int64_t num_patches() const { return grid() * grid(); }
+  int64_t pixel_grid() const { return patch_size / pixel_stride; }  // TNT: pixels per patch side
+};
+
+ModelConfig preset(const std::string& name);
+std::vector<std::string> preset_names();
+// Applies "key=value" overrides (image_size, patch_size, in_channels, num_classes, dim, depth, heads,
+// mlp_ratio, inner_dim, inner_heads, pixel_stride, pixel_kernel, pos_embed, pool, head, head_hidden,
+// drop_rate, drop_path_rate, qkv_bias), then checks the result.
+void apply_override(ModelConfig& config, const std::string& key, const std::string& value);
+void validate(const ModelConfig& config);
+std::map<std::string, std::string> to_map(const ModelConfig& config);  // every field, as overrides
+ModelConfig from_map(const std::map<std::string, std::string>& fields);  // inverse of to_map
+
+// Multiply-adds of one image's forward pass: every Linear, conv and attention product (q k^T and P v),
+// the convention of timm's model cards (fvcore): norms, softmax and activations are not counted.
+double macs_per_image(const ModelConfig& config);
+
+// An image classifier built from the config: images (B, C, H, W) -> logits (B, classes).
+class Classifier : public nn::Module {
+ public:
+  explicit Classifier(ModelConfig config) : config(std::move(config)) {}
+  virtual Tensor forward(const Tensor& images) const = 0;
+  const ModelConfig config;
+};
+
+std::shared_ptr<Classifier> create_model(const ModelConfig& config);
+
+}  // namespace vt::models

@@ -1,0 +1,96 @@
+// TNT. Registration order follows timm's, so named_parameters() lists timm's state_dict keys in order.
+#include "models/tnt.h"
+
+#include "nn/init.h"
+
+namespace vt::models {
+
+PixelEmbed::PixelEmbed(const ModelConfig& c) : patch_size(c.patch_size), in_channels(c.in_channels) {
+  proj = register_module("proj", std::make_shared<nn::Conv2d>(c.in_channels, c.inner_dim, c.pixel_kernel,
+                                                              c.pixel_stride, c.pixel_kernel / 2));
+}
+
+Tensor PixelEmbed::forward(const Tensor& images, const Tensor& pixel_pos) const {
+  const int64_t batch = images.size(0), p = patch_size;
+  const Tensor columns = unfold(images, p, p, p, 0);                                   // (B, C*p*p, N)
+  const int64_t patches = columns.size(2);
+  const Tensor cut = reshape(transpose(columns, 1, 2), {batch * patches, in_channels, p, p});  // (B*N, C, p, p)
+  const Tensor maps = add(proj->forward(cut), pixel_pos);                              // (B*N, d, g, g)
+  return transpose(flatten(maps, 2), 1, 2);                                            // (B*N, M, d)
+}
+
+TNTBlock::TNTBlock(const ModelConfig& c, double drop_path_rate) {
+  const int64_t d = c.inner_dim, pixels = c.pixel_grid() * c.pixel_grid();
+  norm_in = register_module("norm_in", std::make_shared<nn::LayerNorm>(d));
+  attn_in = register_module("attn_in", std::make_shared<nn::Attention>(d, c.inner_heads, nn::QkvLayout::separate,
+                                                                       c.qkv_bias, c.drop_rate));
+  norm_mlp_in = register_module("norm_mlp_in", std::make_shared<nn::LayerNorm>(d));
+  mlp_in = register_module("mlp_in", std::make_shared<nn::Mlp>(d, static_cast<int64_t>(d * c.inner_mlp_ratio), c.drop_rate));
+  norm1_proj = register_module("norm1_proj", std::make_shared<nn::LayerNorm>(pixels * d));
+  proj = register_module("proj", std::make_shared<nn::Linear>(pixels * d, c.dim, /*bias=*/false));
+  norm2_proj = register_module("norm2_proj", std::make_shared<nn::LayerNorm>(c.dim));
+  norm_out = register_module("norm_out", std::make_shared<nn::LayerNorm>(c.dim));
+  attn_out = register_module("attn_out", std::make_shared<nn::Attention>(c.dim, c.heads, nn::QkvLayout::separate,
+                                                                         c.qkv_bias, c.drop_rate));
+  drop_path = register_module("drop_path", std::make_shared<nn::DropPath>(drop_path_rate));
+  norm_mlp = register_module("norm_mlp", std::make_shared<nn::LayerNorm>(c.dim));
+  mlp = register_module("mlp", std::make_shared<nn::Mlp>(c.dim, static_cast<int64_t>(c.dim * c.mlp_ratio), c.drop_rate));
+}
+
+std::pair<Tensor, Tensor> TNTBlock::forward(const Tensor& pixels_in, const Tensor& patches_in) const {
+  // Inner transformer on every patch's pixel tokens.
+  Tensor pixels = add(pixels_in, drop_path->forward(attn_in->forward(norm_in->forward(pixels_in))));  // (B*N, M, d)
+  pixels = add(pixels, drop_path->forward(mlp_in->forward(norm_mlp_in->forward(pixels))));             // (B*N, M, d)
+  // Each patch token (not the class token) gets LN -> Linear -> LN of its flattened pixel tokens.
+  const int64_t batch = patches_in.size(0), tokens = patches_in.size(1);
+  const Tensor flat = reshape(pixels, {batch, tokens - 1, -1});                                         // (B, N, M*d)
+  const Tensor from_pixels = norm2_proj->forward(proj->forward(norm1_proj->forward(flat)));            // (B, N, D)
+  Tensor patches = cat({slice(patches_in, 1, 0, 1), add(slice(patches_in, 1, 1, tokens), from_pixels)}, 1);  // (B, 1 + N, D)
+  // Outer transformer on the patch tokens.
+  patches = add(patches, drop_path->forward(attn_out->forward(norm_out->forward(patches))));
+  patches = add(patches, drop_path->forward(mlp->forward(norm_mlp->forward(patches))));
+  return {pixels, patches};
+}
+
+TransformerInTransformer::TransformerInTransformer(const ModelConfig& c) : Classifier(c) {
+  validate(c);
+  const int64_t g = c.pixel_grid(), pixels = g * g;
+  cls_token = register_parameter("cls_token", Tensor::empty({1, 1, c.dim}));
+  nn::trunc_normal_(cls_token, 0.02);
+  patch_pos = std::make_unique<nn::PositionEmbedding>(*this, "patch_pos", c.pos_embed, c.grid(), c.dim);
+  pixel_pos = register_parameter("pixel_pos", Tensor::empty({1, c.inner_dim, g, g}));
+  nn::trunc_normal_(pixel_pos, 0.02);
+  pixel_embed = register_module("pixel_embed", std::make_shared<PixelEmbed>(c));
+  norm1_proj = register_module("norm1_proj", std::make_shared<nn::LayerNorm>(pixels * c.inner_dim));
+  proj = register_module("proj", std::make_shared<nn::Linear>(pixels * c.inner_dim, c.dim));
+  norm2_proj = register_module("norm2_proj", std::make_shared<nn::LayerNorm>(c.dim));
+  pos_drop = register_module("pos_drop", std::make_shared<nn::Dropout>(c.drop_rate));
+  const std::vector<double> rates = nn::drop_path_rates(c.drop_path_rate, c.depth);
+  for (int64_t i = 0; i < c.depth; ++i)
+    blocks.push_back(register_module("blocks." + std::to_string(i), std::make_shared<TNTBlock>(c, rates[i])));
+  norm = register_module("norm", std::make_shared<nn::LayerNorm>(c.dim));
+  int64_t head_in = c.dim;
+  if (c.head == Head::mlp) {
+    head_in = c.head_hidden > 0 ? c.head_hidden : c.dim;
+    pre_logits = register_module("pre_logits", std::make_shared<nn::PreLogits>(c.dim, head_in))->fc;
+  }
+  head = register_module("head", std::make_shared<nn::Linear>(head_in, c.num_classes));
+}
+
+Tensor TransformerInTransformer::forward(const Tensor& images) const {
+  const int64_t batch = images.size(0);
+  Tensor pixels = pixel_embed->forward(images, pixel_pos);                                   // (B*N, M, d)
+  const int64_t patches_per_image = pixels.size(0) / batch;
+  const Tensor flat = reshape(pixels, {batch, patches_per_image, -1});                      // (B, N, M*d)
+  const Tensor patch_tokens = norm2_proj->forward(proj->forward(norm1_proj->forward(flat)));  // (B, N, D)
+  const Tensor cls = expand(cls_token, {batch, 1, config.dim});                              // (B, 1, D)
+  Tensor patches = pos_drop->forward(patch_pos->add_to(cat({cls, patch_tokens}, 1)));        // (B, 1 + N, D)
+  for (const auto& block : blocks) std::tie(pixels, patches) = block->forward(pixels, patches);
+  patches = norm->forward(patches);                                                          // (B, 1 + N, D)
+  Tensor x = config.pool == Pooling::cls ? squeeze(slice(patches, 1, 0, 1), 1)              // (B, D)
+                                         : mean(slice(patches, 1, 1, patches.size(1)), {1});
+  if (pre_logits) x = tanh(pre_logits->forward(x));                                          // (B, hidden)
+  return head->forward(x);                                                                   // (B, classes)
+}
+
+}  // namespace vt::models

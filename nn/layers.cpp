@@ -1,0 +1,66 @@
+// Basic layers over the engine's ops; each forward is a line or two of ops, so gradients come for free.
+#include "nn/layers.h"
+
+#include <cmath>
+
+#include "nn/init.h"
+
+namespace vt::nn {
+
+Linear::Linear(int64_t in_features, int64_t out_features, bool has_bias) {
+  weight = register_parameter("weight", Tensor::empty({out_features, in_features}));
+  trunc_normal_(weight, 0.02);
+  if (has_bias) bias = register_parameter("bias", Tensor::zeros({out_features}));
+}
+
+Tensor Linear::forward(const Tensor& x) const { return linear(x, weight, bias); }
+
+LayerNorm::LayerNorm(int64_t dim, double eps_) : eps(eps_) {
+  weight = register_parameter("weight", Tensor::ones({dim}));
+  bias = register_parameter("bias", Tensor::zeros({dim}));
+}
+
+Tensor LayerNorm::forward(const Tensor& x) const { return layer_norm(x, weight, bias, eps); }
+
+Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride_, int64_t padding_)
+    : stride(stride_), padding(padding_) {
+  // PyTorch's default (kaiming_uniform with a = sqrt 5): U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both.
+  const double bound = 1.0 / std::sqrt(static_cast<double>(in_channels * kernel * kernel));
+  weight = register_parameter("weight", Tensor::empty({out_channels, in_channels, kernel, kernel}));
+  bias = register_parameter("bias", Tensor::empty({out_channels}));
+  uniform_(weight, bound);
+  uniform_(bias, bound);
+}
+
+Tensor Conv2d::forward(const Tensor& x) const { return conv2d(x, weight, bias, stride, padding); }
+
+Tensor Dropout::forward(const Tensor& x) const { return dropout(x, p, training_); }
+
+Tensor DropPath::forward(const Tensor& x) const {
+  if (!training_ || p == 0.0) return x;
+  // One Bernoulli(1 - p) draw per sample, broadcast over the sample's other dims.
+  Shape mask_shape(x.dim(), 1);
+  mask_shape[0] = x.size(0);
+  const double keep = 1.0 - p;
+  Generator& generator = default_generator();
+  const uint64_t first = generator.reserve(mask_shape[0]);
+  std::vector<double> scale(mask_shape[0]);
+  for (size_t i = 0; i < scale.size(); ++i)
+    scale[i] = random_uniform(generator.seed(), first + i) < keep ? 1.0 / keep : 0.0;
+  const Tensor mask = Tensor::from_vector(scale, mask_shape, x.dtype());  // (B, 1, ..., 1)
+  return mul(x, mask);
+}
+
+Mlp::Mlp(int64_t dim, int64_t hidden, double drop) {
+  fc1 = register_module("fc1", std::make_shared<Linear>(dim, hidden));
+  act = register_module("act", std::make_shared<GELU>());
+  drop1 = register_module("drop1", std::make_shared<Dropout>(drop));
+  fc2 = register_module("fc2", std::make_shared<Linear>(hidden, dim));
+  drop2 = register_module("drop2", std::make_shared<Dropout>(drop));
+}
+
+Tensor Mlp::forward(const Tensor& x) const {
+  return drop2->forward(fc2->forward(drop1->forward(act->forward(fc1->forward(x)))));
+}
+
+}  // namespace vt::nn

@@ -1,0 +1,59 @@
+// Attention and the pre-norm block. q, k and v stay views of the projection's output (no copies): the
+// attention op reads them through their strides.
+#include "nn/transformer.h"
+
+namespace vt::nn {
+
+static Tensor select(const Tensor& x, int64_t dim, int64_t index) { return squeeze(slice(x, dim, index, index + 1), dim); }
+
+Attention::Attention(int64_t dim, int64_t heads_, QkvLayout layout, bool qkv_bias, double drop) : heads(heads_) {
+  if (heads < 1 || dim % heads != 0)
+    fail("Attention", "dim " + std::to_string(dim) + " is not divisible by " + std::to_string(heads) + " heads");
+  if (layout == QkvLayout::fused) {
+    qkv = register_module("qkv", std::make_shared<Linear>(dim, 3 * dim, qkv_bias));
+  } else {
+    qk = register_module("qk", std::make_shared<Linear>(dim, 2 * dim, qkv_bias));
+    v = register_module("v", std::make_shared<Linear>(dim, dim, qkv_bias));
+  }
+  proj = register_module("proj", std::make_shared<Linear>(dim, dim));
+  proj_drop = register_module("proj_drop", std::make_shared<Dropout>(drop));
+}
+
+Tensor Attention::forward(const Tensor& x) const {
+  const int64_t batch = x.size(0), tokens = x.size(1), dim = x.size(2), head_dim = dim / heads;
+  Tensor q, k, values;
+  if (qkv) {
+    const Tensor t = permute(view(qkv->forward(x), {batch, tokens, 3, heads, head_dim}), {2, 0, 3, 1, 4});  // (3, B, H, N, hd)
+    q = select(t, 0, 0), k = select(t, 0, 1), values = select(t, 0, 2);                                       // (B, H, N, hd)
+  } else {
+    const Tensor t = permute(view(qk->forward(x), {batch, tokens, 2, heads, head_dim}), {2, 0, 3, 1, 4});  // (2, B, H, N, hd)
+    q = select(t, 0, 0), k = select(t, 0, 1);
+    values = permute(view(v->forward(x), {batch, tokens, heads, head_dim}), {0, 2, 1, 3});  // (B, H, N, hd)
+  }
+  const Tensor out = scaled_dot_product_attention(q, k, values);           // (B, H, N, hd)
+  const Tensor merged = reshape(transpose(out, 1, 2), {batch, tokens, dim});  // (B, N, D)
+  return proj_drop->forward(proj->forward(merged));
+}
+
+Block::Block(int64_t dim, int64_t heads, double mlp_ratio, bool qkv_bias, double drop, double drop_path,
+             QkvLayout layout) {
+  norm1 = register_module("norm1", std::make_shared<LayerNorm>(dim));
+  attn = register_module("attn", std::make_shared<Attention>(dim, heads, layout, qkv_bias, drop));
+  drop_path1 = register_module("drop_path1", std::make_shared<DropPath>(drop_path));
+  norm2 = register_module("norm2", std::make_shared<LayerNorm>(dim));
+  mlp = register_module("mlp", std::make_shared<Mlp>(dim, static_cast<int64_t>(dim * mlp_ratio), drop));
+  drop_path2 = register_module("drop_path2", std::make_shared<DropPath>(drop_path));
+}
+
+Tensor Block::forward(const Tensor& x) const {
+  const Tensor h = add(x, drop_path1->forward(attn->forward(norm1->forward(x))));
+  return add(h, drop_path2->forward(mlp->forward(norm2->forward(h))));
+}
+
+std::vector<double> drop_path_rates(double rate, int64_t depth) {
+  std::vector<double> rates(depth);
+  for (int64_t i = 0; i < depth; ++i) rates[i] = depth > 1 ? rate * static_cast<double>(i) / (depth - 1) : 0.0;
+  return rates;
+}
+
+}  // namespace vt::nn

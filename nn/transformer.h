@@ -1,0 +1,36 @@
+// Transformer pieces shared by ViT and TNT. Conventions: tokens are (B, N, D); multi-head attention splits
+// D into H heads of hd = D / H and runs the fused scaled_dot_product_attention op on (B, H, N, hd).
+#pragma once
+
+#include "nn/layers.h"
+
+namespace vt::nn {
+
+// ViT projects q, k and v with one fused Linear named "qkv" (with bias); TNT uses "qk" and "v" (no bias).
+enum class QkvLayout { fused, separate };
+
+class Attention : public Module {
+ public:
+  Attention(int64_t dim, int64_t heads, QkvLayout layout, bool qkv_bias, double proj_drop = 0.0);
+  Tensor forward(const Tensor& x) const;  // (B, N, D) -> (B, N, D)
+  int64_t heads;
+  std::shared_ptr<Linear> qkv, qk, v, proj;  // qkv for the fused layout, qk and v for the separate one
+  std::shared_ptr<Dropout> proj_drop;
+};
+
+// Pre-norm transformer block: x + DropPath(Attention(LN(x))), then x + DropPath(Mlp(LN(x))).
+class Block : public Module {
+ public:
+  Block(int64_t dim, int64_t heads, double mlp_ratio, bool qkv_bias, double drop, double drop_path,
+        QkvLayout layout = QkvLayout::fused);
+  Tensor forward(const Tensor& x) const;  // (B, N, D) -> (B, N, D)
+  std::shared_ptr<LayerNorm> norm1, norm2;
+  std::shared_ptr<Attention> attn;
+  std::shared_ptr<Mlp> mlp;
+  std::shared_ptr<DropPath> drop_path1, drop_path2;
+};
+
+// Per-block stochastic-depth rates rising linearly from 0 to `rate` over `depth` blocks (timm's rule).
+std::vector<double> drop_path_rates(double rate, int64_t depth);
+
+}  // namespace vt::nn

@@ -1,0 +1,157 @@
+// ViT and TNT against timm: parameter counts of the named presets, state_dict keys and shapes, and the
+// logits of small models with formula weights (tests/reference/models.h, from scripts/reference/models.py).
+#include <cmath>
+
+#include "models/config.h"
+#include "models/tnt.h"
+#include "models/vit.h"
+#include "tests/helpers.h"
+#include "tests/reference/models.h"
+
+using namespace vt;
+using models::ModelConfig;
+
+namespace {
+
+ModelConfig with(const std::string& name, const std::vector<std::pair<std::string, std::string>>& overrides) {
+  ModelConfig config = models::preset(name);
+  for (const auto& [key, value] : overrides) models::apply_override(config, key, value);
+  return config;
+}
+
+// The formula of scripts/reference/models.py: parameter k, element i = 0.1 sin(0.37 i + 1.3 k), + 1 for
+// LayerNorm weights.
+void set_formula_weights(nn::Module& model) {
+  NoGradGuard no_grad;
+  int64_t k = 0;
+  for (auto& [name, tensor] : model.named_parameters()) {
+    std::vector<double> values(tensor.numel());
+    const size_t dot = name.rfind('.');
+    const std::string leaf = name.substr(dot + 1);
+    const std::string owner = name.substr(0, dot).substr(name.substr(0, dot).rfind('.') + 1);
+    const bool norm_weight = leaf == "weight" && owner.find("norm") != std::string::npos;
+    for (size_t i = 0; i < values.size(); ++i) values[i] = 0.1 * std::sin(0.37 * i + 1.3 * k) + (norm_weight ? 1.0 : 0.0);
+    tensor.copy_(Tensor::from_vector(values, tensor.shape(), tensor.dtype()));
+    ++k;
+  }
+}
+
+Tensor formula_images(int64_t batch, int64_t channels, int64_t size, DType dtype) {
+  std::vector<double> values(batch * channels * size * size);
+  for (size_t n = 0; n < values.size(); ++n) values[n] = std::sin(0.1 * n);
+  return Tensor::from_vector(values, {batch, channels, size, size}, dtype);
+}
+
+void expect_keys(const nn::Module& model, const std::vector<std::pair<std::string, Shape>>& expected) {
+  const auto params = model.named_parameters();
+  REQUIRE(params.size() == expected.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    CAPTURE(i);
+    CHECK(params[i].first == expected[i].first);
+    CHECK(params[i].second.shape() == expected[i].second);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("models: preset parameter counts equal timm's") {
+  CHECK(models::create_model(models::preset("vit_tiny_patch16_224"))->parameter_count() == reference::params_vit_tiny_patch16_224);
+  CHECK(models::create_model(models::preset("vit_small_patch16_224"))->parameter_count() == reference::params_vit_small_patch16_224);
+  CHECK(models::create_model(models::preset("vit_base_patch16_224"))->parameter_count() == reference::params_vit_base_patch16_224);
+  CHECK(models::create_model(models::preset("tnt_s_patch16_224"))->parameter_count() == reference::params_tnt_s_patch16_224);
+  CHECK(models::create_model(models::preset("tnt_b_patch16_224"))->parameter_count() == reference::params_tnt_b_patch16_224);
+  CHECK(reference::params_vit_tiny_patch16_224 == 5717416);  // the numbers the issue quotes
+  CHECK(reference::params_tnt_s_patch16_224 == 23768584);
+}
+
+TEST_CASE("models: parameter names and shapes are timm's state_dict keys, in order") {
+  expect_keys(*models::create_model(models::preset("vit_tiny_patch16_224")), reference::keys_vit_tiny_patch16_224);
+  expect_keys(*models::create_model(models::preset("tnt_s_patch16_224")), reference::keys_tnt_s_patch16_224);
+}
+
+TEST_CASE("models: small ViT and TNT logits match timm on the same weights") {
+  const std::vector<std::pair<std::string, std::string>> vit_small = {
+      {"image_size", "16"}, {"patch_size", "4"}, {"dim", "16"}, {"depth", "2"}, {"heads", "2"}, {"num_classes", "5"}};
+  auto vit_mean = vit_small;
+  vit_mean.emplace_back("pool", "mean");
+  const std::vector<std::pair<std::string, std::string>> tnt_small = {
+      {"image_size", "16"}, {"patch_size", "8"}, {"dim", "16"}, {"inner_dim", "8"}, {"depth", "2"},
+      {"heads", "2"}, {"inner_heads", "2"}, {"num_classes", "5"}};
+  struct Case {
+    ModelConfig config;
+    const std::vector<std::pair<std::string, Shape>>& keys;
+    const std::vector<double>& logits;
+  };
+  const std::vector<Case> cases = {
+      {with("vit_tiny_patch16_224", vit_small), reference::keys_small_vit, reference::logits_small_vit},
+      {with("vit_tiny_patch16_224", vit_mean), reference::keys_small_vit_mean, reference::logits_small_vit_mean},
+      {with("tnt_s_patch16_224", tnt_small), reference::keys_small_tnt, reference::logits_small_tnt},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.config.name);
+    const auto model = models::create_model(c.config);
+    model->eval();
+    expect_keys(*model, c.keys);
+    set_formula_weights(*model);
+    NoGradGuard no_grad;
+    testing::expect_close(model->forward(formula_images(2, 3, 16, DType::f32)), c.logits, 1e-4);
+    model->to(DType::f64);
+    testing::expect_close(model->forward(formula_images(2, 3, 16, DType::f64)), c.logits, 1e-10);
+  }
+}
+
+TEST_CASE("models: gradient check through a whole ViT block and a whole TNT block") {
+  manual_seed(3);
+  nn::Block block(8, 2, 2.0, true, 0.0, 0.0);
+  block.to(DType::f64);
+  std::vector<Tensor> leaves = {testing::random_leaf({2, 5, 8}, 61)};
+  for (auto& [name, p] : block.named_parameters()) leaves.push_back(p);
+  testing::gradcheck([&](const auto& l) { return block.forward(l[0]); }, leaves);
+
+  ModelConfig config = with("tnt_s_patch16_224", {{"image_size", "8"}, {"patch_size", "4"}, {"dim", "8"}, {"inner_dim", "4"},
+                                                   {"depth", "1"}, {"heads", "2"}, {"inner_heads", "2"}, {"pixel_stride", "2"}});
+  models::TNTBlock tnt_block(config, 0.0);
+  tnt_block.to(DType::f64);
+  // 2 images of 4 patches, each with 2x2 pixel tokens of 4 channels; 1 + 4 patch tokens of 8 channels.
+  std::vector<Tensor> tnt_leaves = {testing::random_leaf({8, 4, 4}, 62), testing::random_leaf({2, 5, 8}, 63)};
+  for (auto& [name, p] : tnt_block.named_parameters()) tnt_leaves.push_back(p);
+  testing::gradcheck([&](const auto& l) {
+    const auto [pixels, patches] = tnt_block.forward(l[0], l[1]);
+    return cat({reshape(pixels, {2, -1}), reshape(patches, {2, -1})}, 1);  // both outputs in one check
+  }, tnt_leaves);
+}
+
+TEST_CASE("models: the CIFAR presets are within 15% of each other in parameters") {
+  const int64_t vit = models::create_model(models::preset("vit_cifar"))->parameter_count();
+  const int64_t tnt = models::create_model(models::preset("tnt_cifar"))->parameter_count();
+  CHECK(vit >= 2500000);
+  CHECK(vit <= 4000000);
+  CHECK(tnt >= 2500000);
+  CHECK(tnt <= 4000000);
+  CHECK(std::abs(static_cast<double>(tnt - vit)) <= 0.15 * vit);
+}
+
+TEST_CASE("models: multiply-adds per image match timm's model cards") {
+  // timm's model cards: vit_tiny_patch16_224 1.3 GMACs, vit_small 4.6, vit_base 17.6, tnt_s 5.2
+  CHECK(models::macs_per_image(models::preset("vit_tiny_patch16_224")) / 1e9 == doctest::Approx(1.26).epsilon(0.02));
+  CHECK(models::macs_per_image(models::preset("vit_small_patch16_224")) / 1e9 == doctest::Approx(4.6).epsilon(0.02));
+  CHECK(models::macs_per_image(models::preset("vit_base_patch16_224")) / 1e9 == doctest::Approx(17.6).epsilon(0.02));
+  CHECK(models::macs_per_image(models::preset("tnt_s_patch16_224")) / 1e9 == doctest::Approx(5.2).epsilon(0.03));
+}
+
+TEST_CASE("models: overrides reshape a preset and bad ones fail loudly") {
+  ModelConfig c = with("vit_cifar", {{"in_channels", "1"}, {"num_classes", "7"}, {"pos_embed", "sincos_2d"}, {"head", "mlp"}});
+  const auto model = models::create_model(c);
+  NoGradGuard no_grad;
+  model->eval();
+  CHECK(model->forward(Tensor::zeros({2, 1, 32, 32})).shape() == Shape{2, 7});
+  for (const std::string kind : {"learned", "learned_2d", "sincos_2d", "none"}) {
+    ModelConfig k = with("tnt_cifar", {{"pos_embed", kind}, {"pool", "mean"}, {"depth", "1"}});
+    CHECK(models::create_model(k)->forward(Tensor::zeros({1, 3, 32, 32})).shape() == Shape{1, 10});
+  }
+  CHECK_THROWS_WITH_AS(models::validate(with("vit_cifar", {{"heads", "5"}})), doctest::Contains("not divisible by heads 5"),
+                       std::runtime_error);
+  CHECK_THROWS_WITH_AS(with("vit_cifar", {{"colour", "blue"}}), doctest::Contains("unknown setting 'colour'"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(with("vit_cifar", {{"pool", "max"}}), doctest::Contains("pool=max is not one of cls, mean"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(models::preset("vit_huge"), doctest::Contains("unknown model 'vit_huge'"), std::runtime_error);
+}

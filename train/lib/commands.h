@@ -1,0 +1,16 @@
+// The vt subcommands, one function each; main() dispatches on the command name.
+#pragma once
+
+#include "models/config.h"
+#include "train/lib/args.h"
+
+namespace vt {
+
+int command_demo(Args& args);
+int command_bench_gemm(Args& args);
+int command_info(Args& args);
+
+// The preset named by --model with the key=value overrides applied, validated.
+models::ModelConfig config_from_args(Args& args);
+
+}  // namespace vt

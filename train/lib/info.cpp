@@ -1,0 +1,81 @@
+// vt info: a model's architecture summary, parameter count and multiply-adds per image.
+#include <cstdio>
+
+#include "models/config.h"
+#include "train/lib/commands.h"
+
+namespace vt {
+
+namespace {
+
+std::string json_escape(const std::string& s) {
+  std::string out;
+  for (char ch : s) {
+    if (ch == '"' || ch == '\\') out += '\\';
+    out += ch;
+  }
+  return out;
+}
+
+// Parameters per top-level entry ("blocks.3.attn.qkv.weight" counts towards "blocks").
+std::vector<std::pair<std::string, int64_t>> parameters_by_part(const nn::Module& model) {
+  std::vector<std::pair<std::string, int64_t>> parts;
+  for (const auto& [name, tensor] : model.named_parameters()) {
+    const std::string part = name.substr(0, name.find('.'));
+    if (parts.empty() || parts.back().first != part) parts.emplace_back(part, 0);
+    parts.back().second += tensor.numel();
+  }
+  return parts;
+}
+
+}  // namespace
+
+models::ModelConfig config_from_args(Args& args) {
+  models::ModelConfig config = models::preset(args.require("model"));
+  for (const auto& [key, value] : args.overrides()) models::apply_override(config, key, value);
+  models::validate(config);
+  return config;
+}
+
+int command_info(Args& args) {
+  const models::ModelConfig config = config_from_args(args);
+  const bool json = args.has("json");
+  args.finish();
+  const auto model = models::create_model(config);
+  const int64_t params = model->parameter_count();
+  const double gmacs = models::macs_per_image(config) / 1e9;
+  const auto fields = models::to_map(config);
+  if (json) {
+    std::printf("{");
+    for (const auto& [key, value] : fields) std::printf("\"%s\": \"%s\", ", key.c_str(), json_escape(value).c_str());
+    std::printf("\"parameters_by_part\": {");
+    const auto parts = parameters_by_part(*model);
+    for (size_t i = 0; i < parts.size(); ++i)
+      std::printf("%s\"%s\": %ld", i ? ", " : "", parts[i].first.c_str(), static_cast<long>(parts[i].second));
+    std::printf("}, \"params\": %ld, \"gmacs\": %.6f}\n", static_cast<long>(params), gmacs);
+    return 0;
+  }
+  std::printf("model: %s (%s)\n", config.name.c_str(), config.arch == "vit" ? "Vision Transformer" : "Transformer in Transformer");
+  std::printf("input: %ldx%ld, %ld channels; %ldx%ld patches -> %ld tokens + class token; %ld classes\n",
+              static_cast<long>(config.image_size), static_cast<long>(config.image_size), static_cast<long>(config.in_channels),
+              static_cast<long>(config.patch_size), static_cast<long>(config.patch_size),
+              static_cast<long>(config.num_patches()), static_cast<long>(config.num_classes));
+  std::printf("outer transformer: dim %ld, depth %ld, heads %ld, mlp ratio %g\n", static_cast<long>(config.dim),
+              static_cast<long>(config.depth), static_cast<long>(config.heads), config.mlp_ratio);
+  if (config.arch == "tnt")
+    std::printf("inner transformer: %ld pixel tokens of dim %ld per patch (pixel stride %ld, %ldx%ld conv), heads %ld\n",
+                static_cast<long>(config.pixel_grid() * config.pixel_grid()), static_cast<long>(config.inner_dim),
+                static_cast<long>(config.pixel_stride), static_cast<long>(config.pixel_kernel),
+                static_cast<long>(config.pixel_kernel), static_cast<long>(config.inner_heads));
+  std::printf("position embedding: %s; pooling: %s; head: %s; drop rate %g, drop-path rate %g\n",
+              fields.at("pos_embed").c_str(), fields.at("pool").c_str(), fields.at("head").c_str(), config.drop_rate,
+              config.drop_path_rate);
+  std::printf("parameters by part:\n");
+  for (const auto& [part, count] : parameters_by_part(*model))
+    std::printf("  %-14s %12ld\n", part.c_str(), static_cast<long>(count));
+  std::printf("params: %ld\n", static_cast<long>(params));
+  std::printf("gmacs: %.4f\n", gmacs);
+  return 0;
+}
+
+}  // namespace vt

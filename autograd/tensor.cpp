@@ -127,7 +127,7 @@ Tensor Tensor::from_indices(const std::vector<int64_t>& values, const Shape& sha
   if (static_cast<int64_t>(values.size()) != shape_numel(shape))
     fail("from_indices", std::to_string(values.size()) + " values for shape " + shape_str(shape));
   Tensor t = empty(shape, DType::i64);
-  std::memcpy(t.data<int64_t>(), values.data(), values.size() * sizeof(int64_t));
+  if (!values.empty()) std::memcpy(t.data<int64_t>(), values.data(), values.size() * sizeof(int64_t));
   return t;
 }
 

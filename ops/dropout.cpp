@@ -1,0 +1,68 @@
+// Dropout. Conventions: element i (row-major over the logical shape) of a draw is kept when
+// random_uniform(seed, first + i) >= p, with `first` reserved from the generator, so the mask is a pure
+// function of (seed, first, i) and the same for any thread count. Survivors are scaled by 1 / (1 - p).
+#include <cmath>
+
+#include "autograd/parallel.h"
+#include "ops/ops.h"
+
+namespace vt {
+
+constexpr int64_t kDropoutGrain = 1 << 14;  // elements below which the loop stays on one thread
+
+// y (n) = x * mask with mask[i] = 1 / (1 - p) for kept elements and 0 for dropped ones; mask (n) is written
+// too unless null (it is saved for backward, dx = dy * mask, which is cheaper than hashing the counters again).
+// random_uniform(seed, c) = (random_bits(seed, c) >> 11) * 2^-53 >= p is tested on the integer instead, as
+// (random_bits >> 11) >= ceil(p * 2^53) (p * 2^53 is exact): the same decision without an int-to-double
+// conversion per element. P(keep) = 1 - p up to the 2^-53 grid.
+template <class T>
+static void dropout_forward_cpu(T* y, T* mask, const T* x, int64_t n, double p, uint64_t seed, uint64_t first) {
+  const T scale = static_cast<T>(1.0 / (1.0 - p));
+  const uint64_t threshold = static_cast<uint64_t>(std::ceil(p * 0x1.0p53));
+  parallel_for(0, n, kDropoutGrain, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const bool keep = (random_bits(seed, first + static_cast<uint64_t>(i)) >> 11) >= threshold;
+      y[i] = keep ? x[i] * scale : T(0);
+      if (mask) mask[i] = keep ? scale : T(0);
+    }
+  });
+}
+
+Tensor dropout(const Tensor& x, double p, bool training, Generator& generator) {
+  if (!x.defined()) fail("dropout", "undefined input");
+  if (x.dtype() == DType::i64) fail("dropout", "needs a float tensor, got " + x.str());
+  if (!(p >= 0 && p <= 1)) fail("dropout", "p must be in [0, 1], got " + std::to_string(p));
+  if (!training || p == 0) return x;
+  if (p == 1) {  // every element dropped; 1 / (1 - p) would be infinite, and no random numbers are needed
+    Tensor y = Tensor::zeros(x.shape(), x.dtype(), x.device());  // (...)
+    record("dropout", y, {x}, {}, [](const Tensor& dy, const BackwardContext&) -> Grads {
+      return {Tensor::zeros_like(dy)};
+    });
+    return y;
+  }
+  const uint64_t seed = generator.seed(), first = generator.reserve(static_cast<uint64_t>(x.numel()));
+  const bool save_mask = any_requires_grad({x});
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());                                  // (...)
+  Tensor mask = save_mask ? Tensor::empty(x.shape(), x.dtype(), x.device()) : Tensor();        // (...)
+  {
+    NoGradGuard no_grad;
+    const Tensor x_flat = contiguous(x);  // (...), a copy only when x is not contiguous: i is the row-major index
+    switch (x.device()) {
+      case Device::cpu:
+        if (x.dtype() == DType::f32)
+          dropout_forward_cpu(y.data<float>(), save_mask ? mask.data<float>() : nullptr, x_flat.data<float>(),
+                              x.numel(), p, seed, first);
+        else
+          dropout_forward_cpu(y.data<double>(), save_mask ? mask.data<double>() : nullptr, x_flat.data<double>(),
+                              x.numel(), p, seed, first);
+        break;
+      case Device::cuda: fail("dropout", "this build has no CUDA backend");
+    }
+  }
+  record("dropout", y, {x}, {mask}, [](const Tensor& dy, const BackwardContext& ctx) -> Grads {
+    return {mul(dy, ctx.saved[0])};  // dx = dy * mask, mask = 1 / (1 - p) or 0
+  });
+  return y;
+}
+
+}  // namespace vt

@@ -143,14 +143,17 @@ TEST_CASE("attention: gradcheck with only some inputs requiring grad") {
 }
 
 TEST_CASE("attention: equals softmax(q k^T * scale) v composed of autograd ops, values and gradients") {
+  // The ViT's path end to end: q, k, v sliced from a fused qkv, heads merged after attention with
+  // transpose(1, 2).reshape(B, N, H * hd); the gradient then reaches the op as a strided (B, H, N, hd) view.
   Tensor qkv = testing::random_leaf({2, 9, 3, 3, 4}, 51, 2.0);  // (B, N, 3, H, hd)
   Tensor qkv_composed = qkv.detach().clone().requires_grad_();
   Generator generator(52);
-  const Tensor upstream = randn({2, 3, 9, 4}, DType::f64, generator);  // (B, H, N, hd)
+  const Tensor upstream = randn({2, 9, 12}, DType::f64, generator);  // (B, N, H * hd)
+  auto merge_heads = [](const Tensor& heads) { return reshape(transpose(heads, 1, 2), {2, 9, 12}); };
 
   const std::vector<Tensor> views = split_qkv(qkv), views_composed = split_qkv(qkv_composed);
-  Tensor out = scaled_dot_product_attention(views[0], views[1], views[2], 0.3);  // (B, H, N, hd)
-  Tensor out_composed = composed_attention(views_composed[0], views_composed[1], views_composed[2], 0.3);
+  Tensor out = merge_heads(scaled_dot_product_attention(views[0], views[1], views[2], 0.3));  // (B, N, H * hd)
+  Tensor out_composed = merge_heads(composed_attention(views_composed[0], views_composed[1], views_composed[2], 0.3));
   testing::expect_close(out, out_composed, 1e-12);
   out.backward(upstream);
   out_composed.backward(upstream);

@@ -1,0 +1,308 @@
+// Scaled dot-product attention as one op with its own backward: per (batch, head), two GEMMs forward and
+// four backward, all reading q, k, v in place through strides and transpose flags (no copies of the slices of
+// a fused qkv projection). Shapes: q, k, v, out (B, H, N, hd); the saved probabilities P (B, H, N, N).
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "autograd/blas.h"
+#include "autograd/parallel.h"
+#include "ops/attention_kernels.h"
+#include "ops/ops.h"
+
+namespace vt {
+
+// Multiply-adds below which a batch of heads stays on one thread (waking threads costs microseconds).
+constexpr int64_t kParallelWork = 1 << 15;
+
+static int64_t heads_per_grain(const AttentionSizes& sizes) {
+  return std::max<int64_t>(1, kParallelWork / std::max<int64_t>(1, sizes.tokens * sizes.tokens * sizes.head_dim));
+}
+
+static int64_t head_offset(const HeadStrides& strides, int64_t b, int64_t h) {
+  return b * strides.batch + h * strides.head;
+}
+
+// row (n) = softmax(row) in place. Subtracting the row max first keeps every exponent <= 0, so exp cannot
+// overflow and the largest term is exactly 1 (the sum is >= 1 and its reciprocal is safe). The sum of n
+// positive terms in (0, 1] accumulates in T: there is no cancellation to guard against.
+template <class T>
+static void softmax_row_in_place(T* row, int64_t n) {
+  T row_max = row[0];
+#pragma omp simd reduction(max : row_max)
+  for (int64_t j = 1; j < n; ++j) row_max = std::max(row_max, row[j]);
+  T total = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    row[j] = std::exp(row[j] - row_max);
+    total += row[j];
+  }
+  const T inverse = T(1) / total;
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) row[j] *= inverse;
+}
+
+// Each head runs single-threaded GEMMs: inside our parallel region OpenBLAS's OpenMP build does not
+// start threads of its own, and heads are independent, so threads split the heads instead.
+template <class T>
+void attention_forward_cpu(T* out, T* probs, const T* q, const T* k, const T* v, HeadStrides out_strides,
+                           HeadStrides q_strides, HeadStrides k_strides, HeadStrides v_strides, AttentionSizes sizes,
+                           T scale) {
+  const int64_t n = sizes.tokens, d = sizes.head_dim;
+  parallel_for(0, sizes.batch * sizes.heads, heads_per_grain(sizes), [&](int64_t lo, int64_t hi) {
+    for (int64_t bh = lo; bh < hi; ++bh) {
+      const int64_t b = bh / sizes.heads, h = bh % sizes.heads;
+      const T* qh = q + head_offset(q_strides, b, h);  // (N, hd)
+      const T* kh = k + head_offset(k_strides, b, h);  // (N, hd)
+      const T* vh = v + head_offset(v_strides, b, h);  // (N, hd)
+      T* oh = out + head_offset(out_strides, b, h);    // (N, hd)
+      T* p = probs + bh * n * n;                       // (N, N)
+      // S = scale * q k^T, with k read transposed in place by GEMM.
+      gemm<T>(false, true, n, n, d, scale, qh, q_strides.row, kh, k_strides.row, T(0), p, n);
+      for (int64_t i = 0; i < n; ++i) softmax_row_in_place(p + i * n, n);
+      gemm<T>(false, false, n, d, n, T(1), p, n, vh, v_strides.row, T(0), oh, out_strides.row);
+    }
+  });
+}
+
+// With O = P V and P = softmax(S) row by row: dV = P^T dO, dP = dO V^T, and the softmax Jacobian
+// diag(p) - p p^T of each row gives dS = P * (dP - rowsum(dP * P)); then S = scale * Q K^T gives
+// dQ = scale * dS K and dK = scale * dS^T Q.
+template <class T>
+void attention_backward_cpu(T* dq, T* dk, T* dv, T* scores_grad, const T* dout, const T* probs, const T* q,
+                            const T* k, const T* v, HeadStrides dq_strides, HeadStrides dk_strides,
+                            HeadStrides dv_strides, HeadStrides dout_strides, HeadStrides q_strides,
+                            HeadStrides k_strides, HeadStrides v_strides, AttentionSizes sizes, T scale) {
+  const int64_t n = sizes.tokens, d = sizes.head_dim;
+  parallel_for(0, sizes.batch * sizes.heads, heads_per_grain(sizes), [&](int64_t lo, int64_t hi) {
+    for (int64_t bh = lo; bh < hi; ++bh) {
+      const int64_t b = bh / sizes.heads, h = bh % sizes.heads;
+      const T* p = probs + bh * n * n;                            // (N, N)
+      const T* douth = dout + head_offset(dout_strides, b, h);   // (N, hd)
+      if (dv)
+        gemm<T>(true, false, n, d, n, T(1), p, n, douth, dout_strides.row, T(0),
+                dv + head_offset(dv_strides, b, h), dv_strides.row);
+      if (!dq && !dk) continue;
+      T* ds = scores_grad + bh * n * n;  // (N, N): dP, then dS in place
+      gemm<T>(false, true, n, n, d, T(1), douth, dout_strides.row, v + head_offset(v_strides, b, h), v_strides.row,
+              T(0), ds, n);
+      for (int64_t i = 0; i < n; ++i) {
+        T* ds_row = ds + i * n;
+        const T* p_row = p + i * n;
+        // rowsum(dP * P) is a convex combination of the row of dP (P sums to 1), so T accumulation is enough;
+        // the simd reduction keeps one partial sum per vector lane, which lets it vectorise without -ffast-math.
+        T weighted_mean = 0;
+#pragma omp simd reduction(+ : weighted_mean)
+        for (int64_t j = 0; j < n; ++j) weighted_mean += ds_row[j] * p_row[j];
+#pragma omp simd
+        for (int64_t j = 0; j < n; ++j) ds_row[j] = p_row[j] * (ds_row[j] - weighted_mean);
+      }
+      if (dq)
+        gemm<T>(false, false, n, d, n, scale, ds, n, k + head_offset(k_strides, b, h), k_strides.row, T(0),
+                dq + head_offset(dq_strides, b, h), dq_strides.row);
+      if (dk)
+        gemm<T>(true, false, n, d, n, scale, ds, n, q + head_offset(q_strides, b, h), q_strides.row, T(0),
+                dk + head_offset(dk_strides, b, h), dk_strides.row);
+    }
+  });
+}
+
+template <class T>
+void attention_forward_reference(T* out, T* probs, const T* q, const T* k, const T* v, int64_t batch_heads,
+                                 int64_t tokens, int64_t head_dim, double scale) {
+  const int64_t n = tokens, d = head_dim;
+  std::vector<double> row(n);  // (N)
+  for (int64_t bh = 0; bh < batch_heads; ++bh) {
+    const T *qh = q + bh * n * d, *kh = k + bh * n * d, *vh = v + bh * n * d;
+    for (int64_t i = 0; i < n; ++i) {
+      double row_max = -INFINITY, total = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        double score = 0;
+        for (int64_t c = 0; c < d; ++c) score += double(qh[i * d + c]) * double(kh[j * d + c]);
+        row[j] = score * scale;
+        row_max = std::max(row_max, row[j]);
+      }
+      for (int64_t j = 0; j < n; ++j) {
+        row[j] = std::exp(row[j] - row_max);
+        total += row[j];
+      }
+      for (int64_t j = 0; j < n; ++j) {
+        row[j] /= total;
+        probs[(bh * n + i) * n + j] = T(row[j]);
+      }
+      for (int64_t c = 0; c < d; ++c) {
+        double value = 0;
+        for (int64_t j = 0; j < n; ++j) value += row[j] * double(vh[j * d + c]);
+        out[(bh * n + i) * d + c] = T(value);
+      }
+    }
+  }
+}
+
+template <class T>
+void attention_backward_reference(T* dq, T* dk, T* dv, const T* dout, const T* probs, const T* q, const T* k,
+                                  const T* v, int64_t batch_heads, int64_t tokens, int64_t head_dim, double scale) {
+  const int64_t n = tokens, d = head_dim;
+  std::vector<double> scores_grad(n * n);  // (N, N)
+  for (int64_t bh = 0; bh < batch_heads; ++bh) {
+    const T *p = probs + bh * n * n, *douth = dout + bh * n * d;
+    const T *qh = q + bh * n * d, *kh = k + bh * n * d, *vh = v + bh * n * d;
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t c = 0; c < d; ++c) {
+        double value = 0;
+        for (int64_t i = 0; i < n; ++i) value += double(p[i * n + j]) * double(douth[i * d + c]);
+        dv[(bh * n + j) * d + c] = T(value);
+      }
+    for (int64_t i = 0; i < n; ++i) {
+      double weighted_mean = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        double probs_grad = 0;
+        for (int64_t c = 0; c < d; ++c) probs_grad += double(douth[i * d + c]) * double(vh[j * d + c]);
+        scores_grad[i * n + j] = probs_grad;
+        weighted_mean += probs_grad * double(p[i * n + j]);
+      }
+      for (int64_t j = 0; j < n; ++j) scores_grad[i * n + j] = double(p[i * n + j]) * (scores_grad[i * n + j] - weighted_mean);
+    }
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t c = 0; c < d; ++c) {
+        double value_q = 0, value_k = 0;
+        for (int64_t j = 0; j < n; ++j) {
+          value_q += scores_grad[i * n + j] * double(kh[j * d + c]);
+          value_k += scores_grad[j * n + i] * double(qh[j * d + c]);
+        }
+        dq[(bh * n + i) * d + c] = T(value_q * scale);
+        dk[(bh * n + i) * d + c] = T(value_k * scale);
+      }
+  }
+}
+
+template void attention_forward_cpu<float>(float*, float*, const float*, const float*, const float*, HeadStrides,
+                                           HeadStrides, HeadStrides, HeadStrides, AttentionSizes, float);
+template void attention_forward_cpu<double>(double*, double*, const double*, const double*, const double*,
+                                            HeadStrides, HeadStrides, HeadStrides, HeadStrides, AttentionSizes, double);
+template void attention_backward_cpu<float>(float*, float*, float*, float*, const float*, const float*, const float*,
+                                            const float*, const float*, HeadStrides, HeadStrides, HeadStrides,
+                                            HeadStrides, HeadStrides, HeadStrides, HeadStrides, AttentionSizes, float);
+template void attention_backward_cpu<double>(double*, double*, double*, double*, const double*, const double*,
+                                             const double*, const double*, const double*, HeadStrides, HeadStrides,
+                                             HeadStrides, HeadStrides, HeadStrides, HeadStrides, HeadStrides,
+                                             AttentionSizes, double);
+template void attention_forward_reference<float>(float*, float*, const float*, const float*, const float*, int64_t,
+                                                 int64_t, int64_t, double);
+template void attention_forward_reference<double>(double*, double*, const double*, const double*, const double*,
+                                                  int64_t, int64_t, int64_t, double);
+template void attention_backward_reference<float>(float*, float*, float*, const float*, const float*, const float*,
+                                                  const float*, const float*, int64_t, int64_t, int64_t, double);
+template void attention_backward_reference<double>(double*, double*, double*, const double*, const double*,
+                                                   const double*, const double*, const double*, int64_t, int64_t,
+                                                   int64_t, double);
+
+// ---- the op ----
+
+namespace {
+
+// GEMM reads a (B, H, N, hd) operand in place when its last dim is unit-stride and its rows are at least hd
+// elements apart (the leading-dimension rule); broadcast batch or head dims (stride 0) are fine.
+bool gemm_readable(const Tensor& t) {
+  const int64_t tokens = t.size(2), head_dim = t.size(3);
+  return (t.strides()[3] == 1 || head_dim == 1) && (tokens == 1 || t.strides()[2] >= head_dim);
+}
+
+// A single row has no row stride to speak of; GEMM still wants a leading dimension >= hd.
+HeadStrides head_strides(const Tensor& t) {
+  return {t.strides()[0], t.strides()[1], t.size(2) == 1 ? t.size(3) : t.strides()[2]};
+}
+
+// Gradients nobody asked for are undefined tensors: null pointers (and no strides) for the kernel.
+template <class T>
+T* data_or_null(const Tensor& t) {
+  return t.defined() ? t.data<T>() : nullptr;
+}
+
+HeadStrides head_strides_or_none(const Tensor& t) { return t.defined() ? head_strides(t) : HeadStrides{}; }
+
+template <class T>
+void forward_cpu(const Tensor& out, const Tensor& probs, const Tensor& q, const Tensor& k, const Tensor& v,
+                 const AttentionSizes& sizes, double scale) {
+  attention_forward_cpu<T>(out.data<T>(), probs.data<T>(), q.data<T>(), k.data<T>(), v.data<T>(), head_strides(out),
+                           head_strides(q), head_strides(k), head_strides(v), sizes, T(scale));
+}
+
+template <class T>
+void backward_cpu(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& scores_grad, const Tensor& dout,
+                  const Tensor& probs, const Tensor& q, const Tensor& k, const Tensor& v, const AttentionSizes& sizes,
+                  double scale) {
+  attention_backward_cpu<T>(data_or_null<T>(dq), data_or_null<T>(dk), data_or_null<T>(dv),
+                            data_or_null<T>(scores_grad), dout.data<T>(), probs.data<T>(), q.data<T>(), k.data<T>(),
+                            v.data<T>(), head_strides_or_none(dq), head_strides_or_none(dk), head_strides_or_none(dv),
+                            head_strides(dout), head_strides(q), head_strides(k), head_strides(v), sizes, T(scale));
+}
+
+void check_attention_inputs(const Tensor& q, const Tensor& k, const Tensor& v, double scale) {
+  const char* op = "scaled_dot_product_attention";
+  if (!q.defined() || !k.defined() || !v.defined()) fail(op, "undefined input");
+  if (q.dtype() == DType::i64 || q.dtype() != k.dtype() || q.dtype() != v.dtype())
+    fail(op, "needs q, k, v float tensors of one dtype, got " + q.str() + ", " + k.str() + ", " + v.str());
+  if (q.device() != k.device() || q.device() != v.device()) fail(op, "q, k, v on different devices");
+  if (q.dim() != 4) fail(op, "needs q, k, v of shape (B, H, N, hd), got " + q.str());
+  if (k.shape() != q.shape() || v.shape() != q.shape())
+    fail(op, "q, k, v shapes differ: " + q.str() + ", " + k.str() + ", " + v.str());
+  if (q.size(2) == 0 || q.size(3) == 0) fail(op, "needs at least one token and one feature per head, got " + q.str());
+  if (!std::isfinite(scale)) fail(op, "scale must be finite, got " + std::to_string(scale));
+}
+
+}  // namespace
+
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale) {
+  check_attention_inputs(q, k, v, scale);
+  const AttentionSizes sizes{q.size(0), q.size(1), q.size(2), q.size(3)};
+  const int64_t batch = sizes.batch, heads = sizes.heads, tokens = sizes.tokens, head_dim = sizes.head_dim;
+  if (scale == 0) scale = 1 / std::sqrt(static_cast<double>(head_dim));
+  // The output lives in (B, N, H, hd) memory order, returned as its (B, H, N, hd) permutation: merging the
+  // heads afterwards, transpose(1, 2).reshape(B, N, H * hd), is then a view instead of a copy (and so is the
+  // gradient coming back through it, which the backward reads in place).
+  const Tensor out_memory = Tensor::empty({batch, tokens, heads, head_dim}, q.dtype(), q.device());  // (B, N, H, hd)
+  Tensor out = make_view(out_memory, {batch, heads, tokens, head_dim},
+                         {tokens * heads * head_dim, head_dim, heads * head_dim, 1}, 0);  // (B, H, N, hd)
+  const Tensor probs = Tensor::empty({batch, heads, tokens, tokens}, q.dtype(), q.device());  // (B, H, N, N)
+  Tensor qc, kc, vc;  // (B, H, N, hd) each, copied only when GEMM cannot read the layout
+  {
+    NoGradGuard no_grad;
+    qc = gemm_readable(q) ? q : contiguous(q);
+    kc = gemm_readable(k) ? k : contiguous(k);
+    vc = gemm_readable(v) ? v : contiguous(v);
+  }
+  switch (q.device()) {
+    case Device::cpu:
+      if (q.dtype() == DType::f32)
+        forward_cpu<float>(out, probs, qc, kc, vc, sizes, scale);
+      else
+        forward_cpu<double>(out, probs, qc, kc, vc, sizes, scale);
+      break;
+    case Device::cuda: fail("scaled_dot_product_attention", "this build has no CUDA backend");
+  }
+  record("scaled_dot_product_attention", out, {q, k, v}, {probs, qc, kc, vc},
+         [sizes, scale](const Tensor& dy, const BackwardContext& ctx) -> Grads {
+           const Tensor &probs = ctx.saved[0], &q = ctx.saved[1], &k = ctx.saved[2], &v = ctx.saved[3];
+           const Tensor dout = gemm_readable(dy) ? dy : contiguous(dy);  // (B, H, N, hd)
+           const Shape shape = q.shape();
+           Tensor dq, dk, dv, scores_grad;
+           if (ctx.needs_input_grad[0]) dq = Tensor::empty(shape, dy.dtype(), dy.device());  // (B, H, N, hd)
+           if (ctx.needs_input_grad[1]) dk = Tensor::empty(shape, dy.dtype(), dy.device());  // (B, H, N, hd)
+           if (ctx.needs_input_grad[2]) dv = Tensor::empty(shape, dy.dtype(), dy.device());  // (B, H, N, hd)
+           if (dq.defined() || dk.defined())
+             scores_grad = Tensor::empty(probs.shape(), dy.dtype(), dy.device());  // (B, H, N, N)
+           switch (dy.device()) {
+             case Device::cpu:
+               if (dy.dtype() == DType::f32)
+                 backward_cpu<float>(dq, dk, dv, scores_grad, dout, probs, q, k, v, sizes, scale);
+               else
+                 backward_cpu<double>(dq, dk, dv, scores_grad, dout, probs, q, k, v, sizes, scale);
+               break;
+             case Device::cuda: fail("scaled_dot_product_attention", "this build has no CUDA backend");
+           }
+           return {dq, dk, dv};
+         });
+  return out;
+}
+
+}  // namespace vt

@@ -1,0 +1,240 @@
+// Tests of scaled_dot_product_attention: hand-derived and PyTorch values, gradchecks on contiguous, fused-qkv
+// (non-contiguous), broadcast and copied layouts, the fast kernels against the reference loops, and misuse.
+#include <cmath>
+
+#include "ops/attention_kernels.h"
+#include "tests/helpers.h"
+#include "tests/reference/attention.h"
+
+using namespace vt;
+
+namespace {
+
+// q, k, v (B, H, N, hd) the way a ViT gets them: slices of one fused projection qkv (B, N, 3, H, hd),
+// permuted to (3, B, H, N, hd). Each is a view with a row stride of 3 * H * hd.
+std::vector<Tensor> split_qkv(const Tensor& qkv) {
+  const Tensor stacked = permute(qkv, {2, 0, 3, 1, 4});  // (3, B, H, N, hd)
+  return {squeeze(slice(stacked, 0, 0, 1), 0), squeeze(slice(stacked, 0, 1, 2), 0),
+          squeeze(slice(stacked, 0, 2, 3), 0)};
+}
+
+// The same attention composed of existing autograd ops; the row max is detached because softmax does not
+// depend on the shift (its gradient through the max is zero).
+Tensor composed_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale) {
+  const Tensor scores = mul(matmul(q, transpose(k, -1, -2)), scale);               // (B, H, N, N)
+  const Tensor exps = exp(sub(scores, max(scores.detach(), {-1}, true)));          // (B, H, N, N)
+  return matmul(div(exps, sum(exps, {-1}, true)), v);                              // (B, H, N, hd)
+}
+
+Tensor formula_tensor(const Shape& shape, DType dtype, double (*formula)(int64_t)) {
+  std::vector<double> values(shape_numel(shape));
+  for (size_t i = 0; i < values.size(); ++i) values[i] = formula(static_cast<int64_t>(i));
+  return Tensor::from_vector(values, shape, dtype);
+}
+
+}  // namespace
+
+TEST_CASE("attention: hand-derived N=2, hd=1") {
+  // q = [1, 2], k = [0, ln 3], v = [2, 6] (B = H = 1, N = 2, hd = 1), scale = 1/sqrt(1) = 1:
+  // S = q k^T = [[0, ln 3], [0, 2 ln 3]], P = softmax rows = [[1/4, 3/4], [1/10, 9/10]],
+  // out = P v = [2/4 + 18/4, 2/10 + 54/10] = [5, 5.6].
+  const double ln3 = std::log(3.0);
+  Tensor q = Tensor::from_vector({1, 2}, {1, 1, 2, 1}, DType::f64).requires_grad_();
+  Tensor k = Tensor::from_vector({0, ln3}, {1, 1, 2, 1}, DType::f64).requires_grad_();
+  Tensor v = Tensor::from_vector({2, 6}, {1, 1, 2, 1}, DType::f64).requires_grad_();
+  Tensor out = scaled_dot_product_attention(q, k, v);  // (1, 1, 2, 1)
+  CHECK(out.shape() == Shape{1, 1, 2, 1});
+  testing::expect_close(out, {5.0, 5.6}, 1e-12);
+
+  // Upstream dO = [1, 1]: dV = P^T dO = [1/4 + 1/10, 3/4 + 9/10] = [0.35, 1.65].
+  // dP = dO v^T = [[2, 6], [2, 6]]; rowsum(dP * P) = [5, 5.6];
+  // dS = P * (dP - rowsum) = [[-0.75, 0.75], [-0.36, 0.36]].
+  // dQ = dS k = [0.75 ln 3, 0.36 ln 3]; dK = dS^T q = [-0.75 - 0.72, 0.75 + 0.72] = [-1.47, 1.47].
+  out.backward(Tensor::ones({1, 1, 2, 1}, DType::f64));
+  testing::expect_close(v.grad(), {0.35, 1.65}, 1e-12);
+  testing::expect_close(q.grad(), {0.75 * ln3, 0.36 * ln3}, 1e-12);
+  testing::expect_close(k.grad(), {-1.47, 1.47}, 1e-12);
+
+  // A custom scale: q = [2, 4] with scale 0.5 gives the same scores, so the same output.
+  Tensor q_doubled = Tensor::from_vector({2, 4}, {1, 1, 2, 1}, DType::f64);
+  testing::expect_close(scaled_dot_product_attention(q_doubled, k.detach(), v.detach(), 0.5), {5.0, 5.6}, 1e-12);
+}
+
+TEST_CASE("attention: PyTorch reference values, f64 and f32") {
+  // Inputs of scripts/reference/attention.py, (1, 2, 3, 4); out = softmax(q k^T / sqrt(4)) v.
+  const Shape shape{1, 2, 3, 4};
+  for (DType dtype : {DType::f64, DType::f32}) {
+    CAPTURE(dtype_name(dtype));
+    const double tolerance = dtype == DType::f64 ? 1e-12 : 2e-6;
+    Tensor q = formula_tensor(shape, dtype, [](int64_t i) { return 2.0 * std::sin(0.37 * i + 0.1); });
+    Tensor k = formula_tensor(shape, dtype, [](int64_t i) { return std::cos(0.23 * i + 0.4); });
+    Tensor v = formula_tensor(shape, dtype, [](int64_t i) { return std::sin(0.51 * i - 0.3) + 0.2; });
+    const Tensor upstream = formula_tensor(shape, dtype, [](int64_t i) { return std::cos(0.61 * i + 0.2); });
+    q.requires_grad_();
+    k.requires_grad_();
+    v.requires_grad_();
+    Tensor out = scaled_dot_product_attention(q, k, v);  // (1, 2, 3, 4)
+    testing::expect_close(out, attention_reference::out, tolerance);
+    out.backward(upstream);
+    testing::expect_close(q.grad(), attention_reference::dq, tolerance);
+    testing::expect_close(k.grad(), attention_reference::dk, tolerance);
+    testing::expect_close(v.grad(), attention_reference::dv, tolerance);
+  }
+}
+
+TEST_CASE("attention: gradcheck, contiguous q, k, v") {
+  // N = 5 and hd = 3 match no block size of the GEMM kernels.
+  Tensor q = testing::random_leaf({2, 2, 5, 3}, 11), k = testing::random_leaf({2, 2, 5, 3}, 12),
+         v = testing::random_leaf({2, 2, 5, 3}, 13);
+  testing::gradcheck([](const std::vector<Tensor>& l) { return scaled_dot_product_attention(l[0], l[1], l[2]); },
+                     {q, k, v});
+}
+
+TEST_CASE("attention: gradcheck, q, k, v sliced from one fused qkv leaf, custom scale") {
+  Tensor qkv = testing::random_leaf({2, 5, 3, 2, 3}, 21);  // (B, N, 3, H, hd)
+  const std::vector<Tensor> views = split_qkv(qkv);
+  for (const Tensor& t : views) {
+    CHECK(t.shape() == Shape{2, 2, 5, 3});
+    CHECK_FALSE(t.is_contiguous());
+    CHECK(t.strides()[2] == 3 * 2 * 3);  // rows 3 * H * hd apart: read in place through GEMM's leading dim
+  }
+  for (double scale : {0.0, 0.7}) {
+    CAPTURE(scale);
+    testing::gradcheck(
+        [scale](const std::vector<Tensor>& l) {
+          const std::vector<Tensor> qkv_views = split_qkv(l[0]);
+          return scaled_dot_product_attention(qkv_views[0], qkv_views[1], qkv_views[2], scale);
+        },
+        {qkv});
+  }
+}
+
+TEST_CASE("attention: gradcheck, broadcast heads and layouts GEMM cannot read") {
+  // k, v shared by every head (head stride 0, read in place); q stored (B, H, hd, N) and transposed, so its
+  // last dim is not unit-stride and the op copies it.
+  Tensor q_stored = testing::random_leaf({2, 3, 3, 5}, 31);  // (B, H, hd, N)
+  Tensor k_shared = testing::random_leaf({2, 1, 5, 3}, 32);  // (B, 1, N, hd)
+  Tensor v_shared = testing::random_leaf({2, 1, 5, 3}, 33);  // (B, 1, N, hd)
+  testing::gradcheck(
+      [](const std::vector<Tensor>& l) {
+        return scaled_dot_product_attention(transpose(l[0], 2, 3), expand(l[1], {2, 3, 5, 3}),
+                                            expand(l[2], {2, 3, 5, 3}), 0.4);
+      },
+      {q_stored, k_shared, v_shared});
+}
+
+TEST_CASE("attention: gradcheck with only some inputs requiring grad") {
+  Tensor q = testing::random_leaf({1, 2, 4, 3}, 41), k = testing::random_leaf({1, 2, 4, 3}, 42),
+         v = testing::random_leaf({1, 2, 4, 3}, 43);
+  auto attention = [](const std::vector<Tensor>& l) { return scaled_dot_product_attention(l[0], l[1], l[2]); };
+  SUBCASE("q only (dS without dV)") {
+    k.requires_grad_(false);
+    v.requires_grad_(false);
+    testing::gradcheck(attention, {q, k, v});
+    CHECK_FALSE(v.grad().defined());
+  }
+  SUBCASE("v only (dV without dS)") {
+    q.requires_grad_(false);
+    k.requires_grad_(false);
+    testing::gradcheck(attention, {q, k, v});
+    CHECK_FALSE(q.grad().defined());
+  }
+  CHECK_FALSE(k.grad().defined());
+}
+
+TEST_CASE("attention: equals softmax(q k^T * scale) v composed of autograd ops, values and gradients") {
+  // The ViT's path end to end: q, k, v sliced from a fused qkv, heads merged after attention with
+  // transpose(1, 2).reshape(B, N, H * hd); the gradient then reaches the op as a strided (B, H, N, hd) view.
+  Tensor qkv = testing::random_leaf({2, 9, 3, 3, 4}, 51, 2.0);  // (B, N, 3, H, hd)
+  Tensor qkv_composed = qkv.detach().clone().requires_grad_();
+  Generator generator(52);
+  const Tensor upstream = randn({2, 9, 12}, DType::f64, generator);  // (B, N, H * hd)
+  auto merge_heads = [](const Tensor& heads) { return reshape(transpose(heads, 1, 2), {2, 9, 12}); };
+
+  const std::vector<Tensor> views = split_qkv(qkv), views_composed = split_qkv(qkv_composed);
+  Tensor out = merge_heads(scaled_dot_product_attention(views[0], views[1], views[2], 0.3));  // (B, N, H * hd)
+  Tensor out_composed = merge_heads(composed_attention(views_composed[0], views_composed[1], views_composed[2], 0.3));
+  testing::expect_close(out, out_composed, 1e-12);
+  out.backward(upstream);
+  out_composed.backward(upstream);
+  testing::expect_close(qkv.grad(), qkv_composed.grad(), 1e-12);
+}
+
+TEST_CASE("attention: the output is stored (B, N, H, hd), so merging heads is a view") {
+  Tensor q = testing::random_leaf({2, 3, 4, 5}, 61), k = testing::random_leaf({2, 3, 4, 5}, 62),
+         v = testing::random_leaf({2, 3, 4, 5}, 63);
+  Tensor out = scaled_dot_product_attention(q, k, v);  // (B, H, N, hd)
+  const Tensor merged = transpose(out, 1, 2);           // (B, N, H, hd)
+  CHECK(merged.is_contiguous());
+  CHECK(merged.storage() == out.storage());
+  testing::expect_close(out, composed_attention(q.detach(), k.detach(), v.detach(), 1 / std::sqrt(5.0)), 1e-12);
+}
+
+TEST_CASE("attention: fast kernels match the reference loops, f32 and f64") {
+  struct Case {
+    int64_t batch, heads, tokens, head_dim;
+  };
+  // Odd sizes, the CIFAR ViT's 65 tokens, and enough heads that the fast kernels run multi-threaded.
+  for (const Case& c : {Case{3, 2, 7, 5}, Case{2, 3, 65, 16}, Case{1, 1, 1, 3}}) {
+    for (DType dtype : {DType::f32, DType::f64}) {
+      CAPTURE(c.tokens);
+      CAPTURE(dtype_name(dtype));
+      Generator generator(71);
+      Tensor qkv = randn({c.batch, c.tokens, 3, c.heads, c.head_dim}, dtype, generator).requires_grad_();
+      const Tensor upstream = randn({c.batch, c.heads, c.tokens, c.head_dim}, dtype, generator);
+      const std::vector<Tensor> views = split_qkv(qkv);
+      Tensor out = scaled_dot_product_attention(views[0], views[1], views[2]);  // (B, H, N, hd)
+      out.backward(upstream);
+      const std::vector<Tensor> grads = split_qkv(qkv.grad());  // dq, dk, dv (B, H, N, hd)
+
+      const Shape shape{c.batch, c.heads, c.tokens, c.head_dim};
+      const Tensor q = views[0].clone(), k = views[1].clone(), v = views[2].clone(), dout = upstream.clone();
+      Tensor out_reference = Tensor::empty(shape, dtype), dq = Tensor::empty(shape, dtype),
+             dk = Tensor::empty(shape, dtype), dv = Tensor::empty(shape, dtype);
+      Tensor probs = Tensor::empty({c.batch, c.heads, c.tokens, c.tokens}, dtype);
+      const int64_t batch_heads = c.batch * c.heads;
+      const double scale = 1 / std::sqrt(static_cast<double>(c.head_dim));
+      if (dtype == DType::f32) {
+        attention_forward_reference(out_reference.data<float>(), probs.data<float>(), q.data<float>(), k.data<float>(),
+                                    v.data<float>(), batch_heads, c.tokens, c.head_dim, scale);
+        attention_backward_reference(dq.data<float>(), dk.data<float>(), dv.data<float>(), dout.data<float>(),
+                                     probs.data<float>(), q.data<float>(), k.data<float>(), v.data<float>(),
+                                     batch_heads, c.tokens, c.head_dim, scale);
+      } else {
+        attention_forward_reference(out_reference.data<double>(), probs.data<double>(), q.data<double>(),
+                                    k.data<double>(), v.data<double>(), batch_heads, c.tokens, c.head_dim, scale);
+        attention_backward_reference(dq.data<double>(), dk.data<double>(), dv.data<double>(), dout.data<double>(),
+                                     probs.data<double>(), q.data<double>(), k.data<double>(), v.data<double>(),
+                                     batch_heads, c.tokens, c.head_dim, scale);
+      }
+      const double atol = dtype == DType::f32 ? 2e-5 : 1e-12, rtol = dtype == DType::f32 ? 1e-4 : 1e-10;
+      testing::expect_close(out, out_reference, atol, rtol);
+      testing::expect_close(grads[0], dq, atol, rtol);
+      testing::expect_close(grads[1], dk, atol, rtol);
+      testing::expect_close(grads[2], dv, atol, rtol);
+    }
+  }
+}
+
+TEST_CASE("attention: misuse fails loudly") {
+  const Tensor x = Tensor::zeros({2, 2, 5, 3});
+  CHECK_THROWS_WITH_AS(scaled_dot_product_attention(x, Tensor::zeros({2, 2, 4, 3}), x),
+                       doctest::Contains("shapes differ"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(scaled_dot_product_attention(x, x, Tensor::zeros({2, 2, 5, 4})),
+                       doctest::Contains("shapes differ"), std::runtime_error);
+  const Tensor three_dims = Tensor::zeros({2, 5, 3});
+  CHECK_THROWS_WITH_AS(scaled_dot_product_attention(three_dims, three_dims, three_dims),
+                       doctest::Contains("(B, H, N, hd)"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(scaled_dot_product_attention(x, x, Tensor::zeros({2, 2, 5, 3}, DType::f64)),
+                       doctest::Contains("one dtype"), std::runtime_error);
+  const Tensor indices = Tensor::zeros({2, 2, 5, 3}, DType::i64);
+  CHECK_THROWS_WITH_AS(scaled_dot_product_attention(indices, indices, indices), doctest::Contains("float"),
+                       std::runtime_error);
+  const Tensor no_tokens = Tensor::zeros({2, 2, 0, 3});
+  CHECK_THROWS_WITH_AS(scaled_dot_product_attention(no_tokens, no_tokens, no_tokens),
+                       doctest::Contains("at least one token"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(scaled_dot_product_attention(x, x, x, std::nan("")), doctest::Contains("finite"),
+                       std::runtime_error);
+  CHECK_THROWS_WITH_AS(scaled_dot_product_attention(x, Tensor(), x), doctest::Contains("undefined"),
+                       std::runtime_error);
+}

@@ -1,0 +1,726 @@
+// Safetensors reader and writer. The header is parsed by a small strict JSON reader that accepts exactly what
+// the format uses (an object of objects, strings, non-negative integers and arrays of them); every offset is
+// checked against the file size before any tensor is allocated or read, so a corrupt file fails up front.
+#include "nn/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <numeric>
+#include <set>
+#include <string_view>
+
+#include "autograd/engine.h"
+
+namespace vt::nn {
+namespace {
+
+static_assert(std::endian::native == std::endian::little,
+              "safetensors data is little-endian and is read and written without byte swapping");
+
+constexpr uint64_t header_length_limit = 100'000'000;  // the reference implementation refuses longer headers
+constexpr size_t io_chunk_bytes = size_t{1} << 30;     // read()/write() move at most ~2 GiB per call on Linux
+
+[[noreturn]] void file_error(const char* op, const std::string& path, const std::string& problem,
+                             const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+  fail(op, "'" + path + "': " + problem, file, line);
+}
+
+std::string errno_text() { return std::strerror(errno); }
+
+// ---- dtypes ----
+
+// The file dtypes vt reads; F16 and BF16 (common in published checkpoints) are widened to f32 on load.
+enum class FileDType { f32, f64, i64, f16, bf16 };
+
+struct FileDTypeInfo {
+  const char* name;
+  FileDType file_dtype;
+  size_t bytes;
+};
+
+constexpr FileDTypeInfo file_dtypes[] = {
+    {"F32", FileDType::f32, 4}, {"F64", FileDType::f64, 8}, {"I64", FileDType::i64, 8},
+    {"F16", FileDType::f16, 2}, {"BF16", FileDType::bf16, 2},
+};
+
+const FileDTypeInfo* find_file_dtype(const std::string& name) {
+  for (const FileDTypeInfo& info : file_dtypes)
+    if (name == info.name) return &info;
+  return nullptr;
+}
+
+const char* file_dtype_name(DType dtype) {
+  switch (dtype) {
+    case DType::f32: return "F32";
+    case DType::f64: return "F64";
+    case DType::i64: return "I64";
+  }
+  return "?";
+}
+
+DType loaded_dtype(FileDType file_dtype) {
+  switch (file_dtype) {
+    case FileDType::f64: return DType::f64;
+    case FileDType::i64: return DType::i64;
+    case FileDType::f32:
+    case FileDType::f16:
+    case FileDType::bf16: return DType::f32;
+  }
+  return DType::f32;
+}
+
+// IEEE binary16 -> binary32 is exact: subnormal halves become normal floats, and infinities and NaN payloads
+// keep their bits.
+float half_to_float(uint16_t half) {
+  const uint32_t sign = static_cast<uint32_t>(half & 0x8000u) << 16;
+  const uint32_t exponent = (half >> 10) & 0x1fu;
+  const uint32_t mantissa = half & 0x3ffu;
+  if (exponent == 0x1f) return std::bit_cast<float>(sign | 0x7f800000u | (mantissa << 13));
+  if (exponent == 0) {
+    const float magnitude = std::ldexp(static_cast<float>(mantissa), -24);  // mantissa * 2^-24, exact
+    return sign ? -magnitude : magnitude;
+  }
+  return std::bit_cast<float>(sign | ((exponent + 127 - 15) << 23) | (mantissa << 13));
+}
+
+// bfloat16 is the top half of a float32.
+float bfloat16_to_float(uint16_t bfloat16) { return std::bit_cast<float>(static_cast<uint32_t>(bfloat16) << 16); }
+
+// ---- UTF-8 and JSON text ----
+
+// The header is UTF-8 JSON: overlong forms, surrogates and code points past U+10FFFF are refused, as the
+// reference reader (serde_json) refuses them.
+bool valid_utf8(std::string_view text) {
+  for (size_t i = 0; i < text.size();) {
+    const auto lead = static_cast<unsigned char>(text[i]);
+    if (lead < 0x80) {
+      ++i;
+      continue;
+    }
+    const size_t length = lead >= 0xc2 && lead <= 0xdf ? 2 : (lead & 0xf0) == 0xe0 ? 3 : lead >= 0xf0 && lead <= 0xf4 ? 4 : 0;
+    if (length == 0 || i + length > text.size()) return false;
+    uint32_t code = lead & (0xff >> (length + 1));
+    for (size_t k = 1; k < length; ++k) {
+      const auto continuation = static_cast<unsigned char>(text[i + k]);
+      if ((continuation & 0xc0) != 0x80) return false;
+      code = (code << 6) | (continuation & 0x3f);
+    }
+    if ((length == 3 && code < 0x800) || (length == 4 && code < 0x10000) || (code >= 0xd800 && code <= 0xdfff) ||
+        code > 0x10ffff)
+      return false;
+    i += length;
+  }
+  return true;
+}
+
+void append_utf8(std::string& out, uint32_t code) {
+  if (code < 0x80) {
+    out += static_cast<char>(code);
+  } else if (code < 0x800) {
+    out += static_cast<char>(0xc0 | (code >> 6));
+    out += static_cast<char>(0x80 | (code & 0x3f));
+  } else if (code < 0x10000) {
+    out += static_cast<char>(0xe0 | (code >> 12));
+    out += static_cast<char>(0x80 | ((code >> 6) & 0x3f));
+    out += static_cast<char>(0x80 | (code & 0x3f));
+  } else {
+    out += static_cast<char>(0xf0 | (code >> 18));
+    out += static_cast<char>(0x80 | ((code >> 12) & 0x3f));
+    out += static_cast<char>(0x80 | ((code >> 6) & 0x3f));
+    out += static_cast<char>(0x80 | (code & 0x3f));
+  }
+}
+
+// JSON string literal: quotes, backslashes and control characters escaped; other UTF-8 bytes kept as they are.
+void append_json_string(std::string& out, std::string_view text) {
+  static constexpr char hex[] = "0123456789abcdef";
+  out += '"';
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (byte < 0x20) {
+      out += "\\u00";
+      out += hex[byte >> 4];
+      out += hex[byte & 0xf];
+    } else {
+      out += c;
+    }
+  }
+  out += '"';
+}
+
+void append_json_integers(std::string& out, const std::vector<uint64_t>& values) {
+  out += '[';
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) out += ',';
+    out += std::to_string(values[i]);
+  }
+  out += ']';
+}
+
+// ---- the header ----
+
+struct TensorEntry {
+  std::string name;
+  std::string dtype;
+  Shape shape;
+  uint64_t begin = 0, end = 0;  // data_offsets, relative to the start of the data section
+  const FileDTypeInfo* info = nullptr;
+};
+
+struct Header {
+  std::map<std::string, std::string> metadata;
+  std::vector<TensorEntry> tensors;  // in the header's order
+  uint64_t data_start = 0;           // 8 + header length
+};
+
+// A strict reader for the header's JSON: the top-level object maps "__metadata__" to an object of strings
+// and every other key (a tensor name) to {"dtype": string, "shape": [integers], "data_offsets": [b, e]}.
+class HeaderParser {
+ public:
+  HeaderParser(const char* op, const std::string& path, std::string_view text) : op_(op), path_(path), text_(text) {}
+
+  Header parse() {
+    Header header;
+    std::set<std::string> names;
+    bool seen_metadata = false;
+    skip_whitespace();
+    if (at_end() || text_[position_] != '{') malformed("the header must begin with '{'");
+    ++position_;
+    if (!consume('}')) {
+      do {
+        std::string key = read_string();
+        expect(':', "after a key");
+        if (key == "__metadata__") {
+          if (seen_metadata) malformed("'__metadata__' appears twice");
+          seen_metadata = true;
+          header.metadata = read_metadata_object();
+        } else {
+          if (!names.insert(key).second) malformed("tensor '" + key + "' appears twice");
+          header.tensors.push_back(read_tensor_entry(std::move(key)));
+        }
+      } while (consume(','));
+      expect('}', "at the end of the header");
+    }
+    skip_whitespace();
+    if (!at_end()) malformed("unexpected text after the header's object");
+    return header;
+  }
+
+ private:
+  [[noreturn]] void malformed(const std::string& problem) const {
+    file_error(op_, path_, "malformed header at byte " + std::to_string(8 + position_) + ": " + problem);
+  }
+
+  bool at_end() const { return position_ >= text_.size(); }
+
+  std::string next_description() const {
+    return at_end() ? std::string("the end of the header") : "'" + std::string(1, text_[position_]) + "'";
+  }
+
+  void skip_whitespace() {
+    while (!at_end() && (text_[position_] == ' ' || text_[position_] == '\t' || text_[position_] == '\n' ||
+                         text_[position_] == '\r'))
+      ++position_;
+  }
+
+  bool consume(char c) {
+    skip_whitespace();
+    if (at_end() || text_[position_] != c) return false;
+    ++position_;
+    return true;
+  }
+
+  void expect(char c, const char* where) {
+    if (!consume(c)) malformed(std::string("expected '") + c + "' " + where + ", found " + next_description());
+  }
+
+  uint32_t read_hex4() {
+    if (position_ + 4 > text_.size()) malformed("truncated \\u escape");
+    uint32_t code = 0;
+    for (int k = 0; k < 4; ++k) {
+      const char c = text_[position_++];
+      const int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+      if (digit < 0) malformed("invalid hex digit in a \\u escape");
+      code = code * 16 + static_cast<uint32_t>(digit);
+    }
+    return code;
+  }
+
+  std::string read_string() {
+    skip_whitespace();
+    if (at_end() || text_[position_] != '"') malformed("expected a string, found " + next_description());
+    ++position_;
+    std::string out;
+    while (true) {
+      if (at_end()) malformed("unterminated string");
+      const char c = text_[position_++];
+      if (c == '"') return out;
+      if (static_cast<unsigned char>(c) < 0x20) malformed("unescaped control character in a string");
+      if (c != '\\') {
+        out += c;
+        continue;
+      }
+      if (at_end()) malformed("unterminated string");
+      const char escape = text_[position_++];
+      switch (escape) {
+        case '"': case '\\': case '/': out += escape; break;
+        case 'b': out += '\b'; break;
+        case 'f': out += '\f'; break;
+        case 'n': out += '\n'; break;
+        case 'r': out += '\r'; break;
+        case 't': out += '\t'; break;
+        case 'u': {
+          uint32_t code = read_hex4();
+          // Characters past U+FFFF are escaped as a UTF-16 surrogate pair.
+          if (code >= 0xd800 && code <= 0xdbff) {
+            if (text_.substr(position_, 2) != "\\u") malformed("high surrogate without a low surrogate");
+            position_ += 2;
+            const uint32_t low = read_hex4();
+            if (low < 0xdc00 || low > 0xdfff) malformed("high surrogate without a low surrogate");
+            code = 0x10000 + ((code - 0xd800) << 10) + (low - 0xdc00);
+          } else if (code >= 0xdc00 && code <= 0xdfff) {
+            malformed("low surrogate without a high surrogate");
+          }
+          append_utf8(out, code);
+          break;
+        }
+        default: malformed(std::string("invalid escape '\\") + escape + "'");
+      }
+    }
+  }
+
+  uint64_t read_unsigned() {
+    skip_whitespace();
+    if (!at_end() && text_[position_] == '-') malformed("negative number");
+    const size_t start = position_;
+    uint64_t value = 0;
+    while (!at_end() && text_[position_] >= '0' && text_[position_] <= '9') {
+      const auto digit = static_cast<uint64_t>(text_[position_] - '0');
+      if (value > (std::numeric_limits<uint64_t>::max() - digit) / 10) malformed("number too large");
+      value = value * 10 + digit;
+      ++position_;
+    }
+    if (position_ == start) malformed("expected a non-negative integer, found " + next_description());
+    if (position_ - start > 1 && text_[start] == '0') malformed("number with a leading zero");
+    if (!at_end() && (text_[position_] == '.' || text_[position_] == 'e' || text_[position_] == 'E'))
+      malformed("expected an integer, found a fraction or an exponent");
+    return value;
+  }
+
+  std::vector<uint64_t> read_unsigned_array() {
+    expect('[', "to open an array");
+    std::vector<uint64_t> values;
+    if (consume(']')) return values;
+    do {
+      values.push_back(read_unsigned());
+    } while (consume(','));
+    expect(']', "to close an array");
+    return values;
+  }
+
+  std::map<std::string, std::string> read_metadata_object() {
+    std::map<std::string, std::string> metadata;
+    expect('{', "to open '__metadata__'");
+    if (consume('}')) return metadata;
+    do {
+      std::string key = read_string();
+      expect(':', "after a key");
+      skip_whitespace();
+      if (at_end() || text_[position_] != '"') malformed("metadata value of '" + key + "' is not a string");
+      std::string value = read_string();
+      if (!metadata.emplace(key, std::move(value)).second) malformed("metadata key '" + key + "' appears twice");
+    } while (consume(','));
+    expect('}', "to close '__metadata__'");
+    return metadata;
+  }
+
+  TensorEntry read_tensor_entry(std::string name) {
+    TensorEntry entry;
+    entry.name = std::move(name);
+    bool has_dtype = false, has_shape = false, has_offsets = false;
+    expect('{', "to open a tensor's entry");
+    if (!consume('}')) {
+      do {
+        const std::string field = read_string();
+        expect(':', "after a key");
+        if (field == "dtype") {
+          if (has_dtype) malformed("tensor '" + entry.name + "' has two 'dtype' fields");
+          has_dtype = true;
+          entry.dtype = read_string();
+        } else if (field == "shape") {
+          if (has_shape) malformed("tensor '" + entry.name + "' has two 'shape' fields");
+          has_shape = true;
+          for (const uint64_t size : read_unsigned_array()) {
+            if (size > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+              malformed("tensor '" + entry.name + "' has a dimension too large");
+            entry.shape.push_back(static_cast<int64_t>(size));
+          }
+        } else if (field == "data_offsets") {
+          if (has_offsets) malformed("tensor '" + entry.name + "' has two 'data_offsets' fields");
+          has_offsets = true;
+          const std::vector<uint64_t> offsets = read_unsigned_array();
+          if (offsets.size() != 2) malformed("data_offsets of tensor '" + entry.name + "' must hold two integers");
+          entry.begin = offsets[0];
+          entry.end = offsets[1];
+        } else {
+          malformed("unknown field '" + field + "' in tensor '" + entry.name + "'");
+        }
+      } while (consume(','));
+      expect('}', "to close a tensor's entry");
+    }
+    if (!has_dtype) malformed("tensor '" + entry.name + "' has no 'dtype'");
+    if (!has_shape) malformed("tensor '" + entry.name + "' has no 'shape'");
+    if (!has_offsets) malformed("tensor '" + entry.name + "' has no 'data_offsets'");
+    return entry;
+  }
+
+  const char* op_;
+  const std::string& path_;
+  std::string_view text_;
+  size_t position_ = 0;
+};
+
+// Checks dtypes, sizes and that the tensors tile the data section exactly: sorted by offset, each starts where
+// the previous one ended, and the last ends at the end of the file (no overlap, no hole, no trailing bytes).
+void validate_layout(const char* op, const std::string& path, std::vector<TensorEntry>& tensors, uint64_t data_bytes) {
+  for (TensorEntry& entry : tensors) {
+    auto problem = [&](const std::string& what) {
+      std::string offsets = "[";
+      offsets.append(std::to_string(entry.begin)).append(", ").append(std::to_string(entry.end)).append("]");
+      std::string message = "tensor '";
+      message.append(entry.name).append("' (dtype ").append(entry.dtype).append(", shape ");
+      message.append(shape_str(entry.shape)).append(", data_offsets ").append(offsets).append(") ").append(what);
+      file_error(op, path, message);
+    };
+    entry.info = find_file_dtype(entry.dtype);
+    if (!entry.info) problem("has an unsupported dtype; vt reads F32, F64, I64, F16 and BF16");
+    uint64_t bytes = entry.info->bytes;
+    for (const int64_t size : entry.shape)
+      if (__builtin_mul_overflow(bytes, static_cast<uint64_t>(size), &bytes)) problem("is too large");
+    if (entry.begin > entry.end) problem("ends before it begins");
+    if (entry.end - entry.begin != bytes)
+      problem("needs " + std::to_string(bytes) + " bytes but its data_offsets hold " + std::to_string(entry.end - entry.begin));
+    if (entry.end > data_bytes)
+      problem("runs past the end of the data section (" + std::to_string(data_bytes) +
+              " bytes): the file is truncated or corrupt");
+  }
+  std::vector<const TensorEntry*> by_offset;
+  for (const TensorEntry& entry : tensors) by_offset.push_back(&entry);
+  std::sort(by_offset.begin(), by_offset.end(), [](const TensorEntry* a, const TensorEntry* b) {
+    return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
+  });
+  uint64_t covered = 0;
+  const TensorEntry* previous = nullptr;
+  for (const TensorEntry* entry : by_offset) {
+    if (entry->begin < covered)
+      file_error(op, path, "tensors '" + previous->name + "' and '" + entry->name + "' overlap in the data section");
+    if (entry->begin > covered)
+      file_error(op, path, "bytes " + std::to_string(covered) + " to " + std::to_string(entry->begin) +
+                               " of the data section belong to no tensor");
+    covered = entry->end;
+    previous = entry;
+  }
+  if (covered != data_bytes)
+    file_error(op, path, "the data section has " + std::to_string(data_bytes) + " bytes but the tensors cover " +
+                             std::to_string(covered));
+}
+
+// ---- files ----
+
+class InputFile {
+ public:
+  InputFile(const char* op, const std::string& path) : op_(op), path_(path) {
+    descriptor_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (descriptor_ < 0) file_error(op, path, "cannot open: " + errno_text());
+    struct stat status;
+    std::string problem;
+    if (::fstat(descriptor_, &status) != 0)
+      problem = "cannot stat: " + errno_text();
+    else if (!S_ISREG(status.st_mode))
+      problem = "not a regular file";
+    if (!problem.empty()) {
+      ::close(descriptor_);  // the destructor does not run when the constructor throws
+      file_error(op, path, problem);
+    }
+    size_ = static_cast<uint64_t>(status.st_size);
+  }
+  ~InputFile() { ::close(descriptor_); }
+  InputFile(const InputFile&) = delete;
+  InputFile& operator=(const InputFile&) = delete;
+
+  uint64_t size() const { return size_; }
+
+  void read(void* buffer, uint64_t bytes, uint64_t offset) const {
+    char* out = static_cast<char*>(buffer);
+    while (bytes > 0) {
+      const ssize_t got = ::pread(descriptor_, out, std::min<uint64_t>(bytes, io_chunk_bytes), static_cast<off_t>(offset));
+      if (got < 0 && errno == EINTR) continue;
+      if (got < 0) file_error(op_, path_, "read failed at byte " + std::to_string(offset) + ": " + errno_text());
+      if (got == 0) file_error(op_, path_, "unexpected end of file at byte " + std::to_string(offset));
+      out += got;
+      bytes -= static_cast<uint64_t>(got);
+      offset += static_cast<uint64_t>(got);
+    }
+  }
+
+ private:
+  const char* op_;
+  const std::string& path_;
+  int descriptor_ = -1;
+  uint64_t size_ = 0;
+};
+
+Header read_header(const char* op, const std::string& path, const InputFile& file) {
+  if (file.size() < 8)
+    file_error(op, path, "the file has " + std::to_string(file.size()) + " bytes, fewer than the 8-byte header length");
+  uint64_t header_length = 0;
+  file.read(&header_length, 8, 0);
+  if (header_length > file.size() - 8)
+    file_error(op, path, "header length " + std::to_string(header_length) + " is larger than the rest of the file (" +
+                             std::to_string(file.size() - 8) + " bytes): the file is truncated or not a safetensors file");
+  if (header_length > header_length_limit)
+    file_error(op, path, "header length " + std::to_string(header_length) + " exceeds the 100 MB limit");
+  std::string text(header_length, '\0');
+  file.read(text.data(), header_length, 8);
+  if (!valid_utf8(text)) file_error(op, path, "the header is not valid UTF-8");
+  Header header = HeaderParser(op, path, text).parse();
+  header.data_start = 8 + header_length;
+  validate_layout(op, path, header.tensors, file.size() - header.data_start);
+  return header;
+}
+
+Tensor read_tensor(const InputFile& file, const TensorEntry& entry, uint64_t data_start) {
+  Tensor tensor = Tensor::empty(entry.shape, loaded_dtype(entry.info->file_dtype));
+  const uint64_t bytes = entry.end - entry.begin;
+  if (bytes == 0) return tensor;
+  const uint64_t offset = data_start + entry.begin;
+  switch (entry.info->file_dtype) {
+    case FileDType::f32:
+    case FileDType::f64:
+    case FileDType::i64: file.read(tensor.raw_data(), bytes, offset); break;
+    case FileDType::f16:
+    case FileDType::bf16: {
+      std::vector<uint16_t> halves(static_cast<size_t>(tensor.numel()));
+      file.read(halves.data(), bytes, offset);
+      float* values = tensor.data<float>();
+      const bool is_half = entry.info->file_dtype == FileDType::f16;
+      for (size_t i = 0; i < halves.size(); ++i) values[i] = is_half ? half_to_float(halves[i]) : bfloat16_to_float(halves[i]);
+      break;
+    }
+  }
+  return tensor;
+}
+
+// Writes to "<path>.tmp-<pid>", then fsyncs it and renames it over `path`: readers (and a crash at any point)
+// see either the old file or the complete new one. The temporary file is removed on every failure.
+class AtomicFileWriter {
+ public:
+  AtomicFileWriter(const char* op, const std::string& path)
+      : op_(op), path_(path), temporary_(path + ".tmp-" + std::to_string(::getpid())) {
+    descriptor_ = ::open(temporary_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (descriptor_ < 0) file_error(op_, path_, "cannot create the temporary file '" + temporary_ + "': " + errno_text());
+  }
+  ~AtomicFileWriter() {
+    if (descriptor_ >= 0) ::close(descriptor_);
+    if (!committed_) ::unlink(temporary_.c_str());
+  }
+  AtomicFileWriter(const AtomicFileWriter&) = delete;
+  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+
+  void write(const void* data, uint64_t bytes) {
+    const char* in = static_cast<const char*>(data);
+    while (bytes > 0) {
+      const ssize_t put = ::write(descriptor_, in, std::min<uint64_t>(bytes, io_chunk_bytes));
+      if (put < 0 && errno == EINTR) continue;
+      if (put < 0) file_error(op_, path_, "write to '" + temporary_ + "' failed: " + errno_text());
+      in += put;
+      bytes -= static_cast<uint64_t>(put);
+    }
+  }
+
+  void commit() {
+    if (::fsync(descriptor_) != 0) file_error(op_, path_, "fsync of '" + temporary_ + "' failed: " + errno_text());
+    const int descriptor = descriptor_;
+    descriptor_ = -1;
+    if (::close(descriptor) != 0) file_error(op_, path_, "close of '" + temporary_ + "' failed: " + errno_text());
+    if (::rename(temporary_.c_str(), path_.c_str()) != 0)
+      file_error(op_, path_, "cannot rename '" + temporary_ + "' over it: " + errno_text());
+    committed_ = true;
+    // The rename is durable only once the directory entry is on disk.
+    std::string directory = std::filesystem::path(path_).parent_path().string();
+    if (directory.empty()) directory = ".";
+    const int directory_descriptor = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (directory_descriptor < 0) file_error(op_, path_, "cannot open its directory to sync it: " + errno_text());
+    const int synced = ::fsync(directory_descriptor);
+    ::close(directory_descriptor);
+    if (synced != 0) file_error(op_, path_, "fsync of its directory failed: " + errno_text());
+  }
+
+ private:
+  const char* op_;
+  const std::string& path_;
+  std::string temporary_;
+  int descriptor_ = -1;
+  bool committed_ = false;
+};
+
+std::string join(const std::vector<std::string>& items, const char* separator) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) out += (i > 0 ? separator : "") + items[i];
+  return out;
+}
+
+bool is_floating(DType dtype) { return dtype == DType::f32 || dtype == DType::f64; }
+
+}  // namespace
+
+void save_safetensors(const std::string& path, const NamedTensors& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  constexpr const char* op = "save_safetensors";
+  std::set<std::string_view> names;
+  for (const auto& [name, tensor] : tensors) {
+    if (!tensor.defined()) file_error(op, path, "tensor '" + name + "' is undefined");
+    switch (tensor.device()) {
+      case Device::cpu: break;
+      case Device::cuda: file_error(op, path, "tensor '" + name + "' is on cuda; this build has no CUDA backend");
+    }
+    if (name == "__metadata__") file_error(op, path, "'__metadata__' is reserved and cannot name a tensor");
+    if (!valid_utf8(name)) file_error(op, path, "tensor name '" + name + "' is not valid UTF-8");
+    if (!names.insert(name).second) file_error(op, path, "tensor '" + name + "' is given twice");
+  }
+  for (const auto& [key, value] : metadata)
+    if (!valid_utf8(key) || !valid_utf8(value)) file_error(op, path, "metadata '" + key + "' is not valid UTF-8");
+
+  // Data order: widest elements first (stable), as the reference writer does, so that every tensor starts at
+  // a multiple of its element size (the data section starts at a multiple of 8) and a reader may map the
+  // file without copying. The header keeps the caller's order.
+  std::vector<size_t> order(tensors.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return dtype_size(tensors[a].second.dtype()) > dtype_size(tensors[b].second.dtype());
+  });
+  std::vector<uint64_t> begins(tensors.size());
+  uint64_t data_bytes = 0;
+  for (const size_t i : order) {
+    begins[i] = data_bytes;
+    data_bytes += static_cast<uint64_t>(tensors[i].second.numel()) * dtype_size(tensors[i].second.dtype());
+  }
+
+  std::vector<std::string> entries;
+  if (!metadata.empty()) {
+    std::string entry = "\"__metadata__\":{";
+    for (const auto& [key, value] : metadata) {
+      if (entry.back() != '{') entry += ',';
+      append_json_string(entry, key);
+      entry += ':';
+      append_json_string(entry, value);
+    }
+    entries.push_back(entry + "}");
+  }
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const Tensor& tensor = tensors[i].second;
+    std::string entry;
+    append_json_string(entry, tensors[i].first);
+    entry += ":{\"dtype\":\"";
+    entry += file_dtype_name(tensor.dtype());
+    entry += "\",\"shape\":";
+    append_json_integers(entry, std::vector<uint64_t>(tensor.shape().begin(), tensor.shape().end()));
+    entry += ",\"data_offsets\":";
+    const uint64_t bytes = static_cast<uint64_t>(tensor.numel()) * dtype_size(tensor.dtype());
+    append_json_integers(entry, {begins[i], begins[i] + bytes});
+    entries.push_back(entry + "}");
+  }
+  std::string header = "{" + join(entries, ",") + "}";
+  header.append((8 - header.size() % 8) % 8, ' ');
+  if (header.size() > header_length_limit) file_error(op, path, "the header exceeds the 100 MB limit");
+
+  AtomicFileWriter file(op, path);
+  const uint64_t header_length = header.size();
+  file.write(&header_length, 8);
+  file.write(header.data(), header.size());
+  for (const size_t i : order) {
+    const Tensor& tensor = tensors[i].second;
+    if (tensor.numel() == 0) continue;
+    const Tensor row_major = tensor.is_contiguous() ? tensor : tensor.clone();
+    file.write(row_major.raw_data(), static_cast<uint64_t>(row_major.numel()) * dtype_size(row_major.dtype()));
+  }
+  file.commit();
+}
+
+SafetensorsFile load_safetensors(const std::string& path) {
+  const InputFile file("load_safetensors", path);
+  Header header = read_header("load_safetensors", path, file);
+  SafetensorsFile result;
+  result.metadata = std::move(header.metadata);
+  for (const TensorEntry& entry : header.tensors) result.tensors.emplace_back(entry.name, read_tensor(file, entry, header.data_start));
+  return result;
+}
+
+std::map<std::string, std::string> read_metadata(const std::string& path) {
+  const InputFile file("read_metadata", path);
+  return read_header("read_metadata", path, file).metadata;
+}
+
+void assign_named_tensors(const char* op, const std::string& source_name, const NamedTensors& source,
+                          const NamedTensors& destination) {
+  std::map<std::string_view, const Tensor*> by_name;
+  for (const auto& [name, tensor] : source) by_name.emplace(name, &tensor);
+  std::set<std::string_view> destination_names;
+  std::vector<std::string> missing, unexpected, mismatched;
+  for (const auto& [name, tensor] : destination) {
+    destination_names.insert(name);
+    const auto found = by_name.find(name);
+    if (found == by_name.end()) {
+      missing.push_back(name);
+      continue;
+    }
+    const Tensor& stored = *found->second;
+    if (stored.shape() != tensor.shape())
+      mismatched.push_back(name + ": shape " + shape_str(stored.shape()) + " in the file, " + shape_str(tensor.shape()) +
+                           " expected");
+    else if (stored.dtype() != tensor.dtype() && !(is_floating(stored.dtype()) && is_floating(tensor.dtype())))
+      mismatched.push_back(name + ": dtype " + dtype_name(stored.dtype()) + " in the file, " + dtype_name(tensor.dtype()) +
+                           " expected");
+  }
+  for (const auto& [name, tensor] : source)
+    if (!destination_names.count(name)) unexpected.push_back(name);
+
+  if (!missing.empty() || !unexpected.empty() || !mismatched.empty()) {
+    std::string message = "'" + source_name + "' does not match (nothing was loaded):";
+    if (!missing.empty()) message += "\n  missing from the file: " + join(missing, ", ");
+    if (!unexpected.empty()) message += "\n  unexpected in the file: " + join(unexpected, ", ");
+    if (!mismatched.empty()) message += "\n  mismatched: " + join(mismatched, "; ");
+    fail(op, message);
+  }
+  NoGradGuard no_grad;
+  for (const auto& [name, tensor] : destination) Tensor(tensor).copy_(*by_name.at(name));
+}
+
+void save_weights(const std::string& path, const Module& model, const std::map<std::string, std::string>& metadata) {
+  save_safetensors(path, model.named_parameters(), metadata);
+}
+
+void load_weights(const std::string& path, Module& model) {
+  const SafetensorsFile file = load_safetensors(path);
+  assign_named_tensors("load_weights", path, file.tensors, model.named_parameters());
+}
+
+}  // namespace vt::nn

@@ -22,6 +22,7 @@ ModelConfig tnt(const std::string& name, int64_t dim, int64_t inner_dim, int64_t
   ModelConfig c;
   c.name = name, c.arch = "tnt", c.dim = dim, c.depth = 12, c.heads = heads;
   c.inner_dim = inner_dim, c.inner_heads = 4, c.pixel_stride = 4, c.pixel_kernel = 7, c.qkv_bias = false;
+  c.norm_eps = 1e-5;
   return c;
 }
 
@@ -143,6 +144,7 @@ void apply_override(ModelConfig& c, const std::string& key, const std::string& v
       {"head_hidden", [&] { c.head_hidden = parse_int(key, value); }},
       {"drop_rate", [&] { c.drop_rate = parse_double(key, value); }},
       {"drop_path_rate", [&] { c.drop_path_rate = parse_double(key, value); }},
+      {"norm_eps", [&] { c.norm_eps = parse_double(key, value); }},
   };
   const auto it = setters.find(key);
   if (it == setters.end()) {
@@ -175,7 +177,8 @@ std::map<std::string, std::string> to_map(const ModelConfig& c) {
           {"head", enum_name(c.head, kHeadNames)},
           {"head_hidden", std::to_string(c.head_hidden)},
           {"drop_rate", format_double(c.drop_rate)},
-          {"drop_path_rate", format_double(c.drop_path_rate)}};
+          {"drop_path_rate", format_double(c.drop_path_rate)},
+          {"norm_eps", format_double(c.norm_eps)}};
 }
 
 ModelConfig from_map(const std::map<std::string, std::string>& fields) {
@@ -196,6 +199,7 @@ void validate(const ModelConfig& c) {
   require(c.heads > 0 && c.dim > 0 && c.dim % c.heads == 0,
           "dim " + std::to_string(c.dim) + " is not divisible by heads " + std::to_string(c.heads));
   require(c.mlp_ratio > 0, "mlp_ratio must be positive");
+  require(c.norm_eps > 0, "norm_eps must be positive");
   require(c.drop_rate >= 0 && c.drop_rate < 1 && c.drop_path_rate >= 0 && c.drop_path_rate < 1,
           "drop rates must be in [0, 1)");
   require(c.pos_embed != PosEmbed::sincos_2d || c.dim % 4 == 0, "sincos_2d needs dim divisible by 4");

@@ -31,6 +31,7 @@ struct ModelConfig {
   Head head = Head::linear;
   int64_t head_hidden = 0;  // width of the MLP head's hidden layer (0: dim)
   double drop_rate = 0.0, drop_path_rate = 0.0;
+  double norm_eps = 1e-6;  // LayerNorm eps: timm's ViT uses 1e-6, its TNT PyTorch's default 1e-5
 
   int64_t grid() const { return image_size / patch_size; }       // patches per side
   int64_t num_patches() const { return grid() * grid(); }

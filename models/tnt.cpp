@@ -21,19 +21,19 @@ Tensor PixelEmbed::forward(const Tensor& images, const Tensor& pixel_pos) const 
 
 TNTBlock::TNTBlock(const ModelConfig& c, double drop_path_rate) {
   const int64_t d = c.inner_dim, pixels = c.pixel_grid() * c.pixel_grid();
-  norm_in = register_module("norm_in", std::make_shared<nn::LayerNorm>(d));
+  norm_in = register_module("norm_in", std::make_shared<nn::LayerNorm>(d, c.norm_eps));
   attn_in = register_module("attn_in", std::make_shared<nn::Attention>(d, c.inner_heads, nn::QkvLayout::separate,
                                                                        c.qkv_bias, c.drop_rate));
-  norm_mlp_in = register_module("norm_mlp_in", std::make_shared<nn::LayerNorm>(d));
+  norm_mlp_in = register_module("norm_mlp_in", std::make_shared<nn::LayerNorm>(d, c.norm_eps));
   mlp_in = register_module("mlp_in", std::make_shared<nn::Mlp>(d, static_cast<int64_t>(d * c.inner_mlp_ratio), c.drop_rate));
-  norm1_proj = register_module("norm1_proj", std::make_shared<nn::LayerNorm>(pixels * d));
+  norm1_proj = register_module("norm1_proj", std::make_shared<nn::LayerNorm>(pixels * d, c.norm_eps));
   proj = register_module("proj", std::make_shared<nn::Linear>(pixels * d, c.dim, /*bias=*/false));
-  norm2_proj = register_module("norm2_proj", std::make_shared<nn::LayerNorm>(c.dim));
-  norm_out = register_module("norm_out", std::make_shared<nn::LayerNorm>(c.dim));
+  norm2_proj = register_module("norm2_proj", std::make_shared<nn::LayerNorm>(c.dim, c.norm_eps));
+  norm_out = register_module("norm_out", std::make_shared<nn::LayerNorm>(c.dim, c.norm_eps));
   attn_out = register_module("attn_out", std::make_shared<nn::Attention>(c.dim, c.heads, nn::QkvLayout::separate,
                                                                          c.qkv_bias, c.drop_rate));
   drop_path = register_module("drop_path", std::make_shared<nn::DropPath>(drop_path_rate));
-  norm_mlp = register_module("norm_mlp", std::make_shared<nn::LayerNorm>(c.dim));
+  norm_mlp = register_module("norm_mlp", std::make_shared<nn::LayerNorm>(c.dim, c.norm_eps));
   mlp = register_module("mlp", std::make_shared<nn::Mlp>(c.dim, static_cast<int64_t>(c.dim * c.mlp_ratio), c.drop_rate));
 }
 
@@ -61,14 +61,14 @@ TransformerInTransformer::TransformerInTransformer(const ModelConfig& c) : Class
   pixel_pos = register_parameter("pixel_pos", Tensor::empty({1, c.inner_dim, g, g}));
   nn::trunc_normal_(pixel_pos, 0.02);
   pixel_embed = register_module("pixel_embed", std::make_shared<PixelEmbed>(c));
-  norm1_proj = register_module("norm1_proj", std::make_shared<nn::LayerNorm>(pixels * c.inner_dim));
+  norm1_proj = register_module("norm1_proj", std::make_shared<nn::LayerNorm>(pixels * c.inner_dim, c.norm_eps));
   proj = register_module("proj", std::make_shared<nn::Linear>(pixels * c.inner_dim, c.dim));
-  norm2_proj = register_module("norm2_proj", std::make_shared<nn::LayerNorm>(c.dim));
+  norm2_proj = register_module("norm2_proj", std::make_shared<nn::LayerNorm>(c.dim, c.norm_eps));
   pos_drop = register_module("pos_drop", std::make_shared<nn::Dropout>(c.drop_rate));
   const std::vector<double> rates = nn::drop_path_rates(c.drop_path_rate, c.depth);
   for (int64_t i = 0; i < c.depth; ++i)
     blocks.push_back(register_module("blocks." + std::to_string(i), std::make_shared<TNTBlock>(c, rates[i])));
-  norm = register_module("norm", std::make_shared<nn::LayerNorm>(c.dim));
+  norm = register_module("norm", std::make_shared<nn::LayerNorm>(c.dim, c.norm_eps));
   int64_t head_in = c.dim;
   if (c.head == Head::mlp) {
     head_in = c.head_hidden > 0 ? c.head_hidden : c.dim;

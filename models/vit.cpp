@@ -15,11 +15,11 @@ VisionTransformer::VisionTransformer(const ModelConfig& c) : Classifier(c) {
   const std::vector<double> rates = nn::drop_path_rates(c.drop_path_rate, c.depth);
   for (int64_t i = 0; i < c.depth; ++i)
     blocks.push_back(register_module("blocks." + std::to_string(i),
-                                     std::make_shared<nn::Block>(c.dim, c.heads, c.mlp_ratio, c.qkv_bias, c.drop_rate, rates[i])));
+                                     std::make_shared<nn::Block>(c.dim, c.heads, c.mlp_ratio, c.qkv_bias, c.drop_rate, rates[i], c.norm_eps)));
   if (c.pool == Pooling::cls)
-    norm = register_module("norm", std::make_shared<nn::LayerNorm>(c.dim));
+    norm = register_module("norm", std::make_shared<nn::LayerNorm>(c.dim, c.norm_eps));
   else
-    fc_norm = register_module("fc_norm", std::make_shared<nn::LayerNorm>(c.dim));
+    fc_norm = register_module("fc_norm", std::make_shared<nn::LayerNorm>(c.dim, c.norm_eps));
   int64_t head_in = c.dim;
   if (c.head == Head::mlp) {
     head_in = c.head_hidden > 0 ? c.head_hidden : c.dim;

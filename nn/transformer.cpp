@@ -36,11 +36,11 @@ Tensor Attention::forward(const Tensor& x) const {
 }
 
 Block::Block(int64_t dim, int64_t heads, double mlp_ratio, bool qkv_bias, double drop, double drop_path,
-             QkvLayout layout) {
-  norm1 = register_module("norm1", std::make_shared<LayerNorm>(dim));
+             double norm_eps, QkvLayout layout) {
+  norm1 = register_module("norm1", std::make_shared<LayerNorm>(dim, norm_eps));
   attn = register_module("attn", std::make_shared<Attention>(dim, heads, layout, qkv_bias, drop));
   drop_path1 = register_module("drop_path1", std::make_shared<DropPath>(drop_path));
-  norm2 = register_module("norm2", std::make_shared<LayerNorm>(dim));
+  norm2 = register_module("norm2", std::make_shared<LayerNorm>(dim, norm_eps));
   mlp = register_module("mlp", std::make_shared<Mlp>(dim, static_cast<int64_t>(dim * mlp_ratio), drop));
   drop_path2 = register_module("drop_path2", std::make_shared<DropPath>(drop_path));
 }

@@ -21,7 +21,7 @@ class Attention : public Module {
 // Pre-norm transformer block: x + DropPath(Attention(LN(x))), then x + DropPath(Mlp(LN(x))).
 class Block : public Module {
  public:
-  Block(int64_t dim, int64_t heads, double mlp_ratio, bool qkv_bias, double drop, double drop_path,
+  Block(int64_t dim, int64_t heads, double mlp_ratio, bool qkv_bias, double drop, double drop_path, double norm_eps,
         QkvLayout layout = QkvLayout::fused);
   Tensor forward(const Tensor& x) const;  // (B, N, D) -> (B, N, D)
   std::shared_ptr<LayerNorm> norm1, norm2;

@@ -8,6 +8,7 @@
 #include "autograd/blas.h"
 #include "autograd/parallel.h"
 #include "ops/attention_kernels.h"
+#include "ops/softmax_kernels.h"
 #include "ops/ops.h"
 
 namespace vt {
@@ -21,24 +22,6 @@ static int64_t heads_per_grain(const AttentionSizes& sizes) {
 
 static int64_t head_offset(const HeadStrides& strides, int64_t b, int64_t h) {
   return b * strides.batch + h * strides.head;
-}
-
-// row (n) = softmax(row) in place. Subtracting the row max first keeps every exponent <= 0, so exp cannot
-// overflow and the largest term is exactly 1 (the sum is >= 1 and its reciprocal is safe). The sum of n
-// positive terms in (0, 1] accumulates in T: there is no cancellation to guard against.
-template <class T>
-static void softmax_row_in_place(T* row, int64_t n) {
-  T row_max = row[0];
-#pragma omp simd reduction(max : row_max)
-  for (int64_t j = 1; j < n; ++j) row_max = std::max(row_max, row[j]);
-  T total = 0;
-  for (int64_t j = 0; j < n; ++j) {
-    row[j] = std::exp(row[j] - row_max);
-    total += row[j];
-  }
-  const T inverse = T(1) / total;
-#pragma omp simd
-  for (int64_t j = 0; j < n; ++j) row[j] *= inverse;
 }
 
 // Each head runs single-threaded GEMMs: inside our parallel region OpenBLAS's OpenMP build does not
@@ -58,7 +41,7 @@ void attention_forward_cpu(T* out, T* probs, const T* q, const T* k, const T* v,
       T* p = probs + bh * n * n;                       // (N, N)
       // S = scale * q k^T, with k read transposed in place by GEMM.
       gemm<T>(false, true, n, n, d, scale, qh, q_strides.row, kh, k_strides.row, T(0), p, n);
-      for (int64_t i = 0; i < n; ++i) softmax_row_in_place(p + i * n, n);
+      softmax_forward_cpu(p, p, n, n);  // row by row, max subtracted; in place, single-threaded in here
       gemm<T>(false, false, n, d, n, T(1), p, n, vh, v_strides.row, T(0), oh, out_strides.row);
     }
   });
@@ -85,17 +68,7 @@ void attention_backward_cpu(T* dq, T* dk, T* dv, T* scores_grad, const T* dout, 
       T* ds = scores_grad + bh * n * n;  // (N, N): dP, then dS in place
       gemm<T>(false, true, n, n, d, T(1), douth, dout_strides.row, v + head_offset(v_strides, b, h), v_strides.row,
               T(0), ds, n);
-      for (int64_t i = 0; i < n; ++i) {
-        T* ds_row = ds + i * n;
-        const T* p_row = p + i * n;
-        // rowsum(dP * P) is a convex combination of the row of dP (P sums to 1), so T accumulation is enough;
-        // the simd reduction keeps one partial sum per vector lane, which lets it vectorise without -ffast-math.
-        T weighted_mean = 0;
-#pragma omp simd reduction(+ : weighted_mean)
-        for (int64_t j = 0; j < n; ++j) weighted_mean += ds_row[j] * p_row[j];
-#pragma omp simd
-        for (int64_t j = 0; j < n; ++j) ds_row[j] = p_row[j] * (ds_row[j] - weighted_mean);
-      }
+      softmax_backward_cpu(ds, ds, p, n, n);  // dS = P * (dP - rowsum(dP * P)), in place
       if (dq)
         gemm<T>(false, false, n, d, n, scale, ds, n, k + head_offset(k_strides, b, h), k_strides.row, T(0),
                 dq + head_offset(dq_strides, b, h), dq_strides.row);

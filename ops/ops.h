@@ -89,8 +89,10 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& generator = 
 
 // ---- convolution (ops/conv.cpp) ----
 // x (B, C, H, W) -> (B, C*kh*kw, L): PyTorch's F.unfold, with L = Ho * Wo sliding positions.
+// Returned as a transposed view of (B, L, C*kh*kw) patch rows, so unfold(x).transpose(1, 2) is contiguous.
 Tensor unfold(const Tensor& x, int64_t kernel_h, int64_t kernel_w, int64_t stride = 1, int64_t padding = 0);
 // x (B, C, H, W), weight (O, C, kh, kw), bias (O) or undefined -> (B, O, Ho, Wo)
+// Memory is channels-last (B, Ho, Wo, O), so transpose(flatten(y, 2), 1, 2) (B, L, O) is contiguous.
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride = 1, int64_t padding = 0);
 
 // ---- attention (ops/attention.cpp) ----

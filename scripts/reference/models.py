@@ -6,12 +6,15 @@ the named presets, the state_dict keys and shapes of vit_tiny_patch16_224 and tn
 float64 logits of two small models whose weights and inputs follow the formulas below, which the C++
 test rebuilds without PyTorch.
 """
-import math
+import contextlib
+import sys
 
-import timm
 import torch
-from timm.models.tnt import TNT
-from timm.models.vision_transformer import VisionTransformer
+
+with contextlib.redirect_stdout(sys.stderr):  # timm may print import warnings; stdout is the header
+    import timm
+    from timm.models.tnt import TNT
+    from timm.models.vision_transformer import VisionTransformer
 
 
 def formula_weights(model):

@@ -1,0 +1,36 @@
+// Datasets: the CIFAR-10 binary files and image folders (root/<class>/<image>, classes sorted by name).
+// Conventions: labels are class indices in [0, classes); every image comes out with the dataset's channel
+// count and size (converted and resized where the file differs); bad files are errors naming the file,
+// or, with skip_bad, skipped with one warning giving the count.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "datasets/image.h"
+
+namespace vt::data {
+
+class Dataset {
+ public:
+  virtual ~Dataset() = default;
+  virtual int64_t size() const = 0;
+  virtual Example get(int64_t index) const = 0;  // thread-safe
+  virtual const std::vector<std::string>& classes() const = 0;
+  virtual int channels() const = 0;
+  virtual int image_size() const = 0;  // square images of this side
+};
+
+struct DatasetOptions {
+  int channels = 3;        // the model's input channels: grayscale, RGB and RGBA are converted to this
+  int image_size = 32;     // images of another size are resized (bilinear)
+  bool skip_bad = false;   // warn and skip corrupt files instead of failing
+  int64_t limit = 0;       // use only the first `limit` examples of a split, spread over classes (0: all)
+};
+
+// `dir` holds either the CIFAR-10 binary files (data_batch_1.bin ... data_batch_5.bin, test_batch.bin,
+// possibly inside cifar-10-batches-bin/) or train/ and test/ image folders. split: "train" or "test".
+std::unique_ptr<Dataset> open_dataset(const std::string& dir, const std::string& split, const DatasetOptions& options);
+
+}  // namespace vt::data

@@ -3,6 +3,7 @@
 #include "models/config.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 
 #include "models/tnt.h"
@@ -98,9 +99,13 @@ double parse_double(const std::string& key, const std::string& value) {
   return v;
 }
 
+// The shortest decimal that reads back as the same double ("1e-05", not "1.0000000000000001e-05").
 std::string format_double(double v) {
   char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%.17g", v);
+  for (int precision = 6; precision <= 17; ++precision) {
+    std::snprintf(buffer, sizeof buffer, "%.*g", precision, v);
+    if (std::strtod(buffer, nullptr) == v) break;
+  }
   return buffer;
 }
 
@@ -234,6 +239,26 @@ double macs_per_image(const ModelConfig& c) {
   if (c.head == Head::mlp) macs += d * head_in;
   macs += head_in * c.num_classes;
   return macs;
+}
+
+static const std::string kMetadataPrefix = "vt.model.";
+
+std::map<std::string, std::string> config_metadata(const ModelConfig& config) {
+  std::map<std::string, std::string> metadata = {{"format", "pt"}};
+  for (const auto& [key, value] : to_map(config)) metadata[kMetadataPrefix + key] = value;
+  return metadata;
+}
+
+bool has_config_metadata(const std::map<std::string, std::string>& metadata) {
+  return metadata.count(kMetadataPrefix + "arch") > 0;
+}
+
+ModelConfig config_from_metadata(const std::map<std::string, std::string>& metadata) {
+  std::map<std::string, std::string> fields;
+  for (const auto& [key, value] : metadata)
+    if (key.rfind(kMetadataPrefix, 0) == 0) fields[key.substr(kMetadataPrefix.size())] = value;
+  if (fields.empty()) fail("model config", "the checkpoint's metadata names no model; pass --model");
+  return from_map(fields);
 }
 
 std::shared_ptr<Classifier> create_model(const ModelConfig& config) {

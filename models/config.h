@@ -62,4 +62,10 @@ class Classifier : public nn::Module {
 
 std::shared_ptr<Classifier> create_model(const ModelConfig& config);
 
+// Checkpoint metadata: {"format": "pt", "vt.model.<field>": value, ...} (Hugging Face files carry "format"),
+// so that a checkpoint alone says which model it holds.
+std::map<std::string, std::string> config_metadata(const ModelConfig& config);
+bool has_config_metadata(const std::map<std::string, std::string>& metadata);
+ModelConfig config_from_metadata(const std::map<std::string, std::string>& metadata);
+
 }  // namespace vt::models

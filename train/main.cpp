@@ -19,6 +19,9 @@ void print_usage() {
       "  demo         build a small graph, run backward and print the gradients\n"
       "  bench-gemm   measure float32 GEMM GFLOP/s for a few shapes\n"
       "  info         --model NAME [key=value ...] [--json]: architecture, params and GMACs per image\n"
+      "  init         --model NAME [key=value ...] --seed S --out W.safetensors: a freshly initialised model\n"
+      "  forward      --checkpoint W.safetensors --input X.safetensors --output Y.safetensors [--model NAME]:\n"
+      "               eval-mode logits (B, classes) of the tensor x (B, C, H, W)\n"
       "\n"
       "options for every command:\n"
       "  --threads T  threads for the kernels and OpenBLAS (default: all cores)");
@@ -40,6 +43,8 @@ int main(int argc, char** argv) {
     if (command == "demo") return vt::command_demo(args);
     if (command == "bench-gemm") return vt::command_bench_gemm(args);
     if (command == "info") return vt::command_info(args);
+    if (command == "init") return vt::command_init(args);
+    if (command == "forward") return vt::command_forward(args);
     std::fprintf(stderr, "vt: unknown command '%s' (try vt help)\n", command.c_str());
     return 2;
   } catch (const std::exception& e) {

@@ -9,8 +9,12 @@ namespace vt {
 int command_demo(Args& args);
 int command_bench_gemm(Args& args);
 int command_info(Args& args);
+int command_init(Args& args);
+int command_forward(Args& args);
 
 // The preset named by --model with the key=value overrides applied, validated.
 models::ModelConfig config_from_args(Args& args);
+// The model of a checkpoint: --model (and overrides) when given, else the checkpoint's metadata.
+models::ModelConfig checkpoint_config(Args& args, const std::string& checkpoint);
 
 }  // namespace vt

@@ -1,5 +1,6 @@
 // vt info: a model's architecture summary, parameter count and multiply-adds per image.
 #include <cstdio>
+#include <cstdlib>
 
 #include "models/config.h"
 #include "train/lib/commands.h"
@@ -47,7 +48,12 @@ int command_info(Args& args) {
   const auto fields = models::to_map(config);
   if (json) {
     std::printf("{");
-    for (const auto& [key, value] : fields) std::printf("\"%s\": \"%s\", ", key.c_str(), json_escape(value).c_str());
+    for (const auto& [key, value] : fields) {
+      char* end = nullptr;
+      std::strtod(value.c_str(), &end);
+      const bool number = !value.empty() && *end == '\0';
+      std::printf(number ? "\"%s\": %s, " : "\"%s\": \"%s\", ", key.c_str(), json_escape(value).c_str());
+    }
     std::printf("\"parameters_by_part\": {");
     const auto parts = parameters_by_part(*model);
     for (size_t i = 0; i < parts.size(); ++i)

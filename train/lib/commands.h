@@ -11,6 +11,10 @@ int command_bench_gemm(Args& args);
 int command_info(Args& args);
 int command_init(Args& args);
 int command_forward(Args& args);
+int command_train(Args& args);
+int command_eval(Args& args);
+int command_predict(Args& args);
+int command_compare(Args& args);
 
 // The preset named by --model with the key=value overrides applied, validated.
 models::ModelConfig config_from_args(Args& args);

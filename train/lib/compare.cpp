@@ -1,0 +1,173 @@
+// vt compare: trains several models with one recipe and budget, then writes a Markdown report and a PNG of
+// their curves. Conventions: every model gets the same epochs (a time budget is turned into epochs from each
+// model's measured training speed, then the smallest count is used by all), seed, data and augmentation.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "autograd/parallel.h"
+#include "train/lib/commands.h"
+#include "train/lib/plot.h"
+#include "train/lib/trainer.h"
+
+namespace vt {
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Median seconds of `repeats` calls of f after one warm-up call.
+template <class F>
+double median_seconds(int repeats, const F& f) {
+  f();
+  std::vector<double> times;
+  for (int i = 0; i < repeats; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    f();
+    times.push_back(seconds_since(start));
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+// Images per second of the model alone on random inputs: training steps (forward and backward; the
+// optimizer step is left out) and eval-mode forwards. Data loading is left out too: models compare on compute.
+std::pair<double, double> model_throughput(const models::ModelConfig& config, int64_t batch) {
+  manual_seed(0);
+  const auto model = models::create_model(config);
+  const Tensor images = randn({batch, config.in_channels, config.image_size, config.image_size});
+  const Tensor labels = Tensor::from_indices(std::vector<int64_t>(batch, 0), {batch});
+  const double train_seconds = median_seconds(3, [&] {
+    model->zero_grad();
+    cross_entropy(model->forward(images), labels).backward();
+  });
+  model->eval();
+  const double infer_seconds = median_seconds(3, [&] {
+    NoGradGuard no_grad;
+    model->forward(images);
+  });
+  return {batch / train_seconds, batch / infer_seconds};
+}
+
+struct ModelReport {
+  models::ModelConfig config;
+  int64_t params = 0;
+  double gmacs = 0, train_images_per_s = 0, infer_images_per_s = 0;
+  TrainResult result;
+};
+
+std::string format_count(int64_t n) {
+  std::string digits = std::to_string(n), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+}  // namespace
+
+int command_compare(Args& args) {
+  std::vector<std::string> names;
+  {
+    std::stringstream list(args.get("models", "vit_cifar,tnt_cifar"));
+    for (std::string name; std::getline(list, name, ',');) names.push_back(name);
+  }
+  const double time_budget = args.get_double("time-budget", 0);
+  TrainOptions base;
+  base.model = models::preset(names.at(0));
+  parse_train_flags(args, base);
+  const std::string out = base.out_dir.empty() ? "runs/compare" : base.out_dir;
+  const auto overrides = args.overrides();
+  args.finish();
+  std::filesystem::create_directories(out);
+
+  std::vector<ModelReport> reports;
+  for (const std::string& name : names) {
+    ModelReport r;
+    r.config = models::preset(name);
+    for (const auto& [key, value] : overrides) models::apply_override(r.config, key, value);
+    models::validate(r.config);
+    r.params = models::create_model(r.config)->parameter_count();
+    r.gmacs = models::macs_per_image(r.config) / 1e9;
+    std::tie(r.train_images_per_s, r.infer_images_per_s) = model_throughput(r.config, base.batch_size);
+    std::printf("%s: %s parameters, %.3f GMACs/image, %.0f training images/s, %.0f inference images/s (model alone)\n",
+                name.c_str(), format_count(r.params).c_str(), r.gmacs, r.train_images_per_s, r.infer_images_per_s);
+    reports.push_back(r);
+  }
+
+  int64_t epochs = base.epochs;
+  if (time_budget > 0) {
+    // Each model gets an equal share of the budget; the epochs the slowest model fits are used for all.
+    data::DatasetOptions probe;
+    probe.channels = static_cast<int>(reports[0].config.in_channels);
+    probe.image_size = static_cast<int>(reports[0].config.image_size);
+    probe.limit = base.dataset.limit;
+    probe.skip_bad = base.dataset.skip_bad;
+    const double train_images = static_cast<double>(data::open_dataset(base.data_dir, "train", probe)->size());
+    double slowest = reports[0].train_images_per_s;
+    for (const ModelReport& r : reports) slowest = std::min(slowest, r.train_images_per_s);
+    epochs = std::max<int64_t>(1, static_cast<int64_t>(time_budget / reports.size() * slowest / train_images));
+    std::printf("time budget %.0f s: %ld epochs each\n", time_budget, static_cast<long>(epochs));
+  }
+
+  for (ModelReport& r : reports) {
+    TrainOptions options = base;
+    options.model = r.config;
+    options.epochs = epochs;
+    options.out_dir = out + "/" + r.config.name;
+    std::printf("\n== training %s for %ld epochs ==\n", r.config.name.c_str(), static_cast<long>(epochs));
+    std::ofstream(out + "/" + r.config.name + ".config.txt") << describe(options);
+    r.result = train(options);
+    if (r.result.interrupted) return 130;
+  }
+
+  std::ofstream report(out + "/report.md");
+  report << "# ViT vs TNT on CIFAR-10\n\n"
+         << "Same recipe for every model: " << epochs << " epochs, batch " << base.batch_size << ", " << base.optimizer
+         << " lr " << base.lr << " (warm-up then cosine to " << base.min_lr << "), weight decay " << base.weight_decay
+         << ", label smoothing " << base.label_smoothing << ", augmentation " << data::describe(base.augment) << ", seed "
+         << base.seed << ", " << num_threads() << " threads.\n\n"
+         << "| model | params | GMACs/image | train img/s (model) | train img/s (run) | inference img/s | final test acc | best test acc | wall time |\n"
+         << "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  for (const ModelReport& r : reports) {
+    double run_speed = 0;
+    for (const EpochMetrics& m : r.result.epochs) run_speed += m.images_per_s / r.result.epochs.size();
+    char row[512];
+    std::snprintf(row, sizeof row, "| %s | %s | %.3f | %.0f | %.0f | %.0f | %.2f%% | %.2f%% | %.0f s |\n",
+                  r.config.name.c_str(), format_count(r.params).c_str(), r.gmacs, r.train_images_per_s, run_speed,
+                  r.infer_images_per_s, r.result.epochs.empty() ? 0.0 : 100 * r.result.epochs.back().test_acc,
+                  100 * r.result.best_test_acc, r.result.wall_seconds);
+    report << row;
+  }
+  report << "\n\"train img/s (model)\" and \"inference img/s\" time the model alone on random batches of "
+         << base.batch_size << " (median of 3); \"train img/s (run)\" is the mean over epochs of the real run, "
+         << "data loading and optimizer included. Test accuracy is measured after every epoch on the full test set"
+         << (base.test_limit ? " subset" : "") << "; \"final\" is the last epoch's.\n\n![curves](curves.png)\n";
+  report.close();
+
+  static const uint32_t colours[] = {0x1f77b4, 0xd62728, 0x2ca02c, 0xff7f0e, 0x9467bd};
+  Panel accuracy{"test accuracy", "epoch", "accuracy (%)", {}}, loss{"training loss", "epoch", "loss", {}};
+  for (size_t i = 0; i < reports.size(); ++i) {
+    Series acc{reports[i].config.name, {}, {}, colours[i % 5]}, train_loss{reports[i].config.name, {}, {}, colours[i % 5]};
+    for (const EpochMetrics& m : reports[i].result.epochs) {
+      acc.x.push_back(static_cast<double>(m.epoch));
+      acc.y.push_back(100 * m.test_acc);
+      train_loss.x.push_back(static_cast<double>(m.epoch));
+      train_loss.y.push_back(m.train_loss);
+    }
+    accuracy.series.push_back(acc);
+    loss.series.push_back(train_loss);
+  }
+  write_line_chart_png(out + "/curves.png", {accuracy, loss});
+  std::printf("\nwrote %s/report.md and %s/curves.png\n", out.c_str(), out.c_str());
+  return 0;
+}
+
+}  // namespace vt

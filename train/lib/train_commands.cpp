@@ -1,0 +1,94 @@
+// vt train, vt eval and vt predict.
+#include <algorithm>
+#include <cstdio>
+
+#include "datasets/dataset.h"
+#include "nn/safetensors.h"
+#include "train/lib/commands.h"
+#include "train/lib/trainer.h"
+
+namespace vt {
+
+int command_train(Args& args) {
+  TrainOptions options;
+  options.model = config_from_args(args);
+  parse_train_flags(args, options);
+  args.finish();
+  std::printf("%s", describe(options).c_str());
+  const TrainResult result = train(options);
+  if (result.interrupted) return 130;
+  if (!result.epochs.empty())
+    std::printf("final test accuracy: %.2f%%, best: %.2f%%, wall time %.0f s\n", 100 * result.epochs.back().test_acc,
+                100 * result.best_test_acc, result.wall_seconds);
+  return 0;
+}
+
+int command_eval(Args& args) {
+  const std::string checkpoint = args.require("checkpoint");
+  const models::ModelConfig config = checkpoint_config(args, checkpoint);
+  const std::string data_dir = args.get("data", "data");
+  const std::string split = args.get("split", "test");
+  data::DatasetOptions dataset_options;
+  dataset_options.channels = static_cast<int>(config.in_channels);
+  dataset_options.image_size = static_cast<int>(config.image_size);
+  dataset_options.skip_bad = args.has("skip-bad");
+  const int64_t batch = args.get_int("batch", 256);
+  const int workers = static_cast<int>(args.get_int("workers", 2));
+  args.finish();
+  const auto dataset = data::open_dataset(data_dir, split, dataset_options);
+  const auto model = models::create_model(config);
+  nn::load_weights(checkpoint, *model);
+  const Evaluation e = evaluate(*model, *dataset, normalization_from_metadata(nn::read_metadata(checkpoint)), batch, workers);
+  const size_t classes = e.classes.size();
+  std::printf("%s on %s/%s: %ld images, %.0f images/s\n", config.name.c_str(), data_dir.c_str(), split.c_str(),
+              static_cast<long>(dataset->size()), e.images_per_s);
+  std::printf("loss: %.4f\naccuracy: %.2f%%\n\nper-class accuracy:\n", e.loss, 100 * e.accuracy);
+  for (size_t c = 0; c < classes; ++c) {
+    int64_t total = 0;
+    for (int64_t n : e.confusion[c]) total += n;
+    std::printf("  %-12s %6.2f%%  (%ld images)\n", e.classes[c].c_str(),
+                total ? 100.0 * e.confusion[c][c] / total : 0.0, static_cast<long>(total));
+  }
+  std::printf("\nconfusion matrix (rows: true class, columns: predicted):\n%12s", "");
+  for (size_t c = 0; c < classes; ++c) std::printf(" %5.5s", e.classes[c].c_str());
+  std::printf("\n");
+  for (size_t r = 0; r < classes; ++r) {
+    std::printf("%-12s", e.classes[r].c_str());
+    for (size_t c = 0; c < classes; ++c) std::printf(" %5ld", static_cast<long>(e.confusion[r][c]));
+    std::printf("\n");
+  }
+  return 0;
+}
+
+int command_predict(Args& args) {
+  const std::string checkpoint = args.require("checkpoint");
+  const models::ModelConfig config = checkpoint_config(args, checkpoint);
+  const int64_t top = args.get_int("top", 5);
+  const std::vector<std::string> images = args.positional();
+  args.finish();
+  if (images.empty()) fail("predict", "no images given");
+  const auto metadata = nn::read_metadata(checkpoint);
+  const data::Normalization normalization = normalization_from_metadata(metadata);
+  std::vector<std::string> classes = classes_from_metadata(metadata);
+  classes.resize(config.num_classes);
+  for (size_t c = 0; c < classes.size(); ++c)
+    if (classes[c].empty()) classes[c] = "class " + std::to_string(c);
+  const auto model = models::create_model(config);
+  nn::load_weights(checkpoint, *model);
+  model->eval();
+  NoGradGuard no_grad;
+  for (const std::string& path : images) {
+    const data::Image image = data::load_image_file(path, static_cast<int>(config.in_channels), static_cast<int>(config.image_size));
+    const Tensor x = data::image_to_tensor(image, normalization);                 // (1, C, H, W)
+    const std::vector<double> probabilities = softmax(model->forward(x), -1).to_vector();  // (classes)
+    std::vector<size_t> order(probabilities.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return probabilities[a] > probabilities[b]; });
+    std::printf("%s\n", path.c_str());
+    for (int64_t k = 0; k < std::min<int64_t>(top, static_cast<int64_t>(order.size())); ++k)
+      std::printf("  %6.2f%%  %s\n", 100 * probabilities[order[k]], classes[order[k]].c_str());
+  }
+  return 0;
+}
+
+}  // namespace vt

@@ -1,0 +1,74 @@
+// Training and evaluation of an image classifier: the loop behind vt train, vt eval and vt compare.
+// Conventions: a run lives in one folder (config.txt, metrics.csv, last/best checkpoints); schedules are
+// per optimizer step and scale with the run's length; the same seed and thread count give the same run.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "datasets/augment.h"
+#include "datasets/dataset.h"
+#include "datasets/loader.h"
+#include "models/config.h"
+
+namespace vt {
+
+struct TrainOptions {
+  models::ModelConfig model;
+  std::string data_dir = "data";
+  std::string out_dir;            // default: runs/<model name>
+  int64_t epochs = 30;
+  int64_t batch_size = 128;
+  std::string optimizer = "adamw";  // or "sgd"
+  double lr = 1e-3, min_lr = 1e-5, weight_decay = 0.05, momentum = 0.9;
+  double warmup_epochs = 5;       // capped at a tenth of the run
+  double label_smoothing = 0.1;
+  double clip_grad = 0.0;         // max gradient norm; 0: no clipping
+  double ema_decay = 0.0;         // 0: no EMA of the weights
+  data::AugmentConfig augment;
+  data::DatasetOptions dataset;   // channels and size follow the model
+  int64_t test_limit = 0;         // evaluate on a class-balanced subset of the test set (0: all)
+  bool compute_normalization = false;
+  int workers = 2;
+  uint64_t seed = 0;
+  bool resume = false;
+  bool quiet = false;             // no per-step output (tests)
+};
+
+struct EpochMetrics {
+  int64_t epoch = 0;
+  double lr = 0, train_loss = 0, train_acc = 0, test_loss = 0, test_acc = 0, images_per_s = 0, seconds = 0;
+};
+
+struct TrainResult {
+  std::vector<EpochMetrics> epochs;
+  double best_test_acc = 0;
+  double wall_seconds = 0;
+  bool interrupted = false;
+};
+
+// Parses the command-line flags of vt train (and vt compare) onto options; see vt help.
+void parse_train_flags(class Args& args, TrainOptions& options);
+std::string describe(const TrainOptions& options);
+
+// Trains as configured, writing the run folder; throws on a non-finite loss (after keeping the last good
+// checkpoint); returns early with interrupted set when Ctrl-C was pressed (a resumable checkpoint is saved).
+TrainResult train(const TrainOptions& options);
+
+// What a checkpoint needs besides the model to be used on images: the normalisation and the class names,
+// stored in its metadata as "vt.data.mean", "vt.data.std" and "vt.data.classes" (comma-separated).
+std::map<std::string, std::string> data_metadata(const data::Normalization& normalization,
+                                                 const std::vector<std::string>& classes);
+data::Normalization normalization_from_metadata(const std::map<std::string, std::string>& metadata);
+std::vector<std::string> classes_from_metadata(const std::map<std::string, std::string>& metadata);
+
+struct Evaluation {
+  double loss = 0, accuracy = 0;
+  std::vector<std::string> classes;
+  std::vector<std::vector<int64_t>> confusion;  // [true class][predicted class]
+  double images_per_s = 0;
+};
+Evaluation evaluate(const models::Classifier& model, const data::Dataset& dataset, const data::Normalization& normalization,
+                    int64_t batch_size, int workers);
+
+}  // namespace vt

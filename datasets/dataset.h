@@ -29,6 +29,9 @@ struct DatasetOptions {
   int64_t limit = 0;       // use only the first `limit` examples of a split, spread over classes (0: all)
 };
 
+// Decodes one image file (PNG, JPEG, BMP, TGA, GIF) to `channels` channels and `size` x `size` pixels.
+Image load_image_file(const std::string& path, int channels, int size);
+
 // `dir` holds either the CIFAR-10 binary files (data_batch_1.bin ... data_batch_5.bin, test_batch.bin,
 // possibly inside cifar-10-batches-bin/) or train/ and test/ image folders. split: "train" or "test".
 std::unique_ptr<Dataset> open_dataset(const std::string& dir, const std::string& split, const DatasetOptions& options);

@@ -19,6 +19,9 @@ struct Normalization {
 // Per-channel mean and std of a dataset's images (in [0, 1]), for --normalize computed.
 Normalization compute_normalization(const Dataset& dataset);
 
+// One image as a normalised float32 batch of one, (1, C, H, W).
+Tensor image_to_tensor(const Image& image, const Normalization& normalization);
+
 struct Batch {
   Tensor images;                // (B, C, H, W) float32, normalised
   std::vector<int64_t> labels;  // (B)

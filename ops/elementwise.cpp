@@ -6,6 +6,7 @@
 
 #include "autograd/strided.h"
 #include "ops/ops.h"
+#include "ops/softmax_kernels.h"
 
 namespace vt {
 
@@ -167,15 +168,18 @@ Tensor div(const Tensor& a, const Tensor& b) {
 // Each functor says what its derivative needs: the input x, the output y, or nothing.
 enum class Saves { nothing, input, output };
 
+// The lambdas are forced inline so that each kernel loop sees the functor's arithmetic and vectorises it.
 template <class Op>
 static Tensor unary_op(const Tensor& x, const Op& op) {
-  Tensor y = unary_apply(x, Op::name, [&op](auto v) { return op.forward(v); });
+  Tensor y = unary_apply(x, Op::name, [&op](auto v) __attribute__((always_inline)) { return op.forward(v); });
   if (!any_requires_grad({x})) return y;
   const Tensor saved = Op::saves == Saves::input ? x : Op::saves == Saves::output ? y : Tensor();
   record(Op::name, y, {x}, {saved}, [op](const Tensor& dy, const BackwardContext& ctx) -> Grads {
     if (Op::saves == Saves::nothing)
-      return {unary_apply(dy, Op::name, [&op](auto g) { return op.backward(g, decltype(g)(0)); })};
-    return {binary_apply(dy, ctx.saved[0], Op::name, [&op](auto g, auto s) { return op.backward(g, s); })};
+      return {unary_apply(dy, Op::name,
+                          [&op](auto g) __attribute__((always_inline)) { return op.backward(g, decltype(g)(0)); })};
+    return {binary_apply(dy, ctx.saved[0], Op::name,
+                         [&op](auto g, auto s) __attribute__((always_inline)) { return op.backward(g, s); })};
   });
   return y;
 }
@@ -244,14 +248,32 @@ struct Relu {  // d relu(x) = [x > 0] (0 at x = 0, as PyTorch)
   template <class T> T forward(T x) const { return x > T(0) ? x : T(0); }
   template <class T> T backward(T g, T x) const { return x > T(0) ? g : T(0); }
 };
+// The normal CDF Phi(x) = erfc(-x / sqrt 2) / 2 in arithmetic that vectorises: glibc's erff and expf are
+// scalar calls, and GELU runs over every MLP hidden activation (a fifth of a ViT's training time with erff).
+// float32: erfc(a) = t exp(-a^2 + P(t)), t = 1 / (1 + a / 2), with the Chebyshev fit P of Numerical Recipes'
+// erfcc (relative error < 1.2e-7 for every a >= 0) over vectorizable_exp. The tail erfc(|x| / sqrt 2) / 2 is
+// computed directly, never as 1 - erf, so that Phi of a negative x keeps its relative precision instead of
+// cancelling. float64 keeps std::erfc and is the reference the float32 path is tested against.
+__attribute__((always_inline)) inline float normal_cdf(float x) {
+  const float a = std::fabs(x) * float(M_SQRT1_2);
+  const float t = 1.0f / (1.0f + 0.5f * a);
+  const float p = -1.26551223f + t * (1.00002368f + t * (0.37409196f + t * (0.09678418f + t * (-0.18628806f +
+                  t * (0.27886807f + t * (-1.13520398f + t * (1.48851587f + t * (-0.82215223f + t * 0.17087277f))))))));
+  const float tail = 0.5f * t * vectorizable_exp(-a * a + p);  // Phi(-|x|)
+  const float positive = x > 0.0f ? 1.0f : 0.0f;              // a select of constants, which vectorises
+  return positive + (1.0f - 2.0f * positive) * tail;           // 1 - tail for x > 0, tail otherwise
+}
+inline double normal_cdf(double x) { return 0.5 * std::erfc(-x * M_SQRT1_2); }
+__attribute__((always_inline)) inline float exp_fast(float x) { return vectorizable_exp(x); }
+inline double exp_fast(double x) { return std::exp(x); }
+
 struct Gelu {  // gelu(x) = x Phi(x); d gelu(x) = Phi(x) + x phi(x), Phi the normal CDF and phi its density
   static constexpr const char* name = "gelu";
   static constexpr Saves saves = Saves::input;
-  template <class T> T forward(T x) const { return T(0.5) * x * (T(1) + std::erf(x * T(M_SQRT1_2))); }
-  template <class T> T backward(T g, T x) const {
-    const T cdf = T(0.5) * (T(1) + std::erf(x * T(M_SQRT1_2)));
-    const T pdf = std::exp(T(-0.5) * x * x) * T(0.5 * M_2_SQRTPI * M_SQRT1_2);  // 1/sqrt(2 pi) e^{-x^2/2}
-    return g * (cdf + x * pdf);
+  template <class T> __attribute__((always_inline)) T forward(T x) const { return x * normal_cdf(x); }
+  template <class T> __attribute__((always_inline)) T backward(T g, T x) const {
+    const T pdf = exp_fast(T(-0.5) * x * x) * T(0.5 * M_2_SQRTPI * M_SQRT1_2);  // 1/sqrt(2 pi) e^{-x^2/2}
+    return g * (normal_cdf(x) + x * pdf);
   }
 };
 

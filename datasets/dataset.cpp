@@ -1,0 +1,527 @@
+// Dataset readers: CIFAR-10 binary batches and image folders. Conventions: a split is read and decoded once,
+// into memory, at the model's channel count and size (CIFAR-10's 50,000 training images take 150 MB), so
+// epochs cost no decoding; image folders are decoded on all cores, hidden files (".*") are ignored, and
+// `limit` picks files before decoding (a skipped bad file is not replaced). Alpha is dropped (as PIL's
+// convert("RGB")), RGB -> gray uses PIL's ITU-R 601 luma, and resizing is PIL's bilinear (a triangle filter
+// widened when shrinking, so downsampling averages instead of aliasing). Nothing is printed but warnings.
+#include <stb/stb_image.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <limits>
+#include <thread>
+
+#include "autograd/tensor.h"
+#include "datasets/dataset.h"
+
+namespace vt::data {
+namespace {
+
+namespace fs = std::filesystem;
+
+const char* const kOp = "open_dataset";
+
+// Every example of a split, decoded: pixels (N, S, S, C) uint8 and labels (N).
+class InMemoryDataset final : public Dataset {
+ public:
+  InMemoryDataset(std::vector<std::string> classes, int channels, int image_size)
+      : classes_(std::move(classes)), channels_(channels), image_size_(image_size) {}
+
+  int64_t size() const override { return static_cast<int64_t>(labels.size()); }
+  Example get(int64_t index) const override {
+    if (index < 0 || index >= size())
+      fail("Dataset::get", "index " + std::to_string(index) + " out of range for " + std::to_string(size()) +
+                               " examples");
+    Example example;
+    example.image = Image(image_size_, image_size_, channels_);
+    const size_t bytes = example.image.pixels.size();
+    std::memcpy(example.image.pixels.data(), pixels.data() + static_cast<size_t>(index) * bytes, bytes);
+    example.label = labels[index];
+    return example;
+  }
+  const std::vector<std::string>& classes() const override { return classes_; }
+  int channels() const override { return channels_; }
+  int image_size() const override { return image_size_; }
+  size_t image_bytes() const { return static_cast<size_t>(image_size_) * image_size_ * channels_; }
+
+  std::vector<uint8_t> pixels;  // (N, S, S, C)
+  std::vector<int64_t> labels;  // (N)
+
+ private:
+  std::vector<std::string> classes_;
+  int channels_, image_size_;
+};
+
+// ---- pixel conversion ----
+
+// PIL's L = R * 299/1000 + G * 587/1000 + B * 114/1000 in 16-bit fixed point (the weights sum to 65536,
+// so white stays 255), rounded.
+uint8_t luma(uint8_t r, uint8_t g, uint8_t b) {
+  return static_cast<uint8_t>((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16);
+}
+
+// (H, W, from) -> (H, W, to) for 1 (gray), 2 (gray + alpha), 3 (RGB), 4 (RGBA). Alpha is dropped when the
+// target has none and set opaque when the source has none.
+void convert_channels(uint8_t* destination, const uint8_t* source, int64_t pixels, int from, int to) {
+  if (from == to) {
+    std::memcpy(destination, source, static_cast<size_t>(pixels) * to);
+    return;
+  }
+  for (int64_t p = 0; p < pixels; ++p) {
+    const uint8_t* s = source + p * from;
+    uint8_t* d = destination + p * to;
+    const bool color = from >= 3;
+    const uint8_t r = s[0], g = color ? s[1] : s[0], b = color ? s[2] : s[0];
+    const uint8_t alpha = (from == 2 || from == 4) ? s[from - 1] : 255;
+    switch (to) {
+      case 1: d[0] = color ? luma(r, g, b) : r; break;
+      case 2: d[0] = color ? luma(r, g, b) : r, d[1] = alpha; break;
+      case 3: d[0] = r, d[1] = g, d[2] = b; break;
+      case 4: d[0] = r, d[1] = g, d[2] = b, d[3] = alpha; break;
+    }
+  }
+}
+
+// Source taps of each output pixel along one axis. Pixel centres sit at i + 0.5 (PyTorch's
+// align_corners=False); the triangle has radius 1 source pixel when enlarging (plain bilinear) and radius
+// `in / out` when shrinking, so that every source pixel contributes (PIL's antialiased bilinear).
+struct AxisTaps {
+  std::vector<int> first;       // (out)
+  std::vector<int> count;       // (out)
+  std::vector<float> weights;   // (out, max_taps), each row sums to 1
+  int max_taps = 0;
+};
+
+AxisTaps triangle_taps(int in, int out) {
+  AxisTaps taps;
+  const double scale = static_cast<double>(in) / out;
+  const double radius = std::max(scale, 1.0);
+  taps.max_taps = static_cast<int>(std::ceil(radius)) * 2 + 3;  // covers [floor(c - r), ceil(c + r)]
+  taps.first.resize(out);
+  taps.count.resize(out);
+  taps.weights.assign(static_cast<size_t>(out) * taps.max_taps, 0.0f);
+  for (int i = 0; i < out; ++i) {
+    const double center = (i + 0.5) * scale;
+    const int lo = std::max(0, static_cast<int>(std::floor(center - radius)));
+    const int hi = std::min(in, static_cast<int>(std::ceil(center + radius)) + 1);
+    float* weights = &taps.weights[static_cast<size_t>(i) * taps.max_taps];
+    const auto triangle = [&](int j) { return std::max(0.0, 1.0 - std::abs((j + 0.5 - center) / radius)); };
+    double total = 0;
+    for (int j = lo; j < hi; ++j) total += triangle(j);
+    // Near the borders part of the triangle falls outside the image: renormalising clamps to the edge.
+    for (int j = lo; j < hi; ++j) weights[j - lo] = static_cast<float>(triangle(j) / total);
+    taps.first[i] = lo;
+    taps.count[i] = hi - lo;
+  }
+  return taps;
+}
+
+// (H, W, C) -> (out_height, out_width, C), separable: rows first into float, then columns, rounded once.
+void resize_bilinear(uint8_t* destination, const uint8_t* source, int height, int width, int channels,
+                     int out_height, int out_width) {
+  const AxisTaps columns = triangle_taps(width, out_width);
+  const AxisTaps rows = triangle_taps(height, out_height);
+  std::vector<float> wide(static_cast<size_t>(height) * out_width * channels);  // (H, out_width, C)
+  for (int y = 0; y < height; ++y)
+    for (int x = 0; x < out_width; ++x)
+      for (int c = 0; c < channels; ++c) {
+        float sum = 0;
+        const float* w = &columns.weights[static_cast<size_t>(x) * columns.max_taps];
+        for (int k = 0; k < columns.count[x]; ++k)
+          sum += w[k] * source[(static_cast<size_t>(y) * width + columns.first[x] + k) * channels + c];
+        wide[(static_cast<size_t>(y) * out_width + x) * channels + c] = sum;
+      }
+  for (int y = 0; y < out_height; ++y)
+    for (int x = 0; x < out_width; ++x)
+      for (int c = 0; c < channels; ++c) {
+        float sum = 0;
+        const float* w = &rows.weights[static_cast<size_t>(y) * rows.max_taps];
+        for (int k = 0; k < rows.count[y]; ++k)
+          sum += w[k] * wide[(static_cast<size_t>(rows.first[y] + k) * out_width + x) * channels + c];
+        destination[(static_cast<size_t>(y) * out_width + x) * channels + c] =
+            static_cast<uint8_t>(std::clamp(std::floor(sum + 0.5f), 0.0f, 255.0f));
+      }
+}
+
+// Writes an (H, W, from) image as (S, S, channels) into `destination`: channels converted, then resized.
+void conform(uint8_t* destination, const uint8_t* source, int height, int width, int from,
+             const DatasetOptions& options) {
+  const int side = options.image_size, to = options.channels;
+  if (height == side && width == side) {
+    convert_channels(destination, source, static_cast<int64_t>(height) * width, from, to);
+    return;
+  }
+  std::vector<uint8_t> converted(static_cast<size_t>(height) * width * to);
+  convert_channels(converted.data(), source, static_cast<int64_t>(height) * width, from, to);
+  resize_bilinear(destination, converted.data(), height, width, to, side, side);
+}
+
+// Per-class quotas for options.limit: limit / classes each, the remainder to the first classes.
+std::vector<int64_t> class_quotas(int64_t limit, size_t classes) {
+  std::vector<int64_t> quotas(classes, std::numeric_limits<int64_t>::max());
+  if (limit <= 0) return quotas;
+  const int64_t n = static_cast<int64_t>(classes);
+  for (int64_t c = 0; c < n; ++c) quotas[c] = limit / n + (c < limit % n ? 1 : 0);
+  return quotas;
+}
+
+// Reads a whole file; false (with the reason) when it cannot be opened or read.
+bool read_whole_file(const fs::path& path, std::vector<uint8_t>& bytes, std::string& error) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) {
+    error = "cannot open the file";
+    return false;
+  }
+  const std::streamoff size = in.tellg();
+  bytes.resize(static_cast<size_t>(size));
+  in.seekg(0);
+  if (size > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), size)) {
+    error = "cannot read the file";
+    return false;
+  }
+  return true;
+}
+
+std::string with_size(const fs::path& path, size_t bytes) {
+  return path.string() + " (" + std::to_string(bytes) + " bytes)";
+}
+
+// ---- CIFAR-10 binary ----
+
+constexpr int kCifarSide = 32;
+constexpr size_t kCifarPlane = kCifarSide * kCifarSide;
+constexpr size_t kCifarRecord = 1 + 3 * kCifarPlane;  // label byte, then the R, G and B planes (row-major)
+const std::vector<std::string> kCifarClasses = {"airplane", "automobile", "bird",  "cat",  "deer",
+                                                "dog",      "frog",       "horse", "ship", "truck"};
+
+fs::path find_cifar_dir(const fs::path& dir) {
+  for (const fs::path& candidate : {dir, dir / "cifar-10-batches-bin"})
+    if (fs::exists(candidate / "data_batch_1.bin") || fs::exists(candidate / "test_batch.bin")) return candidate;
+  return {};
+}
+
+std::vector<std::string> cifar_class_names(const fs::path& dir) {
+  const fs::path meta = dir / "batches.meta.txt";
+  if (!fs::exists(meta)) return kCifarClasses;
+  std::ifstream in(meta);
+  std::vector<std::string> names;
+  for (std::string line; std::getline(in, line);) {
+    const auto not_space = [](unsigned char ch) { return !std::isspace(ch); };
+    line.erase(std::find_if(line.rbegin(), line.rend(), not_space).base(), line.end());
+    line.erase(line.begin(), std::find_if(line.begin(), line.end(), not_space));
+    if (!line.empty()) names.push_back(line);
+  }
+  if (names.size() != kCifarClasses.size())
+    fail(kOp, meta.string() + " names " + std::to_string(names.size()) + " classes, CIFAR-10 has 10");
+  return names;
+}
+
+std::unique_ptr<Dataset> open_cifar_binary(const fs::path& dir, const std::string& split,
+                                           const DatasetOptions& options) {
+  std::vector<fs::path> files;
+  if (split == "train")
+    for (int b = 1; b <= 5; ++b) files.push_back(dir / ("data_batch_" + std::to_string(b) + ".bin"));
+  else
+    files.push_back(dir / "test_batch.bin");
+
+  auto dataset = std::make_unique<InMemoryDataset>(cifar_class_names(dir), options.channels, options.image_size);
+  std::vector<int64_t> quotas = class_quotas(options.limit, kCifarClasses.size());
+  const bool same_layout = options.channels == 3 && options.image_size == kCifarSide;
+  std::vector<uint8_t> bytes, interleaved(3 * kCifarPlane);  // (32, 32, 3)
+  for (const fs::path& file : files) {
+    std::string error;
+    if (!fs::exists(file)) fail(kOp, "missing CIFAR-10 file " + file.string());
+    if (!read_whole_file(file, bytes, error)) fail(kOp, file.string() + ": " + error);
+    if (bytes.empty() || bytes.size() % kCifarRecord != 0)
+      fail(kOp, "truncated or corrupt CIFAR-10 file " + with_size(file, bytes.size()) +
+                    ": not a whole number of 3,073-byte records");
+    const size_t records = bytes.size() / kCifarRecord;
+    for (size_t r = 0; r < records; ++r) {
+      const uint8_t* record = bytes.data() + r * kCifarRecord;
+      if (record[0] >= kCifarClasses.size())
+        fail(kOp, file.string() + ": record " + std::to_string(r) + " has label " + std::to_string(record[0]) +
+                      ", CIFAR-10 labels are 0..9");
+      if (quotas[record[0]] == 0) continue;
+      --quotas[record[0]];
+      for (size_t p = 0; p < kCifarPlane; ++p)
+        for (size_t c = 0; c < 3; ++c) interleaved[p * 3 + c] = record[1 + c * kCifarPlane + p];
+      const size_t offset = dataset->pixels.size();
+      dataset->pixels.resize(offset + dataset->image_bytes());
+      if (same_layout)
+        std::memcpy(dataset->pixels.data() + offset, interleaved.data(), interleaved.size());
+      else
+        conform(dataset->pixels.data() + offset, interleaved.data(), kCifarSide, kCifarSide, 3, options);
+      dataset->labels.push_back(record[0]);
+    }
+  }
+  return dataset;
+}
+
+// ---- image folders ----
+
+bool hidden(const fs::path& path) { return path.filename().string().starts_with('.'); }
+
+uint32_t little_endian(const std::vector<uint8_t>& bytes, size_t at, int count) {
+  uint32_t value = 0;
+  for (int i = count - 1; i >= 0; --i) value = value << 8 | bytes[at + i];
+  return value;
+}
+
+enum class Format { png, jpeg, bmp, gif, unknown };
+
+Format sniff(const std::vector<uint8_t>& bytes) {
+  const auto starts = [&](std::initializer_list<uint8_t> magic) {
+    return bytes.size() >= magic.size() && std::equal(magic.begin(), magic.end(), bytes.begin());
+  };
+  if (starts({0x89, 'P', 'N', 'G'})) return Format::png;
+  if (starts({0xFF, 0xD8, 0xFF})) return Format::jpeg;
+  if (starts({'B', 'M'})) return Format::bmp;
+  if (starts({'G', 'I', 'F', '8'})) return Format::gif;
+  return Format::unknown;  // TGA has no signature
+}
+
+const char* format_name(Format format) {
+  switch (format) {
+    case Format::png: return "PNG";
+    case Format::jpeg: return "JPEG";
+    case Format::bmp: return "BMP";
+    case Format::gif: return "GIF";
+    case Format::unknown: break;
+  }
+  return "TGA";
+}
+
+// stb_image fails on truncated PNG ("outofdata") and JPEG ("expected marker") files, but decodes truncated
+// BMP, TGA and GIF files as if the missing bytes were zeros. These walk the file's own structure and
+// return why it is incomplete, or "" when it holds all the pixel data it declares.
+std::string bmp_truncation(const std::vector<uint8_t>& bytes) {
+  if (bytes.size() < 30) return "truncated BMP header";
+  const bool core_header = little_endian(bytes, 14, 4) == 12;  // OS/2 BITMAPCOREHEADER: 16-bit sizes
+  if (!core_header && bytes.size() < 34) return "truncated BMP header";
+  const int64_t width = core_header ? little_endian(bytes, 18, 2) : static_cast<int32_t>(little_endian(bytes, 18, 4));
+  const int64_t height = core_header ? little_endian(bytes, 20, 2) : static_cast<int32_t>(little_endian(bytes, 22, 4));
+  const int64_t bits = little_endian(bytes, core_header ? 24 : 28, 2);
+  const uint32_t compression = core_header ? 0 : little_endian(bytes, 30, 4);
+  if (compression == 1 || compression == 2) return "";  // run-length encoded: no fixed size to check
+  const int64_t row_bytes = (bits * std::abs(width) + 31) / 32 * 4;  // rows pad to 4 bytes
+  const int64_t needed = little_endian(bytes, 10, 4) + row_bytes * std::abs(height);
+  if (static_cast<int64_t>(bytes.size()) < needed)
+    return "truncated BMP: " + std::to_string(bytes.size()) + " bytes, its pixel data needs " + std::to_string(needed);
+  return "";
+}
+
+std::string tga_truncation(const std::vector<uint8_t>& bytes) {
+  if (bytes.size() < 18) return "truncated TGA header";
+  const int type = bytes[2];
+  const int64_t pixel_bytes = (bytes[16] + 7) / 8;
+  const int64_t pixels = static_cast<int64_t>(little_endian(bytes, 12, 2)) * little_endian(bytes, 14, 2);
+  int64_t position = 18 + bytes[0] + (bytes[1] ? little_endian(bytes, 5, 2) * ((bytes[7] + 7) / 8) : 0);
+  if (type >= 9 && type <= 11) {  // run-length packets: a header byte, then one pixel (a run) or n raw pixels
+    for (int64_t count = 0; count < pixels;) {
+      if (position >= static_cast<int64_t>(bytes.size())) return "truncated TGA: the run-length data ends early";
+      const uint8_t header = bytes[position++];
+      const int64_t n = (header & 127) + 1;
+      position += (header & 128) ? pixel_bytes : n * pixel_bytes;
+      count += n;
+    }
+  } else {
+    position += pixels * pixel_bytes;
+  }
+  if (position > static_cast<int64_t>(bytes.size()))
+    return "truncated TGA: " + std::to_string(bytes.size()) + " bytes, its pixel data needs " + std::to_string(position);
+  return "";
+}
+
+std::string gif_truncation(const std::vector<uint8_t>& bytes) {
+  const int64_t size = static_cast<int64_t>(bytes.size());
+  if (size < 13) return "truncated GIF header";
+  const auto color_table = [](uint8_t packed) { return (packed & 0x80) ? 3 << ((packed & 7) + 1) : 0; };
+  int64_t position = 13 + color_table(bytes[10]);
+  const auto skip_sub_blocks = [&] {
+    while (position < size) {
+      const uint8_t length = bytes[position++];
+      if (length == 0) return true;
+      position += length;
+    }
+    return false;
+  };
+  while (position < size) {
+    const uint8_t block = bytes[position++];
+    if (block == 0x3B) return "";  // the trailer: the file is complete
+    if (block == 0x21) {           // extension: a label byte, then sub-blocks
+      ++position;
+      if (!skip_sub_blocks()) break;
+    } else if (block == 0x2C) {  // image: a 9-byte descriptor, a local color table, the LZW code size, sub-blocks
+      if (position + 9 > size) break;
+      position += 9 + color_table(bytes[position + 8]) + 1;
+      if (!skip_sub_blocks()) break;
+    } else {
+      return "corrupt GIF: unknown block type " + std::to_string(block);
+    }
+  }
+  return "truncated GIF: no trailer";
+}
+
+// stb_image 2.27 (Debian 12's) trusts the code counts of a JPEG Huffman table: a DHT segment declaring more
+// than 256 codes writes past its tables (fixed upstream in 2.28). The marker segments are walked here, and
+// such files refused before stb sees them. Entropy-coded data holds 0xFF only as FF 00 or a restart marker.
+std::string jpeg_huffman_defect(const std::vector<uint8_t>& bytes) {
+  const size_t size = bytes.size();
+  for (size_t position = 2; position + 4 <= size;) {
+    const uint8_t marker = bytes[position + 1];
+    if (bytes[position] != 0xFF || marker == 0xFF) {  // entropy-coded data, or a fill byte
+      ++position;
+      continue;
+    }
+    if (marker == 0x00 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) {  // stuffing, TEM, RSTn: no length
+      position += 2;
+      continue;
+    }
+    if (marker == 0xD9) break;  // end of image
+    const size_t length = static_cast<size_t>(bytes[position + 2]) << 8 | bytes[position + 3];
+    if (marker == 0xC4) {  // DHT: tables of (class and id byte, 16 code counts, the codes' values)
+      const size_t end = std::min(size, position + 2 + length);
+      for (size_t table = position + 4; table + 17 <= end;) {
+        int codes = 0;
+        for (int bits = 1; bits <= 16; ++bits) codes += bytes[table + bits];
+        if (codes > 256)
+          return "corrupt JPEG: a Huffman table declares " + std::to_string(codes) + " codes, at most 256 exist";
+        table += 17 + static_cast<size_t>(codes);
+      }
+    }
+    position += 2 + length;
+  }
+  return "";
+}
+
+// Decodes one file into (S, S, C) at `destination`; returns "" or why the file is unusable.
+std::string decode_file(const fs::path& path, uint8_t* destination, const DatasetOptions& options) {
+  std::vector<uint8_t> bytes;
+  std::string error;
+  if (!read_whole_file(path, bytes, error)) return error;
+  if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) return "file too large";
+  const Format format = sniff(bytes);
+  if (format == Format::jpeg && !(error = jpeg_huffman_defect(bytes)).empty()) return error;
+  int width = 0, height = 0, channels = 0;
+  uint8_t* pixels = stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &width, &height, &channels, 0);
+  if (!pixels) {
+    // stb tries every decoder in turn and keeps the last one's complaint, so name the format we recognised.
+    if (format == Format::unknown && !bytes.empty())
+      return std::string("not a PNG, JPEG, BMP, TGA or GIF image (stb_image: ") + stbi_failure_reason() + ")";
+    return std::string("corrupt or truncated ") + (bytes.empty() ? "file" : format_name(format)) +
+           " (stb_image: " + stbi_failure_reason() + ")";
+  }
+  std::unique_ptr<uint8_t, void (*)(void*)> owned(pixels, stbi_image_free);
+  switch (format) {
+    case Format::bmp: error = bmp_truncation(bytes); break;
+    case Format::gif: error = gif_truncation(bytes); break;
+    case Format::unknown: error = tga_truncation(bytes); break;
+    case Format::png:
+    case Format::jpeg: break;
+  }
+  if (!error.empty()) return error;
+  conform(destination, pixels, height, width, channels, options);
+  return "";
+}
+
+std::unique_ptr<Dataset> open_image_folder(const fs::path& root, const DatasetOptions& options) {
+  std::vector<fs::path> class_dirs;
+  for (const auto& entry : fs::directory_iterator(root))
+    if (entry.is_directory() && !hidden(entry.path())) class_dirs.push_back(entry.path());
+  std::sort(class_dirs.begin(), class_dirs.end());
+  if (class_dirs.empty()) fail(kOp, root.string() + " has no class folders (expected " + root.string() + "/<class>/<image>)");
+
+  std::vector<std::string> classes;
+  std::vector<fs::path> files;
+  std::vector<int64_t> file_labels;
+  const std::vector<int64_t> quotas = class_quotas(options.limit, class_dirs.size());
+  for (size_t label = 0; label < class_dirs.size(); ++label) {
+    classes.push_back(class_dirs[label].filename().string());
+    std::vector<fs::path> class_files;
+    for (const auto& entry : fs::directory_iterator(class_dirs[label]))
+      if (!entry.is_directory() && !hidden(entry.path())) class_files.push_back(entry.path());
+    if (class_files.empty()) {
+      if (!options.skip_bad) fail(kOp, "class folder " + class_dirs[label].string() + " is empty");
+      std::cerr << "warning: " << kOp << ": class folder " << class_dirs[label].string()
+                << " is empty (the class keeps its label and has no examples)\n";
+    }
+    std::sort(class_files.begin(), class_files.end());
+    if (static_cast<int64_t>(class_files.size()) > quotas[label]) class_files.resize(quotas[label]);
+    for (fs::path& file : class_files) {
+      files.push_back(std::move(file));
+      file_labels.push_back(static_cast<int64_t>(label));
+    }
+  }
+
+  auto dataset = std::make_unique<InMemoryDataset>(std::move(classes), options.channels, options.image_size);
+  const size_t image_bytes = dataset->image_bytes();
+  dataset->pixels.resize(files.size() * image_bytes);
+  std::vector<std::string> errors(files.size());
+  // Files are claimed in small chunks from a shared counter: decode times vary, static splits would idle.
+  std::atomic<size_t> next_file{0};
+  std::atomic<bool> failed_hard{false};
+  std::string hard_error;
+  const auto decode_some = [&] {
+    constexpr size_t kChunk = 16;
+    try {
+      for (size_t begin; (begin = next_file.fetch_add(kChunk)) < files.size() && !failed_hard;)
+        for (size_t i = begin; i < std::min(files.size(), begin + kChunk); ++i)
+          errors[i] = decode_file(files[i], dataset->pixels.data() + i * image_bytes, options);
+    } catch (const std::exception& error) {  // not about one file (out of memory): stop all
+      if (!failed_hard.exchange(true)) hard_error = error.what();
+    }
+  };
+  const size_t threads = std::clamp<size_t>(files.size() / 64, 1, std::max(1u, std::thread::hardware_concurrency()));
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < threads; ++t) pool.emplace_back(decode_some);
+  decode_some();
+  for (std::thread& thread : pool) thread.join();
+  if (failed_hard) throw std::runtime_error(hard_error);
+
+  std::vector<size_t> bad;
+  for (size_t i = 0; i < files.size(); ++i)
+    if (!errors[i].empty()) bad.push_back(i);
+  if (!bad.empty()) {
+    const std::string first = files[bad[0]].string() + ": " + errors[bad[0]];
+    if (!options.skip_bad)
+      fail(kOp, first + (bad.size() > 1 ? " (and " + std::to_string(bad.size() - 1) + " more bad files)" : "") +
+                    "; skip_bad skips unreadable files");
+    std::cerr << "warning: " << kOp << ": skipped " << bad.size() << " of " << files.size()
+              << " files under " << root.string() << " that are not readable images (first: " << first << ")\n";
+  }
+  // Keep the good images in order; each keeps the label of its own folder.
+  size_t kept = 0;
+  for (size_t i = 0; i < files.size(); ++i) {
+    if (!errors[i].empty()) continue;
+    if (kept != i)
+      std::memcpy(dataset->pixels.data() + kept * image_bytes, dataset->pixels.data() + i * image_bytes, image_bytes);
+    dataset->labels.push_back(file_labels[i]);
+    ++kept;
+  }
+  dataset->pixels.resize(kept * image_bytes);
+  dataset->pixels.shrink_to_fit();
+  return dataset;
+}
+
+}  // namespace
+
+std::unique_ptr<Dataset> open_dataset(const std::string& dir, const std::string& split, const DatasetOptions& options) {
+  if (split != "train" && split != "test") fail(kOp, "split must be \"train\" or \"test\", got \"" + split + "\"");
+  if (options.channels < 1 || options.channels > 4)
+    fail(kOp, "channels must be 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA), got " + std::to_string(options.channels));
+  if (options.image_size < 1) fail(kOp, "image_size must be positive, got " + std::to_string(options.image_size));
+  if (options.limit < 0) fail(kOp, "limit must be 0 (all) or positive, got " + std::to_string(options.limit));
+  if (!fs::is_directory(dir)) fail(kOp, "data directory " + dir + " does not exist (scripts/get_cifar10.sh fetches CIFAR-10)");
+  if (fs::is_directory(fs::path(dir) / split)) return open_image_folder(fs::path(dir) / split, options);
+  const fs::path cifar = find_cifar_dir(dir);
+  if (!cifar.empty()) return open_cifar_binary(cifar, split, options);
+  fail(kOp, dir + " holds neither a " + split + "/ image folder nor the CIFAR-10 binary files (data_batch_1.bin ... "
+                  "test_batch.bin, possibly in cifar-10-batches-bin/); scripts/get_cifar10.sh fetches them");
+}
+
+}  // namespace vt::data

@@ -1,0 +1,520 @@
+// Dataset readers on files the tests write themselves (nothing is downloaded): CIFAR-10 binary batches
+// (pixels and labels round-trip, truncated files and bad labels are refused by name) and image folders
+// (PNG, JPEG, BMP, TGA, GIF; channel conversion, bilinear resizing, corrupt and truncated files, skip_bad).
+#include <stb/stb_image_write.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <array>
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <sstream>
+
+#include "datasets/dataset.h"
+#include "tests/helpers.h"
+
+using namespace vt;
+using namespace vt::data;
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// A fresh directory under /tmp, unique per process and per use, removed with everything in it at the end.
+struct TemporaryDirectory {
+  explicit TemporaryDirectory(const std::string& name) {
+    static std::atomic<int> uses{0};
+    path = fs::temp_directory_path() /
+           ("vt_test_" + name + "_" + std::to_string(::getpid()) + "_" + std::to_string(uses++));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TemporaryDirectory() { fs::remove_all(path); }
+  fs::path path;
+};
+
+void write_bytes(const fs::path& file, const std::vector<uint8_t>& bytes) {
+  fs::create_directories(file.parent_path());
+  std::ofstream out(file, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  REQUIRE(out.good());
+}
+
+std::vector<uint8_t> read_bytes(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
+}
+
+// Keeps the first `fraction` of a file.
+void truncate_file(const fs::path& file, double fraction) {
+  std::vector<uint8_t> bytes = read_bytes(file);
+  bytes.resize(static_cast<size_t>(static_cast<double>(bytes.size()) * fraction));
+  write_bytes(file, bytes);
+}
+
+// Runs f with std::cerr captured; returns what it printed.
+template <class F>
+std::string capture_stderr(const F& f) {
+  std::ostringstream captured;
+  std::streambuf* previous = std::cerr.rdbuf(captured.rdbuf());
+  try {
+    f();
+  } catch (...) {
+    std::cerr.rdbuf(previous);
+    throw;
+  }
+  std::cerr.rdbuf(previous);
+  return captured.str();
+}
+
+// ---- CIFAR-10 binary ----
+
+// Channel c of pixel (y, x) in record r of a test file: distinct across records, rows, columns and channels.
+uint8_t cifar_pixel(int record, int y, int x, int c) { return static_cast<uint8_t>(record * 11 + y * 5 + x + c * 80); }
+
+// Records as the official files store them: a label byte, then the R, G and B planes, each 32 x 32 row-major.
+std::vector<uint8_t> cifar_records(const std::vector<int>& labels, int first_record = 0) {
+  std::vector<uint8_t> bytes;
+  for (size_t r = 0; r < labels.size(); ++r) {
+    bytes.push_back(static_cast<uint8_t>(labels[r]));
+    for (int c = 0; c < 3; ++c)
+      for (int y = 0; y < 32; ++y)
+        for (int x = 0; x < 32; ++x) bytes.push_back(cifar_pixel(first_record + static_cast<int>(r), y, x, c));
+  }
+  return bytes;
+}
+
+void expect_cifar_image(const Image& image, int record) {
+  REQUIRE(image.height == 32);
+  REQUIRE(image.width == 32);
+  REQUIRE(image.channels == 3);
+  int mismatches = 0;
+  for (int y = 0; y < 32; ++y)
+    for (int x = 0; x < 32; ++x)
+      for (int c = 0; c < 3; ++c) mismatches += image.at(y, x, c) != cifar_pixel(record, y, x, c);
+  CHECK(mismatches == 0);
+}
+
+bool message_has(const std::string& message, const std::string& part) { return message.find(part) != std::string::npos; }
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& error) {
+    return error.what();
+  }
+  return "(no error)";
+}
+
+}  // namespace
+
+TEST_CASE("cifar10: records round-trip with their labels and pixels, HWC; standard class names") {
+  TemporaryDirectory tmp("cifar");
+  write_bytes(tmp.path / "test_batch.bin", cifar_records({3, 0, 9, 3}));
+  const auto dataset = open_dataset(tmp.path.string(), "test", DatasetOptions());
+  REQUIRE(dataset->size() == 4);
+  CHECK(dataset->channels() == 3);
+  CHECK(dataset->image_size() == 32);
+  CHECK(dataset->classes() == std::vector<std::string>{"airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
+                                                       "horse", "ship", "truck"});
+  const std::vector<int64_t> labels = {3, 0, 9, 3};
+  for (int i = 0; i < 4; ++i) {
+    const Example example = dataset->get(i);
+    CHECK(example.label == labels[i]);
+    expect_cifar_image(example.image, i);
+  }
+  // The file's plane order: byte 1 + 1024 * c + 32 * y + x of record 2 is channel c of pixel (y, x).
+  CHECK(dataset->get(2).image.at(5, 7, 1) == static_cast<uint8_t>(2 * 11 + 5 * 5 + 7 + 80));
+  CHECK_THROWS_WITH_AS(dataset->get(4), doctest::Contains("index 4 out of range for 4"), std::runtime_error);
+}
+
+TEST_CASE("cifar10: training split from five batches in cifar-10-batches-bin/, class names from batches.meta.txt") {
+  TemporaryDirectory tmp("cifar_train");
+  const fs::path batches = tmp.path / "cifar-10-batches-bin";
+  for (int b = 1; b <= 5; ++b)
+    write_bytes(batches / ("data_batch_" + std::to_string(b) + ".bin"), cifar_records({b, 10 - b}, 2 * (b - 1)));
+  std::ofstream(batches / "batches.meta.txt") << "a0\nb1\nc2\nd3\ne4\nf5\ng6\nh7\ni8\nj9\n\n";
+  const auto dataset = open_dataset(tmp.path.string(), "train", DatasetOptions());
+  REQUIRE(dataset->size() == 10);
+  CHECK(dataset->classes()[0] == "a0");
+  CHECK(dataset->classes()[9] == "j9");
+  for (int i = 0; i < 10; ++i) {
+    const int batch = i / 2 + 1;
+    CHECK(dataset->get(i).label == (i % 2 == 0 ? batch : 10 - batch));
+    expect_cifar_image(dataset->get(i).image, i);
+  }
+}
+
+TEST_CASE("cifar10: a truncated file, a bad label, a missing batch and a bad meta file fail naming the file") {
+  TemporaryDirectory tmp("cifar_bad");
+  std::vector<uint8_t> bytes = cifar_records({1, 2});
+  bytes.resize(bytes.size() + 100);  // 2 * 3,073 + 100 = 6,246 bytes
+  write_bytes(tmp.path / "test_batch.bin", bytes);
+  const std::string truncated = error_of([&] { open_dataset(tmp.path.string(), "test", DatasetOptions()); });
+  CHECK(message_has(truncated, (tmp.path / "test_batch.bin").string() + " (6246 bytes)"));
+  CHECK(message_has(truncated, "3,073-byte records"));
+
+  write_bytes(tmp.path / "test_batch.bin", cifar_records({1, 12, 3}));
+  const std::string label = error_of([&] { open_dataset(tmp.path.string(), "test", DatasetOptions()); });
+  CHECK(message_has(label, (tmp.path / "test_batch.bin").string() + ": record 1 has label 12"));
+
+  write_bytes(tmp.path / "data_batch_1.bin", cifar_records({1}));
+  const std::string missing = error_of([&] { open_dataset(tmp.path.string(), "train", DatasetOptions()); });
+  CHECK(message_has(missing, "missing CIFAR-10 file " + (tmp.path / "data_batch_2.bin").string()));
+
+  std::ofstream(tmp.path / "batches.meta.txt") << "cat\ndog\n";
+  CHECK(message_has(error_of([&] { open_dataset(tmp.path.string(), "train", DatasetOptions()); }),
+                    "batches.meta.txt names 2 classes"));
+}
+
+TEST_CASE("cifar10: converted to gray and resized; limit takes the first examples of each class") {
+  TemporaryDirectory tmp("cifar_options");
+  // 30 records: labels 0..9, three times over; record r has pixel values from cifar_pixel(r, ...).
+  std::vector<int> labels;
+  for (int r = 0; r < 30; ++r) labels.push_back(r % 10);
+  write_bytes(tmp.path / "test_batch.bin", cifar_records(labels));
+
+  DatasetOptions options;
+  options.limit = 25;  // 25 / 10 classes = 2 each, and the remainder 5 gives classes 0..4 a third
+  const auto limited = open_dataset(tmp.path.string(), "test", options);
+  REQUIRE(limited->size() == 25);
+  std::vector<int> per_class(10, 0);
+  for (int64_t i = 0; i < limited->size(); ++i) ++per_class[limited->get(i).label];
+  CHECK(per_class == std::vector<int>{3, 3, 3, 3, 3, 2, 2, 2, 2, 2});
+  // File order is kept: the records of classes 5..9 in the third round (25..29) are the ones left out.
+  for (int i = 0; i < 25; ++i) expect_cifar_image(limited->get(i).image, i);
+
+  // A constant-color record: gray = (R * 19595 + G * 38470 + B * 7471 + 2^15) >> 16 (PIL's 0.299, 0.587, 0.114);
+  // for (200, 100, 50): 0.299 * 200 + 0.587 * 100 + 0.114 * 50 = 124.2 -> 124.
+  std::vector<uint8_t> constant = {0};
+  for (uint8_t value : {200, 100, 50}) constant.insert(constant.end(), 1024, value);
+  write_bytes(tmp.path / "test_batch.bin", constant);
+  options = DatasetOptions();
+  options.channels = 1;
+  options.image_size = 20;
+  const auto gray = open_dataset(tmp.path.string(), "test", options);
+  const Image image = gray->get(0).image;
+  CHECK(gray->channels() == 1);
+  CHECK(gray->image_size() == 20);
+  REQUIRE(image.pixels.size() == 20u * 20u);
+  CHECK(std::all_of(image.pixels.begin(), image.pixels.end(), [](uint8_t v) { return v == 124; }));
+}
+
+TEST_CASE("datasets: misuse fails loudly") {
+  TemporaryDirectory tmp("dataset_misuse");
+  const std::string dir = tmp.path.string();
+  CHECK(message_has(error_of([&] { open_dataset(dir + "/nowhere", "train", DatasetOptions()); }), "does not exist"));
+  CHECK(message_has(error_of([&] { open_dataset(dir, "valid", DatasetOptions()); }), "split must be"));
+  CHECK(message_has(error_of([&] { open_dataset(dir, "train", DatasetOptions()); }),
+                    "neither a train/ image folder nor the CIFAR-10 binary files"));
+  DatasetOptions options;
+  options.channels = 5;
+  CHECK(message_has(error_of([&] { open_dataset(dir, "train", options); }), "channels must be"));
+  options = DatasetOptions();
+  options.image_size = 0;
+  CHECK(message_has(error_of([&] { open_dataset(dir, "train", options); }), "image_size must be positive"));
+  fs::create_directories(tmp.path / "train");
+  CHECK(message_has(error_of([&] { open_dataset(dir, "train", DatasetOptions()); }), "has no class folders"));
+}
+
+namespace {
+
+// A 1 x 1 white GIF89a: header, screen descriptor with a 2-entry global color table (white, black), a
+// graphic control extension, the image descriptor, LZW data (code size 2: clear, index 0, end), trailer 0x3B.
+const std::vector<uint8_t> kWhiteGif = {'G', 'I', 'F', '8', '9', 'a', 1, 0, 1, 0, 0x80, 0, 0, 255, 255, 255, 0, 0, 0,
+                                        0x21, 0xF9, 4, 0, 0, 0, 0, 0, 0x2C, 0, 0, 0, 0, 1, 0, 1, 0, 0,
+                                        2, 2, 0x44, 1, 0, 0x3B};
+
+// Pixels of a 4 x 4 RGB(A) test image: pure red, green, blue and white in the first row, a ramp below.
+std::vector<uint8_t> pattern(int channels) {
+  std::vector<uint8_t> pixels;
+  for (int p = 0; p < 16; ++p) {
+    const uint8_t rgb[4][3] = {{255, 0, 0}, {0, 255, 0}, {0, 0, 255}, {255, 255, 255}};
+    for (int c = 0; c < 3; ++c) pixels.push_back(p < 4 ? rgb[p][c] : static_cast<uint8_t>(p * 13 + c * 40));
+    if (channels == 4) pixels.push_back(static_cast<uint8_t>(p * 16));  // alpha, dropped on load
+  }
+  return pixels;
+}
+
+uint8_t pattern_at(int y, int x, int c) { return pattern(3)[(y * 4 + x) * 3 + c]; }
+
+// The test tree under root/train:
+//   ant/  gray.jpg (32 x 32, gray 100)      truncated.jpg (half of a JPEG)
+//   bee/  (empty)
+//   cat/  corrupt.png (not an image)       gray.png (2 x 2 gray)  rgb.png (4 x 4)  rgba.png (4 x 4)
+//   dog/  a.bmp (4 x 4)  b.tga (4 x 4, run-length)  c.gif (1 x 1 white)  photo.jpg (8 x 8, color (200, 50, 10))
+void write_tree(const fs::path& root) {
+  const fs::path train = root / "train";
+  for (const char* folder : {"dog", "bee", "cat", "ant"}) fs::create_directories(train / folder);
+  const std::string s = train.string();
+
+  const std::vector<uint8_t> gray100(32 * 32, 100);
+  REQUIRE(stbi_write_jpg((s + "/ant/gray.jpg").c_str(), 32, 32, 1, gray100.data(), 95));
+  std::vector<uint8_t> noise(48 * 40 * 3);
+  for (size_t i = 0; i < noise.size(); ++i) noise[i] = static_cast<uint8_t>(random_bits(7, i));
+  REQUIRE(stbi_write_jpg((s + "/ant/truncated.jpg").c_str(), 48, 40, 3, noise.data(), 90));
+  truncate_file(train / "ant/truncated.jpg", 0.5);
+
+  std::vector<uint8_t> garbage(300);
+  for (size_t i = 0; i < garbage.size(); ++i) garbage[i] = static_cast<uint8_t>(random_bits(11, i));
+  write_bytes(train / "cat/corrupt.png", garbage);
+  const std::vector<uint8_t> gray2x2 = {0, 100, 200, 40};
+  REQUIRE(stbi_write_png((s + "/cat/gray.png").c_str(), 2, 2, 1, gray2x2.data(), 2));
+  REQUIRE(stbi_write_png((s + "/cat/rgb.png").c_str(), 4, 4, 3, pattern(3).data(), 12));
+  REQUIRE(stbi_write_png((s + "/cat/rgba.png").c_str(), 4, 4, 4, pattern(4).data(), 16));
+
+  REQUIRE(stbi_write_bmp((s + "/dog/a.bmp").c_str(), 4, 4, 3, pattern(3).data()));
+  REQUIRE(stbi_write_tga((s + "/dog/b.tga").c_str(), 4, 4, 3, pattern(3).data()));
+  write_bytes(train / "dog/c.gif", kWhiteGif);
+  std::vector<uint8_t> color(8 * 8 * 3);
+  for (size_t i = 0; i < color.size(); ++i) color[i] = std::array<uint8_t, 3>{200, 50, 10}[i % 3];
+  REQUIRE(stbi_write_jpg((s + "/dog/photo.jpg").c_str(), 8, 8, 3, color.data(), 95));
+}
+
+void expect_pattern(const Image& image) {
+  REQUIRE(image.pixels.size() == 4u * 4u * 3u);
+  int mismatches = 0;
+  for (int y = 0; y < 4; ++y)
+    for (int x = 0; x < 4; ++x)
+      for (int c = 0; c < 3; ++c) mismatches += image.at(y, x, c) != pattern_at(y, x, c);
+  CHECK(mismatches == 0);
+}
+
+}  // namespace
+
+TEST_CASE("image folder: errors name the empty folder, then the bad files") {
+  TemporaryDirectory tmp("folder_errors");
+  write_tree(tmp.path);
+  const fs::path train = tmp.path / "train";
+  DatasetOptions options;
+  options.image_size = 4;
+  const auto open = [&] { open_dataset(tmp.path.string(), "train", options); };
+
+  CHECK(message_has(error_of(open), "class folder " + (train / "bee").string() + " is empty"));
+  fs::remove(train / "bee");
+  // Files are checked in order (classes sorted, then file names): ant/truncated.jpg comes first.
+  const std::string truncated = error_of(open);
+  CHECK(message_has(truncated, (train / "ant/truncated.jpg").string() + ": corrupt or truncated JPEG (stb_image: "));
+  CHECK(message_has(truncated, "(and 1 more bad files)"));
+  fs::remove(train / "ant/truncated.jpg");
+  CHECK(message_has(error_of(open), (train / "cat/corrupt.png").string() + ": not a PNG, JPEG, BMP, TGA or GIF image"));
+  fs::remove(train / "cat/corrupt.png");
+  CHECK(open_dataset(tmp.path.string(), "train", options)->size() == 8);
+}
+
+TEST_CASE("image folder: skip_bad keeps every label right, converts channels and resizes") {
+  TemporaryDirectory tmp("folder_skip");
+  write_tree(tmp.path);
+  DatasetOptions options;
+  options.image_size = 4;
+  options.skip_bad = true;
+  std::unique_ptr<Dataset> dataset;
+  const std::string warnings = capture_stderr([&] { dataset = open_dataset(tmp.path.string(), "train", options); });
+
+  // One line for the empty folder, one line for the two skipped files, which the first names.
+  CHECK(std::count(warnings.begin(), warnings.end(), '\n') == 2);
+  CHECK(message_has(warnings, "class folder " + (tmp.path / "train/bee").string() + " is empty"));
+  CHECK(message_has(warnings, "skipped 2 of 10 files under " + (tmp.path / "train").string()));
+  CHECK(message_has(warnings, "(first: " + (tmp.path / "train/ant/truncated.jpg").string()));
+
+  CHECK(dataset->classes() == std::vector<std::string>{"ant", "bee", "cat", "dog"});
+  REQUIRE(dataset->size() == 8);
+  std::vector<int64_t> labels;
+  for (int64_t i = 0; i < dataset->size(); ++i) labels.push_back(dataset->get(i).label);
+  // ant: gray.jpg | bee: none | cat: gray.png rgb.png rgba.png | dog: a.bmp b.tga c.gif photo.jpg
+  CHECK(labels == std::vector<int64_t>{0, 2, 2, 2, 3, 3, 3, 3});
+
+  // ant/gray.jpg: 32 x 32 gray 100 -> 4 x 4 RGB; shrinking averages 8 x 8 blocks, so JPEG's +-1 stays +-1.
+  const Image jpeg_gray = dataset->get(0).image;
+  REQUIRE(jpeg_gray.pixels.size() == 4u * 4u * 3u);
+  for (int p = 0; p < 16; ++p) {
+    CHECK(std::abs(jpeg_gray.pixels[p * 3] - 100) <= 1);
+    CHECK(jpeg_gray.pixels[p * 3 + 1] == jpeg_gray.pixels[p * 3]);
+    CHECK(jpeg_gray.pixels[p * 3 + 2] == jpeg_gray.pixels[p * 3]);
+  }
+
+  // cat/gray.png [[0, 100], [200, 40]] enlarged to 4 x 4, pixel centres at (i + 0.5) / 2 - 0.5 in the source
+  // = -0.25, 0.25, 0.75, 1.25 (clamped to the edge): taps (1, 0), (0.75, 0.25), (0.25, 0.75), (0, 1).
+  //   rows:    [0, 25, 75, 100], [200, 160, 80, 40]
+  //   row 1 = 0.75 * row 0 + 0.25 * row 3 = [50, 58.75, 76.25, 85] -> [50, 59, 76, 85]
+  //   row 2 = 0.25 * row 0 + 0.75 * row 3 = [150, 126.25, 78.75, 55] -> [150, 126, 79, 55]
+  // (PyTorch: F.interpolate(x, size=4, mode="bilinear", align_corners=False) gives the same.)
+  const std::vector<int> enlarged = {0, 25, 75, 100, 50, 59, 76, 85, 150, 126, 79, 55, 200, 160, 80, 40};
+  const Image png_gray = dataset->get(1).image;
+  REQUIRE(png_gray.pixels.size() == 4u * 4u * 3u);
+  for (int p = 0; p < 16; ++p)
+    for (int c = 0; c < 3; ++c) CHECK(png_gray.pixels[p * 3 + c] == enlarged[p]);
+
+  expect_pattern(dataset->get(2).image);  // rgb.png
+  expect_pattern(dataset->get(3).image);  // rgba.png, alpha dropped
+  expect_pattern(dataset->get(4).image);  // a.bmp
+  expect_pattern(dataset->get(5).image);  // b.tga
+  const Image gif = dataset->get(6).image;  // 1 x 1 white -> 4 x 4 white
+  CHECK(std::all_of(gif.pixels.begin(), gif.pixels.end(), [](uint8_t v) { return v == 255; }));
+  const Image photo = dataset->get(7).image;  // 8 x 8 (200, 50, 10) -> 4 x 4, JPEG's chroma rounding within 4
+  for (int p = 0; p < 16; ++p) {
+    CHECK(std::abs(photo.pixels[p * 3] - 200) <= 4);
+    CHECK(std::abs(photo.pixels[p * 3 + 1] - 50) <= 4);
+    CHECK(std::abs(photo.pixels[p * 3 + 2] - 10) <= 4);
+  }
+}
+
+TEST_CASE("image folder: RGB to gray uses the ITU-R 601 luma; gray + alpha and RGBA targets") {
+  TemporaryDirectory tmp("folder_gray");
+  write_tree(tmp.path);
+  DatasetOptions options;
+  options.image_size = 4;
+  options.skip_bad = true;
+  options.channels = 1;
+  std::unique_ptr<Dataset> gray;
+  capture_stderr([&] { gray = open_dataset(tmp.path.string(), "train", options); });
+  REQUIRE(gray->size() == 8);
+  const Image rgb = gray->get(2).image;  // cat/rgb.png
+  REQUIRE(rgb.channels == 1);
+  // 0.299 * 255 = 76.2 -> 76; 0.587 * 255 = 149.7 -> 150; 0.114 * 255 = 29.1 -> 29; white stays 255.
+  CHECK(rgb.at(0, 0, 0) == 76);
+  CHECK(rgb.at(0, 1, 0) == 150);
+  CHECK(rgb.at(0, 2, 0) == 29);
+  CHECK(rgb.at(0, 3, 0) == 255);
+  // Pixel 5 = (65, 105, 145): (65 * 19595 + 105 * 38470 + 145 * 7471 + 32768) >> 16 = 6,429,088 >> 16 = 98
+  // (0.299 * 65 + 0.587 * 105 + 0.114 * 145 = 97.6).
+  CHECK(rgb.at(1, 1, 0) == 98);
+
+  options.channels = 4;
+  std::unique_ptr<Dataset> rgba;
+  capture_stderr([&] { rgba = open_dataset(tmp.path.string(), "train", options); });
+  const Image opaque = rgba->get(3).image;  // cat/rgba.png: the stored alpha p * 16 is kept
+  CHECK(opaque.at(0, 1, 0) == 0);
+  CHECK(opaque.at(0, 1, 1) == 255);
+  CHECK(opaque.at(1, 1, 3) == 5 * 16);
+  CHECK(rgba->get(2).image.at(1, 1, 3) == 255);  // cat/rgb.png has no alpha: opaque
+
+  options.channels = 2;
+  std::unique_ptr<Dataset> gray_alpha;
+  capture_stderr([&] { gray_alpha = open_dataset(tmp.path.string(), "train", options); });
+  CHECK(gray_alpha->get(3).image.at(1, 1, 0) == 98);
+  CHECK(gray_alpha->get(3).image.at(1, 1, 1) == 5 * 16);
+}
+
+TEST_CASE("image folder: shrinking averages (antialiased bilinear)") {
+  TemporaryDirectory tmp("folder_shrink");
+  // A 8 x 8 gray checkerboard of 0 and 200 shrunk to 2 x 2: plain bilinear would sample 4 pixels and alias;
+  // the widened triangle averages 0 and 200 to 100 in every output pixel.
+  std::vector<uint8_t> board(64);
+  for (int y = 0; y < 8; ++y)
+    for (int x = 0; x < 8; ++x) board[y * 8 + x] = (x + y) % 2 ? 200 : 0;
+  fs::create_directories(tmp.path / "test/only");
+  REQUIRE(stbi_write_png((tmp.path / "test/only/board.png").c_str(), 8, 8, 1, board.data(), 8));
+  DatasetOptions options;
+  options.image_size = 2;
+  options.channels = 1;
+  const Image image = open_dataset(tmp.path.string(), "test", options)->get(0).image;
+  REQUIRE(image.pixels.size() == 4u);
+  for (uint8_t v : image.pixels) CHECK(std::abs(v - 100) <= 1);
+}
+
+TEST_CASE("image folder: truncated BMP, TGA and GIF files are refused (stb_image would read zeros)") {
+  TemporaryDirectory tmp("folder_truncated");
+  const fs::path folder = tmp.path / "train/only";
+  fs::create_directories(folder);
+  DatasetOptions options;
+  options.image_size = 4;
+  const auto open = [&] { return open_dataset(tmp.path.string(), "train", options); };
+  struct Case {
+    const char* name;
+    const char* expected;
+  };
+  for (const Case& c : {Case{"x.bmp", "truncated BMP"}, Case{"x.tga", "truncated TGA"}, Case{"x.gif", "truncated GIF"}}) {
+    INFO(c.name);
+    const fs::path file = folder / c.name;
+    if (file.extension() == ".bmp") REQUIRE(stbi_write_bmp(file.c_str(), 4, 4, 3, pattern(3).data()));
+    if (file.extension() == ".tga") REQUIRE(stbi_write_tga(file.c_str(), 4, 4, 3, pattern(3).data()));
+    if (file.extension() == ".gif") write_bytes(file, kWhiteGif);
+    CHECK(open()->size() == 1);  // complete: loads
+    truncate_file(file, file.extension() == ".gif" ? 0.96 : 0.8);  // the GIF loses its last sub-block end and trailer
+    CHECK(message_has(error_of([&] { open(); }), file.string() + ": " + c.expected));
+    fs::remove(file);
+  }
+}
+
+TEST_CASE("image folder: limit takes the first files of each class in name order; hidden files are ignored") {
+  TemporaryDirectory tmp("folder_limit");
+  // Three classes of five 1 x 1 gray PNGs; file k of class c has value 10 * c + k.
+  for (int c = 0; c < 3; ++c)
+    for (int k = 4; k >= 0; --k) {
+      const fs::path file = tmp.path / "train" / ("class" + std::to_string(c)) / ("img" + std::to_string(k) + ".png");
+      fs::create_directories(file.parent_path());
+      const uint8_t value = static_cast<uint8_t>(10 * c + k);
+      REQUIRE(stbi_write_png(file.c_str(), 1, 1, 1, &value, 1));
+    }
+  write_bytes(tmp.path / "train/class1/.DS_Store", {1, 2, 3});
+  DatasetOptions options;
+  options.image_size = 1;
+  options.channels = 1;
+  options.limit = 7;  // 7 / 3 = 2 each, the remainder 1 to class 0
+  const auto dataset = open_dataset(tmp.path.string(), "train", options);
+  std::vector<int> values;
+  std::vector<int64_t> labels;
+  for (int64_t i = 0; i < dataset->size(); ++i) {
+    values.push_back(dataset->get(i).image.pixels[0]);
+    labels.push_back(dataset->get(i).label);
+  }
+  CHECK(values == std::vector<int>{0, 1, 2, 10, 11, 20, 21});
+  CHECK(labels == std::vector<int64_t>{0, 0, 0, 1, 1, 2, 2});
+}
+
+TEST_CASE("image folder: many files decode on several threads into file order; skipped files shift nothing") {
+  TemporaryDirectory tmp("folder_many");
+  // Two classes of 120 1 x 2 gray PNGs: file k of class c holds (k, c); class 1's file 57 is not an image.
+  for (int c = 0; c < 2; ++c)
+    for (int k = 0; k < 120; ++k) {
+      char name[32];
+      std::snprintf(name, sizeof name, "%03d.png", k);
+      const fs::path file = tmp.path / "test" / ("c" + std::to_string(c)) / name;
+      fs::create_directories(file.parent_path());
+      const uint8_t values[2] = {static_cast<uint8_t>(k), static_cast<uint8_t>(c)};
+      if (c == 1 && k == 57)
+        write_bytes(file, {'n', 'o', 't', ' ', 'a', 'n', ' ', 'i', 'm', 'a', 'g', 'e'});
+      else
+        REQUIRE(stbi_write_png(file.c_str(), 2, 1, 1, values, 2));
+    }
+  DatasetOptions options;
+  options.image_size = 2;  // 2 x 1 -> 2 x 2: each column keeps its value
+  options.channels = 1;
+  options.skip_bad = true;
+  std::unique_ptr<Dataset> dataset;
+  const std::string warnings = capture_stderr([&] { dataset = open_dataset(tmp.path.string(), "test", options); });
+  CHECK(message_has(warnings, "skipped 1 of 240 files"));
+  CHECK(message_has(warnings, (tmp.path / "test/c1/057.png").string()));
+  REQUIRE(dataset->size() == 239);
+  int mismatches = 0;
+  for (int64_t i = 0; i < 239; ++i) {
+    const Example example = dataset->get(i);
+    const int64_t c = i < 120 ? 0 : 1;
+    const int64_t k = i < 120 ? i : (i - 120 < 57 ? i - 120 : i - 119);
+    mismatches += example.label != c || example.image.at(1, 0, 0) != k || example.image.at(1, 1, 0) != c;
+  }
+  CHECK(mismatches == 0);
+}
+
+TEST_CASE("image folder: a JPEG Huffman table with more than 256 codes is refused before stb_image reads it") {
+  // stb_image 2.27 would write past its Huffman tables (fixed upstream in 2.28); under UBSan this aborted.
+  TemporaryDirectory tmp("folder_huffman");
+  const fs::path file = tmp.path / "test/only/overflow.jpg";
+  fs::create_directories(file.parent_path());
+  const std::vector<uint8_t> gray(8 * 8, 128);
+  REQUIRE(stbi_write_jpg(file.c_str(), 8, 8, 1, gray.data(), 90));
+  std::vector<uint8_t> bytes = read_bytes(file);
+  const uint8_t marker[2] = {0xFF, 0xC4};
+  const auto dht = std::search(bytes.begin(), bytes.end(), marker, marker + 2);
+  REQUIRE(dht != bytes.end());
+  // Segment: FF C4, length (2 bytes), class/id, then 16 code counts: 16 * 255 = 4,080 codes.
+  std::fill(dht + 5, dht + 21, uint8_t{255});
+  write_bytes(file, bytes);
+  CHECK(message_has(error_of([&] { open_dataset(tmp.path.string(), "test", DatasetOptions()); }),
+                    file.string() + ": corrupt JPEG: a Huffman table declares 4080 codes"));
+}

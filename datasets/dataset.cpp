@@ -510,6 +510,16 @@ std::unique_ptr<Dataset> open_image_folder(const fs::path& root, const DatasetOp
 
 }  // namespace
 
+Image load_image_file(const std::string& path, int channels, int size) {
+  DatasetOptions options;
+  options.channels = channels;
+  options.image_size = size;
+  Image image(size, size, channels);
+  const std::string error = decode_file(path, image.pixels.data(), options);
+  if (!error.empty()) fail("load_image_file", path + ": " + error);
+  return image;
+}
+
 std::unique_ptr<Dataset> open_dataset(const std::string& dir, const std::string& split, const DatasetOptions& options) {
   if (split != "train" && split != "test") fail(kOp, "split must be \"train\" or \"test\", got \"" + split + "\"");
   if (options.channels < 1 || options.channels > 4)

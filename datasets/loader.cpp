@@ -194,6 +194,21 @@ bool DataLoader::next(Batch& batch) {
 // Pixel sums are exact integers (uint64 holds 255^2 * 2^40), and the variance is formed as
 // (n * sum(x^2) - sum(x)^2) / n^2 in 128-bit integers, so the only rounding is the final division: no
 // cancellation, whatever the dataset size.
+Tensor image_to_tensor(const Image& image, const Normalization& normalization) {
+  const int c = image.channels, h = image.height, w = image.width;
+  if (static_cast<int>(normalization.mean.size()) != c || static_cast<int>(normalization.std.size()) != c)
+    fail("image_to_tensor", "normalization has " + std::to_string(normalization.mean.size()) + " means for an image of " +
+                                std::to_string(c) + " channels");
+  Tensor x = Tensor::empty({1, c, h, w});  // (1, C, H, W)
+  float* out = x.data<float>();
+  for (int ch = 0; ch < c; ++ch)
+    for (int y = 0; y < h; ++y)
+      for (int col = 0; col < w; ++col)
+        out[(ch * h + y) * w + col] =
+            static_cast<float>((image.at(y, col, ch) / 255.0 - normalization.mean[ch]) / normalization.std[ch]);
+  return x;
+}
+
 Normalization compute_normalization(const Dataset& dataset) {
   const int channels = dataset.channels();
   const int64_t size = dataset.size();

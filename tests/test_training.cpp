@@ -66,7 +66,11 @@ TEST_CASE("training: one optimizer step changes every parameter of both presets"
       const std::vector<double> after = p.to_vector();
       size_t changed = 0;
       for (size_t j = 0; j < after.size(); ++j) changed += after[j] != before[i][j];
-      CHECK(changed == after.size());  // AdamW's first step moves every element with a nonzero gradient by ~lr
+      // AdamW's first step moves every element with a nonzero gradient by ~lr. Not quite every element: the
+      // key bias's gradient is zero in exact arithmetic (adding b to every key adds q.b to a whole softmax
+      // row, which the softmax ignores), so rounding decides whether a few of its elements move.
+      CHECK(changed > 0);
+      if (name.find("qkv.bias") == std::string::npos) CHECK(changed == after.size());
       ++i;
     }
   }

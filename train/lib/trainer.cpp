@@ -269,7 +269,9 @@ TrainResult train(const TrainOptions& o) {
   loader_options.augment_config = o.augment;
   loader_options.seed = o.seed;
   loader_options.workers = o.workers;
-  if (o.compute_normalization) loader_options.normalization = data::compute_normalization(*train_set);
+  // CIFAR-10's statistics are RGB: other channel counts always get their own.
+  if (o.compute_normalization || train_set->channels() != 3)
+    loader_options.normalization = data::compute_normalization(*train_set);
   data::DataLoader loader(*train_set, loader_options);
   const int64_t steps_per_epoch = loader.batches_per_epoch();
   if (steps_per_epoch == 0) fail("train", "fewer training images than one batch of " + std::to_string(o.batch_size));

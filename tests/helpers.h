@@ -5,7 +5,12 @@
 
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
@@ -13,6 +18,28 @@
 #include "ops/ops.h"
 
 namespace vt::testing {
+
+// A fresh directory under /tmp, unique per process and per use, removed with everything in it at the end.
+struct TemporaryDirectory {
+  explicit TemporaryDirectory(const std::string& name) {
+    static std::atomic<int> uses{0};
+    path = std::filesystem::temp_directory_path() /
+           ("vt_test_" + name + "_" + std::to_string(::getpid()) + "_" + std::to_string(uses++));
+    std::filesystem::remove_all(path);
+    std::filesystem::create_directories(path);
+  }
+  ~TemporaryDirectory() { std::filesystem::remove_all(path); }
+  std::string file(const std::string& name) const { return (path / name).string(); }
+  std::vector<std::string> listing() const {  // sorted file names
+    std::vector<std::string> names;
+    for (const auto& entry : std::filesystem::directory_iterator(path)) names.push_back(entry.path().filename().string());
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+  TemporaryDirectory(const TemporaryDirectory&) = delete;
+  TemporaryDirectory& operator=(const TemporaryDirectory&) = delete;
+  std::filesystem::path path;
+};
 
 // Every element of t within atol + rtol * |expected| of the expected values (row-major order).
 inline void expect_close(const Tensor& t, const std::vector<double>& expected, double atol = 1e-6,

@@ -24,18 +24,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A fresh directory under /tmp, unique per process and per use, removed with everything in it at the end.
-struct TemporaryDirectory {
-  explicit TemporaryDirectory(const std::string& name) {
-    static std::atomic<int> uses{0};
-    path = fs::temp_directory_path() /
-           ("vt_test_" + name + "_" + std::to_string(::getpid()) + "_" + std::to_string(uses++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TemporaryDirectory() { fs::remove_all(path); }
-  fs::path path;
-};
+using testing::TemporaryDirectory;
 
 void write_bytes(const fs::path& file, const std::vector<uint8_t>& bytes) {
   fs::create_directories(file.parent_path());

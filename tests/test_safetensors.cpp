@@ -20,23 +20,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A fresh directory under /tmp, removed with everything in it at the end of the test.
-struct TemporaryDirectory {
-  explicit TemporaryDirectory(const std::string& name)
-      : path(fs::temp_directory_path() / ("vt_test_" + name + "_" + std::to_string(::getpid()))) {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TemporaryDirectory() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-  std::vector<std::string> listing() const {
-    std::vector<std::string> names;
-    for (const auto& entry : fs::directory_iterator(path)) names.push_back(entry.path().filename().string());
-    std::sort(names.begin(), names.end());
-    return names;
-  }
-  fs::path path;
-};
+using testing::TemporaryDirectory;
 
 std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

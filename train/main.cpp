@@ -19,7 +19,7 @@ void print_usage() {
       "  train    --model NAME [key=value ...] --data DIR [--epochs N --batch B --lr LR --min-lr LR --wd WD\n"
       "           --warmup EPOCHS --label-smoothing S --opt adamw|sgd --momentum M --clip-grad NORM --ema DECAY\n"
       "           --aug SPEC --normalize cifar10|computed --skip-bad --train-limit N --test-limit N\n"
-      "           --workers W --seed S --out RUN_DIR --resume]\n"
+      "           --workers W --seed S --out RUN_DIR --resume --stop-after-steps N]\n"
       "           SPEC: none, or any of crop=4,flip=1,auto=rand-m9-n2|autoaugment-cifar|none,mixup=A,cutmix=A,\n"
       "           mix_prob=P,erase=P (comma-separated)\n"
       "  eval     --checkpoint W.safetensors --data DIR [--split test|train]: accuracy, per class, confusion matrix\n"

@@ -187,6 +187,7 @@ void parse_train_flags(Args& args, TrainOptions& o) {
   o.workers = static_cast<int>(args.get_int("workers", o.workers));
   o.seed = static_cast<uint64_t>(args.get_int("seed", static_cast<int64_t>(o.seed)));
   o.resume = args.has("resume");
+  o.stop_after_steps = args.get_int("stop-after-steps", 0);
   if (o.epochs < 1 || o.batch_size < 1) fail("train", "--epochs and --batch must be positive");
   if (o.lr <= 0 || o.weight_decay < 0 || o.label_smoothing < 0 || o.label_smoothing >= 1)
     fail("train", "--lr must be positive, --wd non-negative and --label-smoothing in [0, 1)");
@@ -291,7 +292,15 @@ TrainResult train(const TrainOptions& o) {
   if (o.resume && fs::exists(last_state)) {
     nn::load_weights(last, *model);
     const nn::TrainingState state = nn::load_training_state(last_state);
-    optimizer->load_state(state.tensors);
+    nn::NamedTensors optimizer_state, ema_state;  // the EMA weights are stored as "ema.<name>"
+    for (const auto& [name, tensor] : state.tensors)
+      (name.rfind("ema.", 0) == 0 ? ema_state : optimizer_state).emplace_back(name, tensor);
+    optimizer->load_state(optimizer_state);
+    if (ema) {
+      nn::NamedTensors destination;
+      for (const auto& [name, tensor] : ema->named_parameters()) destination.emplace_back("ema." + name, tensor);
+      nn::assign_named_tensors("resume", last_state, ema_state, destination);
+    }
     default_generator().set_state(state.rng_seed, state.rng_offset);
     first_epoch = state.epoch;
     skip_batches = state.step - state.epoch * steps_per_epoch;  // > 0 when interrupted mid-epoch
@@ -310,6 +319,8 @@ TrainResult train(const TrainOptions& o) {
     nn::save_weights(last, *model, metadata);
     nn::TrainingState state;
     state.tensors = optimizer->state();
+    if (ema)
+      for (const auto& [name, tensor] : ema->named_parameters()) state.tensors.emplace_back("ema." + name, tensor);
     state.step = optimizer->step_count;
     state.epoch = epochs_done;
     state.rng_seed = default_generator().seed();
@@ -352,12 +363,14 @@ TrainResult train(const TrainOptions& o) {
       ++step_in_epoch;
       const double elapsed = seconds_since(epoch_start);
       progress.update(step_in_epoch, loss_sum / seen, static_cast<double>(correct) / seen, seen / elapsed, elapsed);
-      if (g_interrupted) break;
+      if (g_interrupted || optimizer->step_count == o.stop_after_steps) break;
     }
     progress.finish();
-    if (g_interrupted) {
+    if (g_interrupted || optimizer->step_count == o.stop_after_steps) {
       save_state(epoch);
-      std::printf("interrupted: saved %s and %s; continue with --resume\n", last.c_str(), last_state.c_str());
+      if (!o.quiet)
+        std::printf("stopped at step %ld: saved %s and %s; continue with --resume\n",
+                    static_cast<long>(optimizer->step_count), last.c_str(), last_state.c_str());
       result.interrupted = true;
       break;
     }

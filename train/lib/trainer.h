@@ -32,6 +32,7 @@ struct TrainOptions {
   int workers = 2;
   uint64_t seed = 0;
   bool resume = false;
+  int64_t stop_after_steps = 0;   // stop as Ctrl-C would after this many optimizer steps (0: never)
   bool quiet = false;             // no per-step output (tests)
 };
 

@@ -38,6 +38,8 @@ void print_usage() {
       "engine:\n"
       "  demo         a small graph, backward, and its gradients\n"
       "  bench-gemm   float32 GEMM GFLOP/s for a few shapes\n"
+      "  bench-train  --model NAME [key=value ...] [--batch B]: training images/s on random data\n"
+      "  bench-data   [--data DIR --aug SPEC --workers W --batch B]: decoding and loader images/s\n"
       "\n"
       "every command: --threads T  threads for the kernels and OpenBLAS (default: all cores)");
 }
@@ -57,6 +59,8 @@ int main(int argc, char** argv) {
     const std::string command = argv[1];
     if (command == "demo") return vt::command_demo(args);
     if (command == "bench-gemm") return vt::command_bench_gemm(args);
+    if (command == "bench-train") return vt::command_bench_train(args);
+    if (command == "bench-data") return vt::command_bench_data(args);
     if (command == "info") return vt::command_info(args);
     if (command == "init") return vt::command_init(args);
     if (command == "forward") return vt::command_forward(args);

@@ -8,6 +8,8 @@ namespace vt {
 
 int command_demo(Args& args);
 int command_bench_gemm(Args& args);
+int command_bench_train(Args& args);
+int command_bench_data(Args& args);
 int command_info(Args& args);
 int command_init(Args& args);
 int command_forward(Args& args);

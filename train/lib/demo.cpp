@@ -6,6 +6,9 @@
 
 #include "autograd/blas.h"
 #include "autograd/parallel.h"
+#include "datasets/loader.h"
+#include "models/config.h"
+#include "nn/optim.h"
 #include "ops/ops.h"
 #include "train/lib/commands.h"
 
@@ -61,6 +64,60 @@ int command_bench_gemm(Args& args) {
     peak = std::max(peak, best);
   }
   std::printf("sgemm peak GFLOP/s: %.1f\n", peak);
+  return 0;
+}
+
+// Training-step speed of a model on random data: forward, backward and AdamW, median of 5 steps after 2
+// warm-up steps (the same measurement as bench/pytorch_train_step.py, for a side-by-side comparison).
+int command_bench_train(Args& args) {
+  const models::ModelConfig config = config_from_args(args);
+  const int64_t batch = args.get_int("batch", 128);
+  args.finish();
+  manual_seed(0);
+  const auto model = models::create_model(config);
+  nn::AdamW optimizer(nn::weight_decay_groups(*model, 0.05), 1e-3);
+  const Tensor images = randn({batch, config.in_channels, config.image_size, config.image_size});  // (B, C, H, W)
+  std::vector<int64_t> labels(batch);
+  for (int64_t i = 0; i < batch; ++i) labels[i] = i % config.num_classes;
+  const Tensor target = Tensor::from_indices(labels, {batch});
+  std::vector<double> times;
+  for (int step = 0; step < 7; ++step) {
+    const auto start = std::chrono::steady_clock::now();
+    const Tensor loss = cross_entropy(model->forward(images), target, 0.1);
+    optimizer.zero_grad();
+    loss.backward();
+    optimizer.step();
+    if (step >= 2) times.push_back(seconds_since(start));
+  }
+  std::sort(times.begin(), times.end());
+  std::printf("vt %s batch %ld: %.1f images/s (threads %d)\n", config.name.c_str(), static_cast<long>(batch),
+              batch / times[times.size() / 2], num_threads());
+  return 0;
+}
+
+// Data-loading speed: decoding a split, then one epoch of the training loader (augmentation on, as
+// configured by --aug) with no model, so the number is what the loader can feed a training run.
+int command_bench_data(Args& args) {
+  const std::string dir = args.get("data", "data");
+  data::LoaderOptions options;
+  options.batch_size = args.get_int("batch", 128);
+  options.workers = static_cast<int>(args.get_int("workers", 2));
+  options.augment = true;
+  data::parse_augment(options.augment_config, args.get("aug", ""));
+  args.finish();
+  const auto decode_start = std::chrono::steady_clock::now();
+  const auto dataset = data::open_dataset(dir, "train", data::DatasetOptions());
+  const double decode_seconds = seconds_since(decode_start);
+  std::printf("decoded %ld training images in %.2f s (%.0f images/s)\n", static_cast<long>(dataset->size()),
+              decode_seconds, dataset->size() / decode_seconds);
+  data::DataLoader loader(*dataset, options);
+  const auto start = std::chrono::steady_clock::now();
+  loader.start_epoch(0);
+  data::Batch batch;
+  int64_t images = 0;
+  while (loader.next(batch)) images += static_cast<int64_t>(batch.labels.size());
+  std::printf("loader (augment %s, %d workers, batch %ld): %.0f images/s\n", data::describe(options.augment_config).c_str(),
+              options.workers, static_cast<long>(options.batch_size), images / seconds_since(start));
   return 0;
 }
 

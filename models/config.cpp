@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <functional>
 
+#include "autograd/text.h"
 #include "models/tnt.h"
 #include "models/vit.h"
 
@@ -76,27 +77,15 @@ std::string enum_name(E value, const std::vector<std::pair<std::string, E>>& nam
 }
 
 int64_t parse_int(const std::string& key, const std::string& value) {
-  size_t used = 0;
-  int64_t v = 0;
-  try {
-    v = std::stoll(value, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != value.size() || value.empty()) fail("model config", key + "=" + value + " is not an integer");
-  return v;
+  const std::optional<int64_t> v = parse_integer(value);
+  if (!v) fail("model config", key + "=" + value + " is not an integer");
+  return *v;
 }
 
 double parse_double(const std::string& key, const std::string& value) {
-  size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(value, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != value.size() || value.empty()) fail("model config", key + "=" + value + " is not a number");
-  return v;
+  const std::optional<double> v = parse_number(value);
+  if (!v) fail("model config", key + "=" + value + " is not a number");
+  return *v;
 }
 
 // The shortest decimal that reads back as the same double ("1e-05", not "1.0000000000000001e-05").

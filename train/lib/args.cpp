@@ -2,6 +2,7 @@
 #include "train/lib/args.h"
 
 #include "autograd/tensor.h"
+#include "autograd/text.h"
 
 namespace vt {
 
@@ -43,29 +44,17 @@ std::string Args::require(const std::string& flag) {
 int64_t Args::get_int(const std::string& flag, int64_t fallback) {
   const std::string value = get(flag, "");
   if (value.empty()) return fallback;
-  size_t used = 0;
-  int64_t v = 0;
-  try {
-    v = std::stoll(value, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != value.size()) fail("arguments", std::string("--") + flag + " " + value + " is not an integer");
-  return v;
+  const std::optional<int64_t> v = parse_integer(value);
+  if (!v) fail("arguments", std::string("--") + flag + " " + value + " is not an integer");
+  return *v;
 }
 
 double Args::get_double(const std::string& flag, double fallback) {
   const std::string value = get(flag, "");
   if (value.empty()) return fallback;
-  size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(value, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != value.size()) fail("arguments", std::string("--") + flag + " " + value + " is not a number");
-  return v;
+  const std::optional<double> v = parse_number(value);
+  if (!v) fail("arguments", std::string("--") + flag + " " + value + " is not a number");
+  return *v;
 }
 
 bool Args::has(const std::string& flag) {

@@ -133,7 +133,13 @@ int command_compare(Args& args) {
          << "Same recipe for every model: " << epochs << " epochs, batch " << base.batch_size << ", " << base.optimizer
          << " lr " << base.lr << " (warm-up then cosine to " << base.min_lr << "), weight decay " << base.weight_decay
          << ", label smoothing " << base.label_smoothing << ", augmentation " << data::describe(base.augment) << ", seed "
-         << base.seed << ", " << num_threads() << " threads.\n\n"
+         << base.seed << ", " << num_threads() << " threads.";
+  if (!overrides.empty()) {
+    report << " Model overrides:";
+    for (const auto& [key, value] : overrides) report << " " << key << "=" << value;
+    report << ".";
+  }
+  report << "\n\n"
          << "| model | params | GMACs/image | train img/s (model) | train img/s (run) | inference img/s | final test acc | best test acc | wall time |\n"
          << "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const ModelReport& r : reports) {
@@ -148,8 +154,10 @@ int command_compare(Args& args) {
   }
   report << "\n\"train img/s (model)\" and \"inference img/s\" time the model alone on random batches of "
          << base.batch_size << " (median of 3); \"train img/s (run)\" is the mean over epochs of the real run, "
-         << "data loading and optimizer included. Test accuracy is measured after every epoch on the full test set"
-         << (base.test_limit ? " subset" : "") << "; \"final\" is the last epoch's.\n\n![curves](curves.png)\n";
+         << "data loading and optimizer included. Test accuracy is measured after every epoch on "
+         << (base.test_limit ? "a class-balanced subset of " + std::to_string(base.test_limit) + " test images"
+                             : std::string("the whole test set"))
+         << "; \"final\" is the last epoch's.\n\n![curves](curves.png)\n";
   report.close();
 
   static const uint32_t colours[] = {0x1f77b4, 0xd62728, 0x2ca02c, 0xff7f0e, 0x9467bd};

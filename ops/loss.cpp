@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "autograd/parallel.h"
+#include "ops/dispatch.h"
 #include "ops/ops.h"
 #include "ops/softmax_kernels.h"
 
@@ -263,20 +264,6 @@ static void check_labels(const int64_t* labels, int64_t rows, int64_t classes) {
     if (labels[r] < 0 || labels[r] >= classes)
       fail("cross_entropy", "label " + std::to_string(labels[r]) + " at index " + std::to_string(r) +
                                 " is outside [0, " + std::to_string(classes) + ")");
-}
-
-// Calls run(T{}) with T the element type of t, on t's device.
-template <class F>
-static void dispatch_float(const Tensor& t, const char* op, const F& run) {
-  switch (t.device()) {
-    case Device::cpu:
-      if (t.dtype() == DType::f32)
-        run(float{});
-      else
-        run(double{});
-      return;
-    case Device::cuda: fail(op, "this build has no CUDA backend");
-  }
 }
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, double label_smoothing) {

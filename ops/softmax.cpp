@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "autograd/parallel.h"
+#include "ops/dispatch.h"
 #include "ops/ops.h"
 #include "ops/softmax_kernels.h"
 
@@ -213,64 +214,47 @@ Tensor from_rows(const Tensor& t_rows, const SoftmaxLayout& layout) {
   return permute(t_rows, layout.to_input_order);
 }
 
-// Calls run(T{}) with T the element type of t, on t's device.
-template <class F>
-void dispatch_float(const Tensor& t, const char* op, const F& run) {
-  switch (t.device()) {
-    case Device::cpu:
-      if (t.dtype() == DType::f32)
-        run(float{});
-      else
-        run(double{});
-      return;
-    case Device::cuda: fail(op, "this build has no CUDA backend");
-  }
-}
-
 }  // namespace
 
-Tensor softmax(const Tensor& x, int64_t dim) {
-  const SoftmaxLayout layout = plan_layout(x, dim, "softmax");
+// softmax and log_softmax share everything but their kernels: rows of the softmax dim, the forward kernel
+// y = f(x) row by row, and a backward kernel that needs only dy and the output y.
+template <class Forward, class Backward>
+static Tensor row_softmax_op(const char* name, const Tensor& x, int64_t dim, Forward forward, Backward backward) {
+  const SoftmaxLayout layout = plan_layout(x, dim, name);
   const Tensor x_rows = to_rows(x, layout);                  // (..., D)
   const Tensor y_rows = Tensor::empty_like(x_rows);          // (..., D)
-  dispatch_float(x, "softmax", [&](auto zero) {
+  dispatch_float(x, name, [&](auto zero) {
     using T = decltype(zero);
-    softmax_forward_cpu(y_rows.data<T>(), x_rows.data<T>(), layout.rows, layout.cols);
+    forward(y_rows.data<T>(), x_rows.data<T>(), layout.rows, layout.cols);
   });
   Tensor y = from_rows(y_rows, layout);                      // input order
-  record("softmax", y, {x}, {y_rows}, [layout](const Tensor& dy, const BackwardContext& ctx) -> Grads {
+  record(name, y, {x}, {y_rows}, [name, layout, backward](const Tensor& dy, const BackwardContext& ctx) -> Grads {
     const Tensor& y_rows = ctx.saved[0];                     // (..., D)
     const Tensor dy_rows = to_rows(dy, layout);              // (..., D)
     const Tensor dx_rows = Tensor::empty_like(y_rows);       // (..., D)
-    dispatch_float(y_rows, "softmax backward", [&](auto zero) {
+    dispatch_float(y_rows, name, [&](auto zero) {
       using T = decltype(zero);
-      softmax_backward_cpu(dx_rows.data<T>(), dy_rows.data<T>(), y_rows.data<T>(), layout.rows, layout.cols);
+      backward(dx_rows.data<T>(), dy_rows.data<T>(), y_rows.data<T>(), layout.rows, layout.cols);
     });
     return {from_rows(dx_rows, layout)};
   });
   return y;
+}
+
+Tensor softmax(const Tensor& x, int64_t dim) {
+  return row_softmax_op("softmax", x, dim,
+                        [](auto* y, const auto* in, int64_t rows, int64_t cols) { softmax_forward_cpu(y, in, rows, cols); },
+                        [](auto* dx, const auto* dy, const auto* y, int64_t rows, int64_t cols) {
+                          softmax_backward_cpu(dx, dy, y, rows, cols);
+                        });
 }
 
 Tensor log_softmax(const Tensor& x, int64_t dim) {
-  const SoftmaxLayout layout = plan_layout(x, dim, "log_softmax");
-  const Tensor x_rows = to_rows(x, layout);                  // (..., D)
-  const Tensor y_rows = Tensor::empty_like(x_rows);          // (..., D)
-  dispatch_float(x, "log_softmax", [&](auto zero) {
-    using T = decltype(zero);
-    log_softmax_forward_cpu(y_rows.data<T>(), x_rows.data<T>(), layout.rows, layout.cols);
-  });
-  Tensor y = from_rows(y_rows, layout);                      // input order
-  record("log_softmax", y, {x}, {y_rows}, [layout](const Tensor& dy, const BackwardContext& ctx) -> Grads {
-    const Tensor& y_rows = ctx.saved[0];                     // (..., D)
-    const Tensor dy_rows = to_rows(dy, layout);              // (..., D)
-    const Tensor dx_rows = Tensor::empty_like(y_rows);       // (..., D)
-    dispatch_float(y_rows, "log_softmax backward", [&](auto zero) {
-      using T = decltype(zero);
-      log_softmax_backward_cpu(dx_rows.data<T>(), dy_rows.data<T>(), y_rows.data<T>(), layout.rows, layout.cols);
-    });
-    return {from_rows(dx_rows, layout)};
-  });
-  return y;
+  return row_softmax_op("log_softmax", x, dim,
+                        [](auto* y, const auto* in, int64_t rows, int64_t cols) { log_softmax_forward_cpu(y, in, rows, cols); },
+                        [](auto* dx, const auto* dy, const auto* y, int64_t rows, int64_t cols) {
+                          log_softmax_backward_cpu(dx, dy, y, rows, cols);
+                        });
 }
 
 }  // namespace vt

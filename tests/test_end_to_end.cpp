@@ -1,14 +1,21 @@
 // End to end: vt's training loop on CIFAR-10 images (1,000 from ../shared/data/cifar10-jpg.tar.gz when the
-// archive is there, else generated images of 10 pattern classes) learns well above chance in 2 epochs, and a
-// run stopped mid-epoch and resumed ends bit-identical to one that ran straight through.
+// archive is there, else generated images of 10 pattern classes) learns well above chance in 2 epochs, a
+// run stopped mid-epoch and resumed ends bit-identical to one that ran straight through, and vt compare
+// writes its report and curves.
+#include <stb/stb_image.h>
 #include <stb/stb_image_write.h>
 
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 
+#include <fstream>
+#include <sstream>
+
 #include "nn/safetensors.h"
 #include "tests/helpers.h"
+#include "train/lib/args.h"
+#include "train/lib/commands.h"
 #include "train/lib/trainer.h"
 
 using namespace vt;
@@ -124,4 +131,54 @@ TEST_CASE("end to end: a run stopped mid-epoch and resumed matches an uninterrup
     CAPTURE(weights_a[i].first);
     CHECK(weights_a[i].second.to_vector() == weights_b[i].second.to_vector());
   }
+}
+
+namespace {
+
+// Runs `vt compare` with the given arguments (after the command name) and returns the report it wrote.
+std::string run_compare(std::vector<std::string> arguments, const fs::path& out) {
+  arguments.insert(arguments.begin(), {"vt", "compare"});
+  arguments.insert(arguments.end(), {"--out", out.string(), "--batch", "32", "--workers", "1",
+                                     "dim=32", "heads=2", "depth=1", "mlp_ratio=2"});
+  std::vector<char*> argv;
+  for (std::string& argument : arguments) argv.push_back(argument.data());
+  Args args(static_cast<int>(argv.size()), argv.data(), 2, {"json", "resume", "skip-bad"});
+  REQUIRE(command_compare(args) == 0);
+  std::stringstream report;
+  report << std::ifstream(out / "report.md").rdbuf();
+  return report.str();
+}
+
+}  // namespace
+
+TEST_CASE("vt compare: one recipe for both models, a report row each and a two-panel PNG; a budget buys epochs") {
+  testing::TemporaryDirectory directory("compare");
+  write_pattern_images(directory.path / "data", 10, 5);  // 100 training and 50 test images
+  const std::string data = (directory.path / "data").string();
+
+  const std::string report = run_compare({"--models", "vit_cifar,tnt_cifar", "--data", data, "--epochs", "2"},
+                                         directory.path / "epochs");
+  CHECK(report.find("Same recipe for every model: 2 epochs") != std::string::npos);
+  CHECK(report.find("| vit_cifar | ") != std::string::npos);
+  CHECK(report.find("| tnt_cifar | ") != std::string::npos);
+  CHECK(report.find("Model overrides: dim=32 heads=2 depth=1 mlp_ratio=2.") != std::string::npos);
+  for (const char* model : {"vit_cifar", "tnt_cifar"}) {
+    CAPTURE(model);
+    std::ifstream metrics(directory.path / "epochs" / model / "metrics.csv");
+    int64_t lines = 0;
+    for (std::string line; std::getline(metrics, line);) ++lines;
+    CHECK(lines == 3);  // header + 2 epochs
+  }
+  // Two panels side by side: wider than tall.
+  std::ifstream png_file(directory.path / "epochs" / "curves.png", std::ios::binary);
+  const std::string png((std::istreambuf_iterator<char>(png_file)), std::istreambuf_iterator<char>());
+  int width = 0, height = 0, channels = 0;
+  REQUIRE(stbi_info_from_memory(reinterpret_cast<const stbi_uc*>(png.data()), static_cast<int>(png.size()), &width,
+                                &height, &channels) == 1);
+  CHECK(width > height);
+
+  // A budget far below one epoch still trains one epoch (never zero).
+  const std::string budget_report = run_compare(
+      {"--models", "vit_cifar,tnt_cifar", "--data", data, "--time-budget", "0.001"}, directory.path / "budget");
+  CHECK(budget_report.find("Same recipe for every model: 1 epoch,") != std::string::npos);
 }

@@ -48,6 +48,8 @@ void print_usage() {
 
 int main(int argc, char** argv) {
   vt::ensure_fast_blas(argc, argv);
+  // Line-buffered even into a file or pipe, so that `vt train > log` can be followed with tail -f.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   if (argc < 2 || !std::strcmp(argv[1], "help") || !std::strcmp(argv[1], "--help")) {
     print_usage();
     return argc < 2 ? 1 : 0;

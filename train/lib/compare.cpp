@@ -1,6 +1,6 @@
 // vt compare: trains several models with one recipe and budget, then writes a Markdown report and a PNG of
-// their curves. Conventions: every model gets the same epochs (a time budget is turned into epochs from each
-// model's measured training speed, then the smallest count is used by all), seed, data and augmentation.
+// their curves. Conventions: every model gets the same epochs (a time budget is turned into the epochs that
+// all models together fit, from their measured speeds), seed, data and augmentation.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -104,17 +104,23 @@ int command_compare(Args& args) {
 
   int64_t epochs = base.epochs;
   if (time_budget > 0) {
-    // Each model gets an equal share of the budget; the epochs the slowest model fits are used for all.
+    // Every model trains the same epochs, so the budget buys as many epochs as the models' summed epoch
+    // times fit: each epoch is a pass over the training set at the model's training speed plus a pass over
+    // the test set at its inference speed (data loading overlaps with compute and is not counted).
     data::DatasetOptions probe;
     probe.channels = static_cast<int>(reports[0].config.in_channels);
     probe.image_size = static_cast<int>(reports[0].config.image_size);
     probe.limit = base.dataset.limit;
     probe.skip_bad = base.dataset.skip_bad;
     const double train_images = static_cast<double>(data::open_dataset(base.data_dir, "train", probe)->size());
-    double slowest = reports[0].train_images_per_s;
-    for (const ModelReport& r : reports) slowest = std::min(slowest, r.train_images_per_s);
-    epochs = std::max<int64_t>(1, static_cast<int64_t>(time_budget / reports.size() * slowest / train_images));
-    std::printf("time budget %.0f s: %ld epochs each\n", time_budget, static_cast<long>(epochs));
+    probe.limit = base.test_limit;
+    const double test_images = static_cast<double>(data::open_dataset(base.data_dir, "test", probe)->size());
+    double seconds_per_epoch = 0;
+    for (const ModelReport& r : reports)
+      seconds_per_epoch += train_images / r.train_images_per_s + test_images / r.infer_images_per_s;
+    epochs = std::max<int64_t>(1, static_cast<int64_t>(time_budget / seconds_per_epoch));
+    std::printf("time budget %.0f s: an epoch of every model takes about %.0f s, so %ld epoch%s each\n", time_budget,
+                seconds_per_epoch, static_cast<long>(epochs), epochs == 1 ? "" : "s");
   }
 
   for (ModelReport& r : reports) {
@@ -122,7 +128,8 @@ int command_compare(Args& args) {
     options.model = r.config;
     options.epochs = epochs;
     options.out_dir = out + "/" + r.config.name;
-    std::printf("\n== training %s for %ld epochs ==\n", r.config.name.c_str(), static_cast<long>(epochs));
+    std::printf("\n== training %s for %ld epoch%s ==\n", r.config.name.c_str(), static_cast<long>(epochs),
+                epochs == 1 ? "" : "s");
     std::ofstream(out + "/" + r.config.name + ".config.txt") << describe(options);
     r.result = train(options);
     if (r.result.interrupted) return 130;
@@ -130,7 +137,7 @@ int command_compare(Args& args) {
 
   std::ofstream report(out + "/report.md");
   report << "# ViT vs TNT on CIFAR-10\n\n"
-         << "Same recipe for every model: " << epochs << " epochs, batch " << base.batch_size << ", " << base.optimizer
+         << "Same recipe for every model: " << epochs << (epochs == 1 ? " epoch" : " epochs") << ", batch " << base.batch_size << ", " << base.optimizer
          << " lr " << base.lr << " (warm-up then cosine to " << base.min_lr << "), weight decay " << base.weight_decay
          << ", label smoothing " << base.label_smoothing << ", augmentation " << data::describe(base.augment) << ", seed "
          << base.seed << ", " << num_threads() << " threads.";

@@ -78,7 +78,6 @@ class Progress {
       std::printf("epoch %ld/%ld step %ld/%ld loss %.4f acc %.1f%% %.0f img/s ETA %s\n", static_cast<long>(epoch_),
                   static_cast<long>(epochs_), static_cast<long>(step), static_cast<long>(steps_), loss, 100 * accuracy,
                   images_per_s, format_duration(eta).c_str());
-      std::fflush(stdout);
     }
   }
   void finish() {

@@ -401,17 +401,10 @@ static double cubic(T v1, T v2, T v3, T v4, double d) {
   return p1 + d * (p2 + d * (p3 + d * p4));
 }
 
-// Samples all channels at (xin, yin) in pixel units (pixel centres at +0.5) into `out`, which keeps the fill
-// when the point lies outside the image. Taps past the edge read the edge pixel (PIL clamps columns and repeats
-// the last valid row, which is the same).
-static void sample_bilinear(uint8_t* out, const Image& image, double xin, double yin) {
-  if (xin < 0.0 || xin >= image.width || yin < 0.0 || yin >= image.height) return;
-  xin -= 0.5;
-  yin -= 0.5;
-  const int x = static_cast<int>(std::floor(xin));
-  const int y = static_cast<int>(std::floor(yin));
-  const double dx = xin - x;
-  const double dy = yin - y;
+// The samplers write all channels of the point (x + dx, y + dy), in pixel-centre coordinates (x, y the pixel
+// at or before it, 0 <= dx, dy < 1), into `out`. Taps past the edge read the edge pixel (PIL clamps columns
+// and repeats the last valid row, which is the same).
+static void sample_bilinear(uint8_t* out, const Image& image, int x, int y, double dx, double dy) {
   const int x0 = std::clamp(x, 0, image.width - 1), x1 = std::clamp(x + 1, 0, image.width - 1);
   const int y0 = std::clamp(y, 0, image.height - 1), y1 = std::clamp(y + 1, 0, image.height - 1);
   for (int c = 0; c < image.channels; ++c) {
@@ -424,14 +417,7 @@ static void sample_bilinear(uint8_t* out, const Image& image, double xin, double
   }
 }
 
-static void sample_bicubic(uint8_t* out, const Image& image, double xin, double yin) {
-  if (xin < 0.0 || xin >= image.width || yin < 0.0 || yin >= image.height) return;
-  xin -= 0.5;
-  yin -= 0.5;
-  const int x = static_cast<int>(std::floor(xin));
-  const int y = static_cast<int>(std::floor(yin));
-  const double dx = xin - x;
-  const double dy = yin - y;
+static void sample_bicubic(uint8_t* out, const Image& image, int x, int y, double dx, double dy) {
   int columns[4], rows[4];
   for (int k = 0; k < 4; ++k) {
     columns[k] = std::clamp(x - 1 + k, 0, image.width - 1);
@@ -456,10 +442,18 @@ Image affine(const Image& image, const std::array<double, 6>& a, Resample resamp
       const double xin = x + 0.5, yin = y + 0.5;
       const double source_x = a[0] * xin + a[1] * yin + a[2];
       const double source_y = a[3] * xin + a[4] * yin + a[5];
+      // A point outside the image keeps the fill; inside, pixel centres sit at +0.5.
+      if (source_x < 0.0 || source_x >= image.width || source_y < 0.0 || source_y >= image.height) continue;
+      const double centre_x = source_x - 0.5, centre_y = source_y - 0.5;
+      const int cell_x = static_cast<int>(std::floor(centre_x)), cell_y = static_cast<int>(std::floor(centre_y));
       uint8_t* pixel = &out.at(y, x, 0);
       switch (resample) {
-        case Resample::bilinear: sample_bilinear(pixel, image, source_x, source_y); break;
-        case Resample::bicubic: sample_bicubic(pixel, image, source_x, source_y); break;
+        case Resample::bilinear:
+          sample_bilinear(pixel, image, cell_x, cell_y, centre_x - cell_x, centre_y - cell_y);
+          break;
+        case Resample::bicubic:
+          sample_bicubic(pixel, image, cell_x, cell_y, centre_x - cell_x, centre_y - cell_y);
+          break;
       }
     }
   return out;

@@ -24,7 +24,11 @@ namespace vt::data {
 // ---- the random stream ----
 
 AugmentRng::AugmentRng(uint64_t seed, uint64_t epoch, uint64_t index)
-    : key_(random_bits(random_bits(seed, epoch), index)) {}
+    : key_(derive_key(derive_key(stream_key(seed, RandomStream::augment), epoch), index)) {}
+
+AugmentRng AugmentRng::for_batch(uint64_t seed, uint64_t epoch, uint64_t batch) {
+  return AugmentRng(derive_key(derive_key(stream_key(seed, RandomStream::batch_augment), epoch), batch));
+}
 
 uint64_t AugmentRng::next_bits() { return random_bits(key_, counter_++); }
 

@@ -11,10 +11,13 @@
 
 namespace vt::data {
 
-// A small counter-based random stream (vt::random_bits over (key, counter)).
+// A small counter-based random stream (vt::random_bits over (key, counter)). An example's stream is keyed by
+// (seed, epoch, example index) in RandomStream::augment; a batch's (Mixup, CutMix) by (seed, epoch, batch index)
+// in RandomStream::batch_augment.
 class AugmentRng {
  public:
   AugmentRng(uint64_t seed, uint64_t epoch, uint64_t index);
+  static AugmentRng for_batch(uint64_t seed, uint64_t epoch, uint64_t batch);
   uint64_t next_bits();
   double uniform();                   // [0, 1)
   double uniform(double lo, double hi);
@@ -23,6 +26,7 @@ class AugmentRng {
   double beta(double alpha);          // Beta(alpha, alpha), for Mixup / CutMix
 
  private:
+  explicit AugmentRng(uint64_t key) : key_(key) {}
   uint64_t key_;
   uint64_t counter_ = 0;
 };

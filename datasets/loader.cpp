@@ -1,7 +1,7 @@
 // The data loader. Conventions: batch b of an epoch holds the examples order[b * B, (b + 1) * B) of that
 // epoch's permutation; workers claim batch indices in order, may finish out of order, and park finished
 // batches in a window of `prefetch` slots until next() takes them in order. Every random draw is keyed by
-// (seed, epoch, example index) or (seed, epoch, 1e9 + batch index), so no batch depends on the worker count.
+// (seed, epoch, example index) or (seed, epoch, batch index), so no batch depends on the worker count.
 #include <cmath>
 #include <condition_variable>
 #include <exception>
@@ -15,16 +15,13 @@
 namespace vt::data {
 namespace {
 
-// Batch-level draws (Mixup / CutMix) use example index 1e9 + batch index, far above any example index.
-constexpr uint64_t kBatchStream = 1'000'000'000;
-
-// Fisher-Yates from the stream random_bits(random_bits(seed, epoch), i). The multiply-shift maps 64 random
-// bits onto [0, i] without the bias of a modulo.
+// Fisher-Yates from the epoch's child of the shuffle stream. The multiply-shift maps 64 random bits onto
+// [0, i] without the bias of a modulo.
 std::vector<int64_t> epoch_order(int64_t size, bool shuffle, uint64_t seed, int64_t epoch) {
   std::vector<int64_t> order(size);
   std::iota(order.begin(), order.end(), int64_t{0});
   if (!shuffle) return order;
-  const uint64_t stream = random_bits(seed, static_cast<uint64_t>(epoch));
+  const uint64_t stream = derive_key(stream_key(seed, RandomStream::shuffle), static_cast<uint64_t>(epoch));
   for (int64_t i = size - 1; i > 0; --i) {
     const auto j = static_cast<int64_t>(
         (static_cast<unsigned __int128>(random_bits(stream, static_cast<uint64_t>(i))) * static_cast<uint64_t>(i + 1)) >> 64);
@@ -91,7 +88,7 @@ struct DataLoader::State {
       batch.labels[j] = example.label;
     }
     if (options.augment) {
-      AugmentRng rng(options.seed, static_cast<uint64_t>(epoch), kBatchStream + static_cast<uint64_t>(index));
+      AugmentRng rng = AugmentRng::for_batch(options.seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(index));
       batch.targets = mix_batch(batch.images, batch.labels, static_cast<int64_t>(dataset.classes().size()), config, rng);
     }
     return batch;

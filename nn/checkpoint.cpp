@@ -8,11 +8,12 @@ namespace vt::nn {
 namespace {
 
 constexpr const char* format_key = "vt.format";
-constexpr const char* format_value = "training_state/1";
+constexpr const char* format_value = "training_state/2";
 constexpr const char* step_key = "vt.step";
 constexpr const char* epoch_key = "vt.epoch";
 constexpr const char* rng_seed_key = "vt.rng_seed";
-constexpr const char* rng_offset_key = "vt.rng_offset";
+constexpr const char* rng_offset_tensors_key = "vt.rng_offset.tensors";
+constexpr const char* rng_offset_dropout_key = "vt.rng_offset.dropout";
 
 const std::string& required(const std::map<std::string, std::string>& metadata, const std::string& path, const char* key) {
   const auto found = metadata.find(key);
@@ -47,7 +48,8 @@ void save_training_state(const std::string& path, const TrainingState& state) {
   metadata[step_key] = std::to_string(state.step);
   metadata[epoch_key] = std::to_string(state.epoch);
   metadata[rng_seed_key] = std::to_string(state.rng_seed);
-  metadata[rng_offset_key] = std::to_string(state.rng_offset);
+  metadata[rng_offset_tensors_key] = std::to_string(state.rng_offset_tensors);
+  metadata[rng_offset_dropout_key] = std::to_string(state.rng_offset_dropout);
   save_safetensors(path, state.tensors, metadata);
 }
 
@@ -64,7 +66,8 @@ TrainingState load_training_state(const std::string& path) {
   if (state.step < 0 || state.epoch < 0)
     fail("load_training_state", "'" + path + "': negative step or epoch");
   state.rng_seed = parse_integer<uint64_t>(file.metadata, path, rng_seed_key);
-  state.rng_offset = parse_integer<uint64_t>(file.metadata, path, rng_offset_key);
+  state.rng_offset_tensors = parse_integer<uint64_t>(file.metadata, path, rng_offset_tensors_key);
+  state.rng_offset_dropout = parse_integer<uint64_t>(file.metadata, path, rng_offset_dropout_key);
   for (auto& [key, value] : file.metadata)
     if (!key.starts_with("vt.")) state.metadata.emplace(key, std::move(value));
   return state;

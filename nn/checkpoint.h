@@ -1,6 +1,6 @@
 // Training-state files: the optimizer's named tensors plus the counters needed to resume a run (step, epoch,
-// the random generator's seed and offset), stored as a safetensors file whose counters are decimal metadata
-// strings under reserved "vt." keys. Model weights have their own file (save_weights in nn/safetensors.h).
+// the random streams' seed and offsets), stored as a safetensors file whose counters are decimal metadata
+// strings under reserved "vt." keys.
 #pragma once
 
 #include <cstdint>
@@ -15,10 +15,12 @@ struct TrainingState {
   NamedTensors tensors;  // the optimizer's state() (moments, per-parameter counters), by name
   int64_t step = 0;      // optimizer steps taken
   int64_t epoch = 0;     // epochs completed
-  // vt::Generator state, restored with set_state(rng_seed, rng_offset); stored as decimal strings, so the
-  // whole uint64 range survives as written (an I64 tensor would need the bits reinterpreted).
+  // The seed of vt's generators and the offsets of its tensors and dropout streams (default_generator() and
+  // dropout_generator()); stored as decimal strings, so the whole uint64 range survives as written (an I64
+  // tensor would need the bits reinterpreted).
   uint64_t rng_seed = 0;
-  uint64_t rng_offset = 0;
+  uint64_t rng_offset_tensors = 0;
+  uint64_t rng_offset_dropout = 0;
   std::map<std::string, std::string> metadata;  // anything else; keys starting with "vt." are reserved
 };
 

@@ -36,20 +36,7 @@ Tensor Conv2d::forward(const Tensor& x) const { return conv2d(x, weight, bias, s
 
 Tensor Dropout::forward(const Tensor& x) const { return dropout(x, p, training_); }
 
-Tensor DropPath::forward(const Tensor& x) const {
-  if (!training_ || p == 0.0) return x;
-  // One Bernoulli(1 - p) draw per sample, broadcast over the sample's other dims.
-  Shape mask_shape(x.dim(), 1);
-  mask_shape[0] = x.size(0);
-  const double keep = 1.0 - p;
-  Generator& generator = default_generator();
-  const uint64_t first = generator.reserve(mask_shape[0]);
-  std::vector<double> scale(mask_shape[0]);
-  for (size_t i = 0; i < scale.size(); ++i)
-    scale[i] = random_uniform(generator.seed(), first + i) < keep ? 1.0 / keep : 0.0;
-  const Tensor mask = Tensor::from_vector(scale, mask_shape, x.dtype());  // (B, 1, ..., 1)
-  return mul(x, mask);
-}
+Tensor DropPath::forward(const Tensor& x) const { return drop_path(x, p, training_); }
 
 Mlp::Mlp(int64_t dim, int64_t hidden, double drop) {
   fc1 = register_module("fc1", std::make_shared<Linear>(dim, hidden));

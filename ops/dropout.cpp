@@ -1,6 +1,6 @@
-// Dropout. Conventions: element i (row-major over the logical shape) of a draw is kept when
-// random_uniform(seed, first + i) >= p, with `first` reserved from the generator, so the mask is a pure
-// function of (seed, first, i) and the same for any thread count. Survivors are scaled by 1 / (1 - p).
+// Dropout and DropPath. Conventions: element i (row-major over the logical shape; for DropPath, sample i) of a
+// draw is kept when random_uniform(key, first + i) >= p, with `first` reserved from the generator, so the mask
+// is a pure function of (key, first, i) and the same for any thread count. Survivors are scaled by 1 / (1 - p).
 #include <cmath>
 
 #include "autograd/parallel.h"
@@ -15,23 +15,38 @@ constexpr int64_t kDropoutGrain = 1 << 14;  // elements below which the loop sta
 // random_uniform(seed, c) = (random_bits(seed, c) >> 11) * 2^-53 >= p is tested on the integer instead, as
 // (random_bits >> 11) >= ceil(p * 2^53) (p * 2^53 is exact): the same decision without an int-to-double
 // conversion per element. P(keep) = 1 - p up to the 2^-53 grid.
+static uint64_t keep_threshold(double p) { return static_cast<uint64_t>(std::ceil(p * 0x1.0p53)); }
+
 template <class T>
-static void dropout_forward_cpu(T* y, T* mask, const T* x, int64_t n, double p, uint64_t seed, uint64_t first) {
+static void dropout_forward_cpu(T* y, T* mask, const T* x, int64_t n, double p, uint64_t key, uint64_t first) {
   const T scale = static_cast<T>(1.0 / (1.0 - p));
-  const uint64_t threshold = static_cast<uint64_t>(std::ceil(p * 0x1.0p53));
+  const uint64_t threshold = keep_threshold(p);
   parallel_for(0, n, kDropoutGrain, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
-      const bool keep = (random_bits(seed, first + static_cast<uint64_t>(i)) >> 11) >= threshold;
+      const bool keep = (random_bits(key, first + static_cast<uint64_t>(i)) >> 11) >= threshold;
       y[i] = keep ? x[i] * scale : T(0);
       if (mask) mask[i] = keep ? scale : T(0);
     }
   });
 }
 
+// mask (n) = 1 / (1 - p) where element i is kept, else 0: DropPath's per-sample scale.
+template <class T>
+static void drop_mask_cpu(T* mask, int64_t n, double p, uint64_t key, uint64_t first) {
+  const T scale = static_cast<T>(1.0 / (1.0 - p));
+  const uint64_t threshold = keep_threshold(p);
+  for (int64_t i = 0; i < n; ++i)
+    mask[i] = (random_bits(key, first + static_cast<uint64_t>(i)) >> 11) >= threshold ? scale : T(0);
+}
+
+static void check_dropout_inputs(const Tensor& x, double p, const char* op) {
+  if (!x.defined()) fail(op, "undefined input");
+  if (x.dtype() == DType::i64) fail(op, "needs a float tensor, got " + x.str());
+  if (!(p >= 0 && p <= 1)) fail(op, "p must be in [0, 1], got " + std::to_string(p));
+}
+
 Tensor dropout(const Tensor& x, double p, bool training, Generator& generator) {
-  if (!x.defined()) fail("dropout", "undefined input");
-  if (x.dtype() == DType::i64) fail("dropout", "needs a float tensor, got " + x.str());
-  if (!(p >= 0 && p <= 1)) fail("dropout", "p must be in [0, 1], got " + std::to_string(p));
+  check_dropout_inputs(x, p, "dropout");
   if (!training || p == 0) return x;
   if (p == 1) {  // every element dropped; 1 / (1 - p) would be infinite, and no random numbers are needed
     Tensor y = Tensor::zeros(x.shape(), x.dtype(), x.device());  // (...)
@@ -40,7 +55,7 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& generator) {
     });
     return y;
   }
-  const uint64_t seed = generator.seed(), first = generator.reserve(static_cast<uint64_t>(x.numel()));
+  const uint64_t key = generator.key(), first = generator.reserve(static_cast<uint64_t>(x.numel()));
   const bool save_mask = any_requires_grad({x});
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());                                  // (...)
   Tensor mask = save_mask ? Tensor::empty(x.shape(), x.dtype(), x.device()) : Tensor();        // (...)
@@ -51,10 +66,10 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& generator) {
       case Device::cpu:
         if (x.dtype() == DType::f32)
           dropout_forward_cpu(y.data<float>(), save_mask ? mask.data<float>() : nullptr, x_flat.data<float>(),
-                              x.numel(), p, seed, first);
+                              x.numel(), p, key, first);
         else
           dropout_forward_cpu(y.data<double>(), save_mask ? mask.data<double>() : nullptr, x_flat.data<double>(),
-                              x.numel(), p, seed, first);
+                              x.numel(), p, key, first);
         break;
       case Device::cuda: fail("dropout", "this build has no CUDA backend");
     }
@@ -63,6 +78,26 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& generator) {
     return {mul(dy, ctx.saved[0])};  // dx = dy * mask, mask = 1 / (1 - p) or 0
   });
   return y;
+}
+
+Tensor drop_path(const Tensor& x, double p, bool training, Generator& generator) {
+  check_dropout_inputs(x, p, "drop_path");
+  if (x.dim() < 1) fail("drop_path", "needs a batch dim, got " + x.str());
+  if (!training || p == 0) return x;
+  const int64_t batch = x.size(0);
+  Shape mask_shape(x.dim(), 1);
+  mask_shape[0] = batch;
+  if (p == 1) return mul(x, Tensor::zeros(mask_shape, x.dtype(), x.device()));
+  const uint64_t key = generator.key(), first = generator.reserve(static_cast<uint64_t>(batch));
+  Tensor mask = Tensor::empty(mask_shape, x.dtype(), x.device());  // (B, 1, ..., 1)
+  switch (x.device()) {
+    case Device::cpu:
+      if (x.dtype() == DType::f32) drop_mask_cpu(mask.data<float>(), batch, p, key, first);
+      else drop_mask_cpu(mask.data<double>(), batch, p, key, first);
+      break;
+    case Device::cuda: fail("drop_path", "this build has no CUDA backend");
+  }
+  return mul(x, mask);  // mul saves the mask for its backward: dx = dy * mask
 }
 
 }  // namespace vt

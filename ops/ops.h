@@ -85,7 +85,10 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, double label_smoothing = 0.0);  // ops/loss.cpp
 
 // Zeroes each element with probability p and scales survivors by 1 / (1 - p); identity when !training.
-Tensor dropout(const Tensor& x, double p, bool training, Generator& generator = default_generator());
+Tensor dropout(const Tensor& x, double p, bool training, Generator& generator = dropout_generator());
+// Stochastic depth: x (B, ...) with whole samples zeroed with probability p and the kept ones scaled by
+// 1 / (1 - p), one draw per sample; identity when !training.
+Tensor drop_path(const Tensor& x, double p, bool training, Generator& generator = dropout_generator());
 
 // ---- convolution (ops/conv.cpp) ----
 // x (B, C, H, W) -> (B, C*kh*kw, L): PyTorch's F.unfold, with L = Ho * Wo sliding positions.

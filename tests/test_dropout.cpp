@@ -26,7 +26,7 @@ TEST_CASE("dropout with p = 1 gives zeros and a zero gradient") {
   testing::expect_close(x.grad(), std::vector<double>(10, 0.0), 0.0);
 }
 
-TEST_CASE("dropout keeps element i when random_uniform(seed, first + i) >= p and scales it by 1 / (1 - p)") {
+TEST_CASE("dropout keeps element i when random_uniform(key, first + i) >= p and scales it by 1 / (1 - p)") {
   const int64_t n = 1000;
   std::vector<double> values(n);
   for (int64_t i = 0; i < n; ++i) values[i] = 1.0 + std::sin(0.3 * i);
@@ -40,7 +40,7 @@ TEST_CASE("dropout keeps element i when random_uniform(seed, first + i) >= p and
     // Survivors are x / (1 - p) = x / 0.75 = 4x / 3; the rest are 0.
     std::vector<double> expected(n);
     for (int64_t i = 0; i < n; ++i)
-      expected[i] = random_uniform(77, 123 + static_cast<uint64_t>(i)) >= p ? values[i] / 0.75 : 0.0;
+      expected[i] = random_uniform(generator.key(), 123 + static_cast<uint64_t>(i)) >= p ? values[i] / 0.75 : 0.0;
     testing::expect_close(y, expected, 1e-6, 1e-6);
   }
 }

@@ -402,7 +402,8 @@ TEST_CASE("training state: tensors, counters, generator state and metadata survi
   state.step = 1234;
   state.epoch = 7;
   state.rng_seed = std::numeric_limits<uint64_t>::max();  // beyond int64 and beyond a double's 53 bits
-  state.rng_offset = 123456789012345ull;
+  state.rng_offset_tensors = 123456789012345ull;
+  state.rng_offset_dropout = 987654321ull;
   state.metadata = {{"model", "vit_tiny"}};
   nn::save_training_state(path, state);
 
@@ -410,7 +411,8 @@ TEST_CASE("training state: tensors, counters, generator state and metadata survi
   CHECK(loaded.step == 1234);
   CHECK(loaded.epoch == 7);
   CHECK(loaded.rng_seed == std::numeric_limits<uint64_t>::max());
-  CHECK(loaded.rng_offset == 123456789012345ull);
+  CHECK(loaded.rng_offset_tensors == 123456789012345ull);
+  CHECK(loaded.rng_offset_dropout == 987654321ull);
   CHECK(loaded.metadata == state.metadata);
   REQUIRE(loaded.tensors.size() == 2);
   CHECK(loaded.tensors[0].first == "exp_avg.fc.weight");
@@ -419,9 +421,9 @@ TEST_CASE("training state: tensors, counters, generator state and metadata survi
   CHECK(loaded.tensors[1].second.to_indices() == std::vector<int64_t>{1234});
 
   // Restoring: a generator continues the same stream, the optimizer's tensors are filled in place.
-  Generator original(state.rng_seed), resumed;
-  original.set_state(state.rng_seed, state.rng_offset);
-  resumed.set_state(loaded.rng_seed, loaded.rng_offset);
+  Generator original(state.rng_seed), resumed(loaded.rng_seed);
+  original.set_offset(state.rng_offset_tensors);
+  resumed.set_offset(loaded.rng_offset_tensors);
   CHECK(rand({5}, DType::f64, resumed).to_vector() == rand({5}, DType::f64, original).to_vector());
   const nn::NamedTensors optimizer_state = {{"exp_avg.fc.weight", Tensor::zeros({2, 2})},
                                             {"step.fc.weight", Tensor::from_indices({0}, {})}};
@@ -445,7 +447,8 @@ TEST_CASE("training state: reserved keys, foreign files and malformed counters a
 
   auto with_counters = [&](const std::string& step, const std::string& rng_seed, bool with_epoch) {
     std::map<std::string, std::string> metadata = {
-        {"vt.format", "training_state/1"}, {"vt.step", step}, {"vt.rng_seed", rng_seed}, {"vt.rng_offset", "0"}};
+        {"vt.format", "training_state/2"}, {"vt.step", step},         {"vt.rng_seed", rng_seed},
+        {"vt.rng_offset.tensors", "0"},     {"vt.rng_offset.dropout", "0"}};
     if (with_epoch) metadata["vt.epoch"] = "3";
     nn::save_safetensors(path, {}, metadata);
     return error_of([&] { nn::load_training_state(path); });

@@ -300,7 +300,9 @@ TrainResult train(const TrainOptions& o) {
       for (const auto& [name, tensor] : ema->named_parameters()) destination.emplace_back("ema." + name, tensor);
       nn::assign_named_tensors("resume", last_state, ema_state, destination);
     }
-    default_generator().set_state(state.rng_seed, state.rng_offset);
+    manual_seed(state.rng_seed);
+    default_generator().set_offset(state.rng_offset_tensors);
+    dropout_generator().set_offset(state.rng_offset_dropout);
     first_epoch = state.epoch;
     skip_batches = state.step - state.epoch * steps_per_epoch;  // > 0 when interrupted mid-epoch
     if (state.metadata.count("best_test_acc")) result.best_test_acc = std::stod(state.metadata.at("best_test_acc"));
@@ -323,7 +325,8 @@ TrainResult train(const TrainOptions& o) {
     state.step = optimizer->step_count;
     state.epoch = epochs_done;
     state.rng_seed = default_generator().seed();
-    state.rng_offset = default_generator().offset();
+    state.rng_offset_tensors = default_generator().offset();
+    state.rng_offset_dropout = dropout_generator().offset();
     state.metadata["best_test_acc"] = std::to_string(result.best_test_acc);
     nn::save_training_state(last_state, state);
   };

@@ -4,9 +4,11 @@
 
 #include <cstdlib>
 #include <mutex>
-#include <new>
+#include <string>
 #include <unordered_map>
 #include <vector>
+
+#include "autograd/tensor.h"
 
 namespace vt {
 
@@ -39,7 +41,16 @@ void* cpu_allocate(size_t bytes) {
     ++c.stats.system_allocations;
   }
   void* block = std::aligned_alloc(64, size);
-  if (!block) throw std::bad_alloc();
+  if (!block) {  // the cached blocks may be what is missing: return them to the system and try once more
+    empty_cache();
+    block = std::aligned_alloc(64, size);
+  }
+  if (!block) {
+    std::lock_guard<std::mutex> lock(c.mutex);
+    c.stats.live_bytes -= size;
+    fail("allocate", "out of memory: " + std::to_string(size) + " bytes requested, " +
+                         std::to_string(c.stats.live_bytes) + " bytes in use by tensors (the cache was emptied)");
+  }
   return block;
 }
 

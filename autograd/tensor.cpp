@@ -3,6 +3,7 @@
 // copy_strided, the one kernel that converts between layouts and dtypes.
 #include "autograd/tensor.h"
 
+#include <algorithm>
 #include <cstring>
 #include <sstream>
 #include <stdexcept>
@@ -40,18 +41,26 @@ std::string shape_str(const Shape& shape) {
   return s + ")";
 }
 
+// Shapes come from files and command lines, so the element count is checked: every size >= 0, and the
+// product of the sizes with 0 counted as 1 (what contiguous strides reach, even for an empty tensor) below 2^63.
 int64_t shape_numel(const Shape& shape) {
-  int64_t n = 1;
-  for (int64_t s : shape) n *= s;
+  int64_t n = 1, reach = 1;
+  for (int64_t s : shape) {
+    if (s < 0) fail("shape", "negative size in " + shape_str(shape));
+    if (__builtin_mul_overflow(reach, std::max<int64_t>(s, 1), &reach))
+      fail("shape", shape_str(shape) + " is too large: its sizes multiply past 2^63");
+    n *= s;  // 0, or equal to reach
+  }
   return n;
 }
 
 Shape contiguous_strides(const Shape& shape) {
+  shape_numel(shape);  // checks that no stride below can overflow
   Shape strides(shape.size());
   int64_t stride = 1;
   for (size_t i = shape.size(); i-- > 0;) {
     strides[i] = stride;
-    stride *= shape[i];
+    stride *= std::max<int64_t>(shape[i], 1);  // PyTorch's convention: an empty dim does not zero the strides
   }
   return strides;
 }
@@ -88,10 +97,12 @@ Storage::~Storage() {
 // ---- creation ----
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
-  for (int64_t s : shape)
-    if (s < 0) fail("empty", "negative size in shape " + shape_str(shape));
+  size_t bytes = 0;
+  if (__builtin_mul_overflow(static_cast<size_t>(shape_numel(shape)), dtype_size(dtype), &bytes) ||
+      bytes > (size_t{1} << 62))
+    fail("empty", std::string("a ") + dtype_name(dtype) + shape_str(shape) + " tensor is too large to allocate");
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(shape_numel(shape) * dtype_size(dtype), device);
+  impl->storage = std::make_shared<Storage>(bytes, device);
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;
@@ -150,6 +161,7 @@ Device Tensor::device() const { return impl_->storage->device; }
 const std::shared_ptr<Storage>& Tensor::storage() const { return impl_->storage; }
 
 bool Tensor::is_contiguous() const {
+  if (numel() == 0) return true;
   int64_t expected = 1;
   for (size_t i = impl_->shape.size(); i-- > 0;) {
     if (impl_->shape[i] == 1) continue;
@@ -298,6 +310,15 @@ static void copy_from(const Tensor& dst, const Tensor& src, const StridedPlan<2>
 
 // dst[...] = src[...] for every element of dst's shape; src may broadcast (stride 0) into dst.
 void copy_strided(const Tensor& dst, const Tensor& src) {
+  if (!dst.defined() || !src.defined()) fail("copy", "undefined tensor");
+  bool broadcasts = src.dim() <= dst.dim();
+  for (int64_t d = 0; broadcasts && d < src.dim(); ++d) {
+    const int64_t s = src.shape()[d];
+    broadcasts = s == 1 || s == dst.shape()[dst.dim() - src.dim() + d];
+  }
+  if (!broadcasts) fail("copy", "cannot copy " + src.str() + " into " + dst.str() + ": the shapes do not broadcast");
+  if (src.device() != dst.device())
+    fail("copy", std::string("source on ") + device_name(src.device()) + ", destination on " + device_name(dst.device()));
   const Shape src_strides = [&] {
     Shape s(dst.dim(), 0);
     const int64_t lead = dst.dim() - src.dim();

@@ -224,6 +224,14 @@ void Optimizer::step() {
                       slot.param.str());
     if (!grad.is_contiguous()) fail(name_, "gradient " + grad.str() + " of parameter '" + slot.name + "' is not contiguous");
     if (!slot.param.is_contiguous()) fail(name_, "parameter '" + slot.name + "' " + slot.param.str() + " is not contiguous");
+    // The update runs inside a parallel region, where an exception cannot be caught: every typed access it
+    // makes (a parameter converted after the optimizer was built leaves its buffers behind) is checked here.
+    for (size_t b = 0; b < slot.buffers.size(); ++b)
+      if (slot.buffers[b].dtype() != slot.param.dtype() || slot.buffers[b].shape() != slot.param.shape() ||
+          slot.buffers[b].device() != slot.param.device())
+        fail(name_, "buffer '" + buffer_names_[b] + "' " + slot.buffers[b].str() + " of parameter '" + slot.name +
+                        "' does not match the parameter " + slot.param.str() +
+                        " (was the model converted after the optimizer was built?)");
     switch (slot.param.device()) {
       case Device::cpu: break;
       case Device::cuda: fail(name_, "this build has no CUDA backend");

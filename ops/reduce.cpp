@@ -158,7 +158,8 @@ Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
 Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   check_reducible(x, "mean");
   const Reduction r = plan_reduction(x, dims, keepdim, "mean");
-  return mul(sum(x, dims, keepdim), 1.0 / static_cast<double>(std::max<int64_t>(r.cols, 1)));
+  // An empty reduction is 0 / 0: the sum 0 times 1 / 0 = inf gives NaN, as in PyTorch.
+  return mul(sum(x, dims, keepdim), 1.0 / static_cast<double>(r.cols));
 }
 
 Tensor max(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {

@@ -643,3 +643,16 @@ TEST_CASE("optim: misuse fails loudly") {
                        std::runtime_error);
   CHECK_THROWS_WITH_AS(nn::LrSchedule::cosine(0.1, 10).at(-1), doctest::Contains("step must be >= 0"), std::runtime_error);
 }
+
+TEST_CASE("optim: a model converted after the optimizer was built is refused, not a crash in the parallel update") {
+  // The update loop runs inside an OpenMP region, where an exception would call std::terminate.
+  TinyModel model;
+  nn::AdamW optimizer(nn::weight_decay_groups(model, 0.05), 1e-3);
+  model.to(DType::f64);
+  for (const Tensor& p : model.parameters()) p.set_grad(Tensor::ones(p.shape(), DType::f64));
+  CHECK_THROWS_WITH_AS(optimizer.step(),
+                       doctest::Contains("buffer 'exp_avg' f32(1, 1, 4) of parameter 'cls_token' does not match the "
+                                         "parameter f64(1, 1, 4)"),
+                       std::runtime_error);
+  CHECK(optimizer.step_count == 0);
+}

@@ -61,3 +61,13 @@ TEST_CASE("reduce: misuse fails loudly") {
   CHECK_THROWS_WITH_AS(max(Tensor::ones({0, 2}), {0}), doctest::Contains("max: reduction over an empty dim"),
                        std::runtime_error);
 }
+
+TEST_CASE("reduce: the mean over an empty dim is NaN (0 / 0), the sum 0, as in PyTorch") {
+  const Tensor empty_rows = Tensor::ones({0, 3});
+  const std::vector<double> means = mean(empty_rows, {0}).to_vector();  // (3)
+  REQUIRE(means.size() == 3);
+  for (double m : means) CHECK(std::isnan(m));
+  CHECK(std::isnan(mean(empty_rows).item()));
+  testing::expect_close(sum(empty_rows, {0}), {0, 0, 0});
+  CHECK(mean(empty_rows, {1}).numel() == 0);  // nothing to average, nothing returned
+}

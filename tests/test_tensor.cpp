@@ -50,3 +50,31 @@ TEST_CASE("random: seeded draws repeat and do not depend on the thread count") {
   CHECK(max(t).item() <= 0.04);
   CHECK(-max(neg(t)).item() >= -0.04);
 }
+
+TEST_CASE("tensor: sizes that overflow are refused before anything is allocated") {
+  const int64_t huge = int64_t{1} << 62;
+  // 2^62 * 4 bytes wraps a 64-bit byte count to 0; 2^62 * 2^62 elements wraps the element count.
+  CHECK_THROWS_WITH_AS(Tensor::empty({huge}), doctest::Contains("f32(4611686018427387904) tensor is too large"),
+                       std::runtime_error);
+  CHECK_THROWS_WITH_AS(Tensor::empty({huge, huge}), doctest::Contains("sizes multiply past 2^63"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(randn({huge}), doctest::Contains("too large"), std::runtime_error);
+  // No elements, but strides of 2^62 * 2^62: refused too, rather than computed with a signed overflow.
+  CHECK_THROWS_WITH_AS(Tensor::empty({0, huge, huge}), doctest::Contains("sizes multiply past 2^63"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(Tensor::empty({2, -1}), doctest::Contains("negative size in (2, -1)"), std::runtime_error);
+  // An empty tensor with a huge dim that fits is fine, and contiguous.
+  const Tensor empty = Tensor::empty({0, huge});
+  CHECK(empty.numel() == 0);
+  CHECK(empty.is_contiguous());
+  CHECK(Tensor::empty({3, 0}).is_contiguous());
+}
+
+TEST_CASE("tensor: copy_strided refuses a source that does not broadcast into the destination") {
+  const Tensor dst = Tensor::zeros({3});
+  // A source with more dims than the destination read elements the destination has no room for.
+  CHECK_THROWS_WITH_AS(copy_strided(dst, Tensor::ones({2, 3})),
+                       doctest::Contains("cannot copy f32(2, 3) into f32(3): the shapes do not broadcast"),
+                       std::runtime_error);
+  CHECK_THROWS_WITH_AS(copy_strided(dst, Tensor::ones({4})), doctest::Contains("do not broadcast"), std::runtime_error);
+  copy_strided(dst, Tensor::full({1}, 2.0));
+  CHECK(dst.to_vector() == std::vector<double>{2, 2, 2});
+}

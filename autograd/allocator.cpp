@@ -2,6 +2,7 @@
 // which is enough for training, where every step repeats the previous step's shapes.
 #include "autograd/allocator.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <mutex>
 #include <string>
@@ -31,6 +32,7 @@ void* cpu_allocate(size_t bytes) {
   {
     std::lock_guard<std::mutex> lock(c.mutex);
     c.stats.live_bytes += size;
+    c.stats.peak_live_bytes = std::max(c.stats.peak_live_bytes, c.stats.live_bytes);
     auto it = c.free_blocks.find(size);
     if (it != c.free_blocks.end() && !it->second.empty()) {
       void* block = it->second.back();
@@ -68,6 +70,12 @@ AllocatorStats allocator_stats() {
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mutex);
   return c.stats;
+}
+
+void reset_peak_live_bytes() {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  c.stats.peak_live_bytes = c.stats.live_bytes;
 }
 
 void empty_cache() {

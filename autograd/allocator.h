@@ -15,8 +15,10 @@ struct AllocatorStats {
   uint64_t system_allocations = 0;  // blocks ever obtained from the system
   uint64_t cached_bytes = 0;        // bytes held in free lists
   uint64_t live_bytes = 0;          // bytes handed out and not yet released
+  uint64_t peak_live_bytes = 0;     // the most live_bytes has been since the start or reset_peak_live_bytes()
 };
 AllocatorStats allocator_stats();
+void reset_peak_live_bytes();
 void empty_cache();  // returns every cached block to the system
 
 }  // namespace vt

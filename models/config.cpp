@@ -4,9 +4,11 @@
 
 #include <cmath>
 #include <cstdlib>
-#include <functional>
+#include <optional>
+#include <variant>
 
 #include "autograd/text.h"
+#include "nn/safetensors.h"
 #include "models/tnt.h"
 #include "models/vit.h"
 
@@ -53,40 +55,14 @@ const std::vector<ModelConfig>& presets() {
   return all;
 }
 
+// Names of the enum values, as written in overrides and metadata.
 template <class E>
-E parse_enum(const std::string& key, const std::string& value, const std::vector<std::pair<std::string, E>>& names) {
-  std::string options;
-  for (const auto& [name, e] : names) {
-    if (name == value) return e;
-    options += (options.empty() ? "" : ", ") + name;
-  }
-  fail("model config", key + "=" + value + " is not one of " + options);
-}
-
-const std::vector<std::pair<std::string, PosEmbed>> kPosEmbedNames = {
-    {"learned", PosEmbed::learned}, {"learned_2d", PosEmbed::learned_2d}, {"sincos_2d", PosEmbed::sincos_2d},
-    {"none", PosEmbed::none}};
-const std::vector<std::pair<std::string, Pooling>> kPoolingNames = {{"cls", Pooling::cls}, {"mean", Pooling::mean}};
-const std::vector<std::pair<std::string, Head>> kHeadNames = {{"linear", Head::linear}, {"mlp", Head::mlp}};
-
-template <class E>
-std::string enum_name(E value, const std::vector<std::pair<std::string, E>>& names) {
-  for (const auto& [name, e] : names)
-    if (e == value) return name;
-  return "?";
-}
-
-int64_t parse_int(const std::string& key, const std::string& value) {
-  const std::optional<int64_t> v = parse_integer(value);
-  if (!v) fail("model config", key + "=" + value + " is not an integer");
-  return *v;
-}
-
-double parse_double(const std::string& key, const std::string& value) {
-  const std::optional<double> v = parse_number(value);
-  if (!v) fail("model config", key + "=" + value + " is not a number");
-  return *v;
-}
+using Names = std::vector<std::pair<std::string, E>>;
+const Names<PosEmbed> kPosEmbedNames = {{"learned", PosEmbed::learned}, {"learned_2d", PosEmbed::learned_2d},
+                                        {"sincos_2d", PosEmbed::sincos_2d}, {"none", PosEmbed::none}};
+const Names<Pooling> kPoolingNames = {{"cls", Pooling::cls}, {"mean", Pooling::mean}};
+const Names<Head> kHeadNames = {{"linear", Head::linear}, {"mlp", Head::mlp}};
+const Names<std::string> kArchNames = {{"vit", "vit"}, {"tnt", "tnt"}};
 
 // The shortest decimal that reads back as the same double ("1e-05", not "1.0000000000000001e-05").
 std::string format_double(double v) {
@@ -96,6 +72,103 @@ std::string format_double(double v) {
     if (std::strtod(buffer, nullptr) == v) break;
   }
   return buffer;
+}
+
+// One row per configurable field: its key, the member it sets and the range it must lie in. Parsing, printing
+// and range checks all read this table, so a new field is one line here (plus its use in the model). The
+// ranges are generous for real models and keep every size computed from them far from overflow: at most
+// 4096^2 pixels, 65,536 tokens and 2^32 parameters (see validate).
+template <class E>
+struct Choice {
+  E ModelConfig::*member;
+  const Names<E>* names;
+};
+struct Integer {
+  int64_t ModelConfig::*member;
+  int64_t lo, hi;
+};
+struct Real {
+  double ModelConfig::*member;
+  double lo, hi;
+  bool lo_open, hi_open;  // (lo, ...] or [..., hi)
+};
+struct Flag {
+  bool ModelConfig::*member;
+};
+struct Text {
+  std::string ModelConfig::*member;
+};
+using FieldKind = std::variant<Text, Choice<std::string>, Integer, Real, Flag, Choice<PosEmbed>, Choice<Pooling>, Choice<Head>>;
+struct Field {
+  const char* key;
+  FieldKind kind;
+};
+
+const std::vector<Field>& fields() {
+  static const std::vector<Field> table = {
+      {"name", Text{&ModelConfig::name}},
+      {"arch", Choice<std::string>{&ModelConfig::arch, &kArchNames}},
+      {"image_size", Integer{&ModelConfig::image_size, 1, 4096}},
+      {"patch_size", Integer{&ModelConfig::patch_size, 1, 4096}},
+      {"in_channels", Integer{&ModelConfig::in_channels, 1, 64}},
+      {"num_classes", Integer{&ModelConfig::num_classes, 1, 1'000'000}},
+      {"dim", Integer{&ModelConfig::dim, 1, 65536}},
+      {"depth", Integer{&ModelConfig::depth, 1, 1024}},
+      {"heads", Integer{&ModelConfig::heads, 1, 65536}},
+      {"mlp_ratio", Real{&ModelConfig::mlp_ratio, 0, 64, true, false}},
+      {"qkv_bias", Flag{&ModelConfig::qkv_bias}},
+      {"inner_dim", Integer{&ModelConfig::inner_dim, 1, 65536}},
+      {"inner_heads", Integer{&ModelConfig::inner_heads, 1, 65536}},
+      {"inner_mlp_ratio", Real{&ModelConfig::inner_mlp_ratio, 0, 64, true, false}},
+      {"pixel_stride", Integer{&ModelConfig::pixel_stride, 1, 4096}},
+      {"pixel_kernel", Integer{&ModelConfig::pixel_kernel, 1, 63}},
+      {"pos_embed", Choice<PosEmbed>{&ModelConfig::pos_embed, &kPosEmbedNames}},
+      {"pool", Choice<Pooling>{&ModelConfig::pool, &kPoolingNames}},
+      {"head", Choice<Head>{&ModelConfig::head, &kHeadNames}},
+      {"head_hidden", Integer{&ModelConfig::head_hidden, 0, 65536}},
+      {"drop_rate", Real{&ModelConfig::drop_rate, 0, 1, false, true}},
+      {"drop_path_rate", Real{&ModelConfig::drop_path_rate, 0, 1, false, true}},
+      {"norm_eps", Real{&ModelConfig::norm_eps, 0, 1, true, false}},
+  };
+  return table;
+}
+
+const Field& find_field(const std::string& key) {
+  for (const Field& field : fields())
+    if (key == field.key) return field;
+  std::string keys;
+  for (const Field& field : fields()) keys += (keys.empty() ? "" : ", ") + std::string(field.key);
+  fail("model config", "unknown setting '" + key + "'; settings: " + keys);
+}
+
+// Why `value` of `field` is out of its range, or "" when it is in range.
+std::string range_problem(const Field& field, const ModelConfig& c) {
+  return std::visit(
+      [&](const auto& kind) -> std::string {
+        using Kind = std::decay_t<decltype(kind)>;
+        if constexpr (std::is_same_v<Kind, Integer>) {
+          const int64_t v = c.*kind.member;
+          if (v < kind.lo || v > kind.hi)
+            return std::string(field.key) + "=" + std::to_string(v) + " is outside [" + std::to_string(kind.lo) + ", " +
+                   std::to_string(kind.hi) + "]";
+        } else if constexpr (std::is_same_v<Kind, Real>) {
+          const double v = c.*kind.member;
+          const bool below = kind.lo_open ? !(v > kind.lo) : !(v >= kind.lo);
+          const bool above = kind.hi_open ? !(v < kind.hi) : !(v <= kind.hi);
+          if (below || above)
+            return std::string(field.key) + "=" + format_double(v) + " is outside " + (kind.lo_open ? "(" : "[") +
+                   format_double(kind.lo) + ", " + format_double(kind.hi) + (kind.hi_open ? ")" : "]");
+        }
+        return "";
+      },
+      field.kind);
+}
+
+template <class E>
+std::string choice_name(E value, const Names<E>& names) {
+  for (const auto& [name, e] : names)
+    if (e == value) return name;
+  return "?";
 }
 
 }  // namespace
@@ -115,64 +188,55 @@ std::vector<std::string> preset_names() {
 }
 
 void apply_override(ModelConfig& c, const std::string& key, const std::string& value) {
-  const std::map<std::string, std::function<void()>> setters = {
-      {"name", [&] { c.name = value; }},
-      {"arch", [&] { c.arch = value; }},
-      {"image_size", [&] { c.image_size = parse_int(key, value); }},
-      {"patch_size", [&] { c.patch_size = parse_int(key, value); }},
-      {"in_channels", [&] { c.in_channels = parse_int(key, value); }},
-      {"num_classes", [&] { c.num_classes = parse_int(key, value); }},
-      {"dim", [&] { c.dim = parse_int(key, value); }},
-      {"depth", [&] { c.depth = parse_int(key, value); }},
-      {"heads", [&] { c.heads = parse_int(key, value); }},
-      {"mlp_ratio", [&] { c.mlp_ratio = parse_double(key, value); }},
-      {"qkv_bias", [&] { c.qkv_bias = parse_int(key, value) != 0; }},
-      {"inner_dim", [&] { c.inner_dim = parse_int(key, value); }},
-      {"inner_heads", [&] { c.inner_heads = parse_int(key, value); }},
-      {"inner_mlp_ratio", [&] { c.inner_mlp_ratio = parse_double(key, value); }},
-      {"pixel_stride", [&] { c.pixel_stride = parse_int(key, value); }},
-      {"pixel_kernel", [&] { c.pixel_kernel = parse_int(key, value); }},
-      {"pos_embed", [&] { c.pos_embed = parse_enum(key, value, kPosEmbedNames); }},
-      {"pool", [&] { c.pool = parse_enum(key, value, kPoolingNames); }},
-      {"head", [&] { c.head = parse_enum(key, value, kHeadNames); }},
-      {"head_hidden", [&] { c.head_hidden = parse_int(key, value); }},
-      {"drop_rate", [&] { c.drop_rate = parse_double(key, value); }},
-      {"drop_path_rate", [&] { c.drop_path_rate = parse_double(key, value); }},
-      {"norm_eps", [&] { c.norm_eps = parse_double(key, value); }},
-  };
-  const auto it = setters.find(key);
-  if (it == setters.end()) {
-    std::string keys;
-    for (const auto& [k, setter] : setters) keys += (keys.empty() ? "" : ", ") + k;
-    fail("model config", "unknown setting '" + key + "'; settings: " + keys);
-  }
-  it->second();
+  const Field& field = find_field(key);
+  const std::string bad = key + "=" + value + " is not ";
+  std::visit(
+      [&](const auto& kind) {
+        using Kind = std::decay_t<decltype(kind)>;
+        if constexpr (std::is_same_v<Kind, Text>) {
+          c.*kind.member = value;
+        } else if constexpr (std::is_same_v<Kind, Integer>) {
+          const std::optional<int64_t> v = parse_integer(value);
+          if (!v) fail("model config", bad + "an integer");
+          c.*kind.member = *v;
+        } else if constexpr (std::is_same_v<Kind, Real>) {
+          const std::optional<double> v = parse_number(value);
+          if (!v) fail("model config", bad + "a number");
+          c.*kind.member = *v;
+        } else if constexpr (std::is_same_v<Kind, Flag>) {
+          if (value != "0" && value != "1") fail("model config", bad + "0 or 1");
+          c.*kind.member = value == "1";
+        } else {
+          std::string options;
+          for (const auto& [name, e] : *kind.names) {
+            if (name == value) {
+              c.*kind.member = e;
+              return;
+            }
+            options += (options.empty() ? "" : ", ") + name;
+          }
+          fail("model config", bad + "one of " + options);
+        }
+      },
+      field.kind);
+  const std::string problem = range_problem(field, c);
+  if (!problem.empty()) fail("model config", problem);
 }
 
 std::map<std::string, std::string> to_map(const ModelConfig& c) {
-  return {{"name", c.name},
-          {"arch", c.arch},
-          {"image_size", std::to_string(c.image_size)},
-          {"patch_size", std::to_string(c.patch_size)},
-          {"in_channels", std::to_string(c.in_channels)},
-          {"num_classes", std::to_string(c.num_classes)},
-          {"dim", std::to_string(c.dim)},
-          {"depth", std::to_string(c.depth)},
-          {"heads", std::to_string(c.heads)},
-          {"mlp_ratio", format_double(c.mlp_ratio)},
-          {"qkv_bias", c.qkv_bias ? "1" : "0"},
-          {"inner_dim", std::to_string(c.inner_dim)},
-          {"inner_heads", std::to_string(c.inner_heads)},
-          {"inner_mlp_ratio", format_double(c.inner_mlp_ratio)},
-          {"pixel_stride", std::to_string(c.pixel_stride)},
-          {"pixel_kernel", std::to_string(c.pixel_kernel)},
-          {"pos_embed", enum_name(c.pos_embed, kPosEmbedNames)},
-          {"pool", enum_name(c.pool, kPoolingNames)},
-          {"head", enum_name(c.head, kHeadNames)},
-          {"head_hidden", std::to_string(c.head_hidden)},
-          {"drop_rate", format_double(c.drop_rate)},
-          {"drop_path_rate", format_double(c.drop_path_rate)},
-          {"norm_eps", format_double(c.norm_eps)}};
+  std::map<std::string, std::string> out;
+  for (const Field& field : fields())
+    out[field.key] = std::visit(
+        [&](const auto& kind) -> std::string {
+          using Kind = std::decay_t<decltype(kind)>;
+          if constexpr (std::is_same_v<Kind, Text>) return c.*kind.member;
+          else if constexpr (std::is_same_v<Kind, Integer>) return std::to_string(c.*kind.member);
+          else if constexpr (std::is_same_v<Kind, Real>) return format_double(c.*kind.member);
+          else if constexpr (std::is_same_v<Kind, Flag>) return c.*kind.member ? "1" : "0";
+          else return choice_name(c.*kind.member, *kind.names);
+        },
+        field.kind);
+  return out;
 }
 
 ModelConfig from_map(const std::map<std::string, std::string>& fields) {
@@ -186,25 +250,68 @@ void validate(const ModelConfig& c) {
   auto require = [&](bool ok, const std::string& message) {
     if (!ok) fail("model config", c.name + ": " + message);
   };
+  for (const Field& field : fields()) {
+    const std::string problem = range_problem(field, c);
+    require(problem.empty(), problem);
+  }
   require(c.arch == "vit" || c.arch == "tnt", "arch must be vit or tnt, got " + c.arch);
-  require(c.image_size > 0 && c.patch_size > 0 && c.image_size % c.patch_size == 0,
+  require(c.image_size % c.patch_size == 0,
           "image_size " + std::to_string(c.image_size) + " is not a multiple of patch_size " + std::to_string(c.patch_size));
-  require(c.in_channels > 0 && c.num_classes > 0 && c.depth > 0, "in_channels, num_classes and depth must be positive");
-  require(c.heads > 0 && c.dim > 0 && c.dim % c.heads == 0,
-          "dim " + std::to_string(c.dim) + " is not divisible by heads " + std::to_string(c.heads));
-  require(c.mlp_ratio > 0, "mlp_ratio must be positive");
-  require(c.norm_eps > 0, "norm_eps must be positive");
-  require(c.drop_rate >= 0 && c.drop_rate < 1 && c.drop_path_rate >= 0 && c.drop_path_rate < 1,
-          "drop rates must be in [0, 1)");
+  require(c.num_patches() <= 65536, std::to_string(c.num_patches()) + " patches; at most 65,536 are supported");
+  require(c.dim % c.heads == 0, "dim " + std::to_string(c.dim) + " is not divisible by heads " + std::to_string(c.heads));
   require(c.pos_embed != PosEmbed::sincos_2d || c.dim % 4 == 0, "sincos_2d needs dim divisible by 4");
   require(c.pos_embed != PosEmbed::learned_2d || c.dim % 2 == 0, "learned_2d needs an even dim");
   if (c.arch == "tnt") {
-    require(c.pixel_stride > 0 && c.patch_size % c.pixel_stride == 0,
+    require(c.patch_size % c.pixel_stride == 0,
             "patch_size " + std::to_string(c.patch_size) + " is not a multiple of pixel_stride " + std::to_string(c.pixel_stride));
-    require(c.inner_heads > 0 && c.inner_dim > 0 && c.inner_dim % c.inner_heads == 0,
+    require(c.inner_dim % c.inner_heads == 0,
             "inner_dim " + std::to_string(c.inner_dim) + " is not divisible by inner_heads " + std::to_string(c.inner_heads));
-    require(c.pixel_kernel > 0 && c.pixel_kernel % 2 == 1, "pixel_kernel must be odd (padding is kernel / 2)");
+    require(c.pixel_kernel % 2 == 1, "pixel_kernel must be odd (padding is kernel / 2)");
+    require(c.pixel_grid() * c.pixel_grid() * c.inner_dim <= (int64_t{1} << 20),
+            "each patch's pixel tokens hold " + std::to_string(c.pixel_grid() * c.pixel_grid() * c.inner_dim) +
+                " values; at most 2^20 are supported");
   }
+  // The sizes above are bounded, so this count is far from overflow; it bounds the memory a model takes.
+  const double params = parameter_count(c);
+  require(params <= 4294967296.0, "the model would have " + format_double(params) + " parameters; at most 2^32 are supported");
+}
+
+// Parameters of a pre-norm block on tokens of width w with an MLP of `hidden`: two LayerNorms, the q, k, v
+// projections (biased or not), the output projection and the MLP.
+static double block_parameters(double w, double hidden, bool qkv_bias) {
+  return 2 * (2 * w) + 3 * w * w + (qkv_bias ? 3 * w : 0) + (w * w + w) + (w * hidden + hidden) + (hidden * w + w);
+}
+
+double parameter_count(const ModelConfig& c) {
+  const double d = static_cast<double>(c.dim), n = static_cast<double>(c.num_patches());
+  const double hidden = static_cast<double>(static_cast<int64_t>(d * c.mlp_ratio));
+  double params = d;  // cls_token
+  switch (c.pos_embed) {
+    case PosEmbed::learned: params += (n + 1) * d; break;
+    case PosEmbed::learned_2d: params += static_cast<double>(c.grid()) * d; break;  // a row and a column half
+    case PosEmbed::sincos_2d:
+    case PosEmbed::none: break;
+  }
+  if (c.arch == "vit") {
+    params += d * c.in_channels * c.patch_size * c.patch_size + d;  // patch_embed
+    params += c.depth * block_parameters(d, hidden, c.qkv_bias);
+  } else {
+    const double di = static_cast<double>(c.inner_dim), m = static_cast<double>(c.pixel_grid() * c.pixel_grid());
+    const double inner_hidden = static_cast<double>(static_cast<int64_t>(di * c.inner_mlp_ratio));
+    params += di * m;                                                        // pixel_pos
+    params += di * c.in_channels * c.pixel_kernel * c.pixel_kernel + di;    // pixel_embed
+    params += 2 * m * di + m * di * d + d + 2 * d;                          // norm1_proj, proj, norm2_proj
+    // Per block: the inner block, its LayerNorm -> Linear (no bias) -> LayerNorm into the patch token, the outer block.
+    params += c.depth * (block_parameters(di, inner_hidden, c.qkv_bias) + 2 * m * di + m * di * d + 2 * d +
+                         block_parameters(d, hidden, c.qkv_bias));
+  }
+  params += 2 * d;  // the final norm (cls pooling) or fc_norm (mean pooling)
+  double head_in = d;
+  if (c.head == Head::mlp) {
+    head_in = c.head_hidden > 0 ? static_cast<double>(c.head_hidden) : d;
+    params += d * head_in + head_in;  // pre_logits.fc
+  }
+  return params + head_in * c.num_classes + c.num_classes;
 }
 
 double macs_per_image(const ModelConfig& c) {
@@ -254,6 +361,22 @@ std::shared_ptr<Classifier> create_model(const ModelConfig& config) {
   validate(config);
   if (config.arch == "tnt") return std::make_shared<TransformerInTransformer>(config);
   return std::make_shared<VisionTransformer>(config);
+}
+
+std::shared_ptr<Classifier> load_model(const std::string& checkpoint, const ModelConfig& config) {
+  const nn::SafetensorsHeader header = nn::read_safetensors_header(checkpoint);
+  double stored = 0;
+  for (const auto& [name, shape] : header.shapes) stored += static_cast<double>(shape_numel(shape));
+  const double expected = parameter_count(config);
+  if (stored != expected)
+    fail("load_model", "'" + checkpoint + "' holds " + format_double(stored) + " values in " +
+                           std::to_string(header.shapes.size()) + " tensors, but model " + config.name + " (" +
+                           config.arch + ", dim " + std::to_string(config.dim) + ", depth " + std::to_string(config.depth) +
+                           ") has " + format_double(expected) +
+                           " parameters: the configuration (the checkpoint's metadata or --model) does not describe these weights");
+  const auto model = create_model(config);
+  nn::load_weights(checkpoint, *model);
+  return model;
 }
 
 }  // namespace vt::models

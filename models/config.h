@@ -7,11 +7,12 @@
 #include <string>
 #include <vector>
 
+#include "nn/embedding.h"
 #include "nn/module.h"
 
 namespace vt::models {
 
-enum class PosEmbed { learned, learned_2d, sincos_2d, none };
+using nn::PosEmbed;  // learned, learned_2d, sincos_2d, none
 enum class Pooling { cls, mean };
 enum class Head { linear, mlp };  // mlp: Linear -> tanh -> Linear, the ViT paper's pre-training head
 
@@ -40,13 +41,16 @@ struct ModelConfig {
 
 ModelConfig preset(const std::string& name);
 std::vector<std::string> preset_names();
-// Applies "key=value" overrides (image_size, patch_size, in_channels, num_classes, dim, depth, heads,
-// mlp_ratio, inner_dim, inner_heads, pixel_stride, pixel_kernel, pos_embed, pool, head, head_hidden,
-// drop_rate, drop_path_rate, qkv_bias), then checks the result.
+// Applies one "key=value" override (any key of to_map), checking the value's type and range.
 void apply_override(ModelConfig& config, const std::string& key, const std::string& value);
+// Checks every field's range and the fields together (divisibility, the model's size).
 void validate(const ModelConfig& config);
 std::map<std::string, std::string> to_map(const ModelConfig& config);  // every field, as overrides
 ModelConfig from_map(const std::map<std::string, std::string>& fields);  // inverse of to_map
+
+// The number of parameters create_model(config) has, counted from the config without building the model:
+// how a checkpoint's tensors are checked against its metadata before anything is allocated.
+double parameter_count(const ModelConfig& config);
 
 // Multiply-adds of one image's forward pass: every Linear, conv and attention product (q k^T and P v),
 // the convention of timm's model cards (fvcore): norms, softmax and activations are not counted.
@@ -61,6 +65,10 @@ class Classifier : public nn::Module {
 };
 
 std::shared_ptr<Classifier> create_model(const ModelConfig& config);
+// The model `config` describes with the weights of `checkpoint`. The file's header is checked against
+// parameter_count(config) before the model is built, so that metadata describing a huge model over a small
+// file fails at once instead of allocating and initialising the huge model first.
+std::shared_ptr<Classifier> load_model(const std::string& checkpoint, const ModelConfig& config);
 
 // Checkpoint metadata: {"format": "pt", "vt.model.<field>": value, ...} (Hugging Face files carry "format"),
 // so that a checkpoint alone says which model it holds.

@@ -16,38 +16,38 @@ Tensor PatchEmbed::forward(const Tensor& images) const {
   return transpose(flatten(maps, 2), 1, 2);     // (B, N, D)
 }
 
-PositionEmbedding::PositionEmbedding(Module& owner, const std::string& name, models::PosEmbed kind, int64_t grid,
+PositionEmbedding::PositionEmbedding(Module& owner, const std::string& name, PosEmbed kind, int64_t grid,
                                      int64_t dim)
     : kind_(kind), grid_(grid), dim_(dim) {
   switch (kind) {
-    case models::PosEmbed::learned:
+    case PosEmbed::learned:
       table_ = owner.register_parameter(name, Tensor::empty({1, 1 + grid * grid, dim}));
       trunc_normal_(table_, 0.02);
       break;
-    case models::PosEmbed::learned_2d:
+    case PosEmbed::learned_2d:
       if (dim % 2 != 0) fail("PositionEmbedding", "2-D embeddings need an even dim, got " + std::to_string(dim));
       row_ = owner.register_parameter(name + "_row", Tensor::empty({grid, 1, dim / 2}));
       col_ = owner.register_parameter(name + "_col", Tensor::empty({1, grid, dim / 2}));
       trunc_normal_(row_, 0.02);
       trunc_normal_(col_, 0.02);
       break;
-    case models::PosEmbed::sincos_2d: table_ = sincos_2d_table(grid, dim); break;
-    case models::PosEmbed::none: break;
+    case PosEmbed::sincos_2d: table_ = sincos_2d_table(grid, dim); break;
+    case PosEmbed::none: break;
   }
 }
 
 Tensor PositionEmbedding::add_to(const Tensor& tokens) const {
   switch (kind_) {
-    case models::PosEmbed::learned:
-    case models::PosEmbed::sincos_2d: return add(tokens, table_.to(tokens.dtype()));
-    case models::PosEmbed::learned_2d: {
+    case PosEmbed::learned:
+    case PosEmbed::sincos_2d: return add(tokens, table_.to(tokens.dtype()));
+    case PosEmbed::learned_2d: {
       // Patch (i, j) gets [row_i, col_j]; the class token gets zeros.
       const Shape half = {grid_, grid_, dim_ / 2};
       const Tensor patches = reshape(cat({expand(row_, half), expand(col_, half)}, 2), {1, grid_ * grid_, dim_});  // (1, N, D)
       const Tensor table = cat({Tensor::zeros({1, 1, dim_}, row_.dtype()), patches}, 1);                        // (1, 1 + N, D)
       return add(tokens, table);
     }
-    case models::PosEmbed::none: return tokens;
+    case PosEmbed::none: return tokens;
   }
   return tokens;
 }

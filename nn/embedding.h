@@ -4,10 +4,11 @@
 // 2-D kinds: its own embedding is learned anyway.
 #pragma once
 
-#include "models/config.h"
 #include "nn/layers.h"
 
 namespace vt::nn {
+
+enum class PosEmbed { learned, learned_2d, sincos_2d, none };
 
 class PatchEmbed : public Module {
  public:
@@ -20,11 +21,11 @@ class PatchEmbed : public Module {
 // the 2-D kind uses name + "_row" and name + "_col").
 class PositionEmbedding {
  public:
-  PositionEmbedding(Module& owner, const std::string& name, models::PosEmbed kind, int64_t grid, int64_t dim);
+  PositionEmbedding(Module& owner, const std::string& name, PosEmbed kind, int64_t grid, int64_t dim);
   Tensor add_to(const Tensor& tokens) const;  // (B, 1 + N, D) -> (B, 1 + N, D)
 
  private:
-  models::PosEmbed kind_;
+  PosEmbed kind_;
   int64_t grid_, dim_;
   Tensor table_;     // learned: (1, 1 + N, D) parameter; sincos: (1, 1 + N, D) constant
   Tensor row_, col_;  // learned 2-D: (grid, 1, D/2) and (1, grid, D/2)

@@ -413,8 +413,11 @@ void validate_layout(const char* op, const std::string& path, std::vector<Tensor
     entry.info = find_file_dtype(entry.dtype);
     if (!entry.info) problem("has an unsupported dtype; vt reads F32, F64, I64, F16 and BF16");
     uint64_t bytes = entry.info->bytes;
+    int64_t reach = 1;  // the sizes' product with 0 counted as 1: even an empty tensor's strides reach it
     for (const int64_t size : entry.shape)
-      if (__builtin_mul_overflow(bytes, static_cast<uint64_t>(size), &bytes)) problem("is too large");
+      if (__builtin_mul_overflow(bytes, static_cast<uint64_t>(size), &bytes) ||
+          __builtin_mul_overflow(reach, std::max<int64_t>(size, 1), &reach))
+        problem("is too large");
     if (entry.begin > entry.end) problem("ends before it begins");
     if (entry.end - entry.begin != bytes)
       problem("needs " + std::to_string(bytes) + " bytes but its data_offsets hold " + std::to_string(entry.end - entry.begin));
@@ -671,6 +674,15 @@ SafetensorsFile load_safetensors(const std::string& path) {
   SafetensorsFile result;
   result.metadata = std::move(header.metadata);
   for (const TensorEntry& entry : header.tensors) result.tensors.emplace_back(entry.name, read_tensor(file, entry, header.data_start));
+  return result;
+}
+
+SafetensorsHeader read_safetensors_header(const std::string& path) {
+  const InputFile file("read_safetensors_header", path);
+  Header header = read_header("read_safetensors_header", path, file);
+  SafetensorsHeader result;
+  result.metadata = std::move(header.metadata);
+  for (const TensorEntry& entry : header.tensors) result.shapes.emplace_back(entry.name, entry.shape);
   return result;
 }
 

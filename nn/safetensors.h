@@ -27,7 +27,12 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
 // malformed header, an unsupported dtype, duplicate names, and data offsets that overlap, leave holes or do
 // not match shape * element size.
 SafetensorsFile load_safetensors(const std::string& path);
-// Reads and checks the header only (no tensor data).
+// Reads and checks the header only (no tensor data): the metadata, and each tensor's name and shape.
+struct SafetensorsHeader {
+  std::map<std::string, std::string> metadata;
+  std::vector<std::pair<std::string, Shape>> shapes;  // in the header's order
+};
+SafetensorsHeader read_safetensors_header(const std::string& path);
 std::map<std::string, std::string> read_metadata(const std::string& path);
 
 // Writes model.named_parameters() under their names.

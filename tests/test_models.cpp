@@ -2,9 +2,11 @@
 // logits of small models with formula weights (tests/reference/models.h, from scripts/reference/models.py).
 #include <cmath>
 
+#include "autograd/allocator.h"
 #include "models/config.h"
 #include "models/tnt.h"
 #include "models/vit.h"
+#include "nn/safetensors.h"
 #include "tests/helpers.h"
 #include "tests/reference/models.h"
 
@@ -155,4 +157,70 @@ TEST_CASE("models: overrides reshape a preset and bad ones fail loudly") {
   CHECK_THROWS_WITH_AS(with("vit_cifar", {{"colour", "blue"}}), doctest::Contains("unknown setting 'colour'"), std::runtime_error);
   CHECK_THROWS_WITH_AS(with("vit_cifar", {{"pool", "max"}}), doctest::Contains("pool=max is not one of cls, mean"), std::runtime_error);
   CHECK_THROWS_WITH_AS(models::preset("vit_huge"), doctest::Contains("unknown model 'vit_huge'"), std::runtime_error);
+}
+
+TEST_CASE("models: every field has a sane range, checked before any size is computed from it") {
+  // Each of these overflowed a size computation (UBSan: signed overflow) or allocated gigabytes before.
+  CHECK_THROWS_WITH_AS(with("vit_cifar", {{"dim", "4611686018427387904"}}),
+                       doctest::Contains("dim=4611686018427387904 is outside [1, 65536]"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(with("vit_cifar", {{"image_size", "4294967296"}, {"patch_size", "1"}}),
+                       doctest::Contains("image_size=4294967296 is outside [1, 4096]"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(with("tnt_cifar", {{"pixel_kernel", "2147483648"}}),
+                       doctest::Contains("pixel_kernel=2147483648 is outside [1, 63]"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(with("vit_cifar", {{"head_hidden", "-5"}}), doctest::Contains("head_hidden=-5 is outside [0, 65536]"),
+                       std::runtime_error);
+  CHECK_THROWS_WITH_AS(with("vit_cifar", {{"norm_eps", "inf"}}), doctest::Contains("norm_eps=inf is outside (0, 1]"),
+                       std::runtime_error);
+  CHECK_THROWS_WITH_AS(with("vit_cifar", {{"norm_eps", "nan"}}), doctest::Contains("norm_eps=nan is outside (0, 1]"),
+                       std::runtime_error);
+  CHECK_THROWS_WITH_AS(with("vit_cifar", {{"drop_path_rate", "1"}}), doctest::Contains("drop_path_rate=1 is outside [0, 1)"),
+                       std::runtime_error);
+  CHECK_THROWS_WITH_AS(with("vit_cifar", {{"qkv_bias", "2"}}), doctest::Contains("qkv_bias=2 is not 0 or 1"),
+                       std::runtime_error);
+  // In range one by one, too large together: 4096 / 1 = 4096^2 patches, or a model past 2^32 parameters.
+  CHECK_THROWS_WITH_AS(models::validate(with("vit_cifar", {{"image_size", "4096"}, {"patch_size", "1"}})),
+                       doctest::Contains("16777216 patches; at most 65,536"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(models::validate(with("vit_cifar", {{"dim", "65536"}, {"heads", "1"}, {"depth", "1024"}})),
+                       doctest::Contains("parameters; at most 2^32"), std::runtime_error);
+  // A checkpoint's metadata goes through the same checks.
+  std::map<std::string, std::string> metadata = models::config_metadata(models::preset("vit_cifar"));
+  metadata["vt.model.dim"] = "4611686018427387904";
+  CHECK_THROWS_WITH_AS(models::config_from_metadata(metadata), doctest::Contains("dim=4611686018427387904 is outside"),
+                       std::runtime_error);
+}
+
+TEST_CASE("models: parameter_count from the config equals timm's and the built model's, for every preset and variant") {
+  // timm's presets against timm's own counts (the built models are compared with them above).
+  CHECK(models::parameter_count(models::preset("vit_tiny_patch16_224")) == reference::params_vit_tiny_patch16_224);
+  CHECK(models::parameter_count(models::preset("vit_small_patch16_224")) == reference::params_vit_small_patch16_224);
+  CHECK(models::parameter_count(models::preset("vit_base_patch16_224")) == reference::params_vit_base_patch16_224);
+  CHECK(models::parameter_count(models::preset("tnt_s_patch16_224")) == reference::params_tnt_s_patch16_224);
+  CHECK(models::parameter_count(models::preset("tnt_b_patch16_224")) == reference::params_tnt_b_patch16_224);
+  std::vector<ModelConfig> configs = {models::preset("vit_cifar"), models::preset("tnt_cifar")};
+  for (const std::string arch : {"vit_cifar", "tnt_cifar"})
+    for (const std::string pos : {"learned", "learned_2d", "sincos_2d", "none"})
+      for (const std::string pool : {"cls", "mean"}) {
+        configs.push_back(with(arch, {{"pos_embed", pos}, {"pool", pool}, {"head", "mlp"}, {"head_hidden", "40"}}));
+        configs.push_back(with(arch, {{"pos_embed", pos}, {"pool", pool}, {"qkv_bias", "1"}, {"mlp_ratio", "2.7"},
+                                      {"inner_mlp_ratio", "1.5"}, {"in_channels", "1"}, {"num_classes", "3"}}));
+      }
+  for (const ModelConfig& config : configs) {
+    CAPTURE(models::to_map(config));
+    CHECK(models::parameter_count(config) == static_cast<double>(models::create_model(config)->parameter_count()));
+  }
+}
+
+TEST_CASE("models: a checkpoint whose metadata describes another model fails before the model is built") {
+  testing::TemporaryDirectory directory("load_model");
+  const std::string path = directory.file("small.safetensors");
+  ModelConfig small = with("vit_cifar", {{"dim", "16"}, {"heads", "2"}, {"depth", "1"}});
+  nn::save_weights(path, *models::create_model(small), models::config_metadata(small));
+  CHECK(models::load_model(path, small)->parameter_count() == models::parameter_count(small));
+  // The same small file read as vit_base (86M parameters, 344 MB): refused from the header, nothing allocated.
+  reset_peak_live_bytes();
+  const uint64_t before = allocator_stats().live_bytes;
+  CHECK_THROWS_WITH_AS(models::load_model(path, models::preset("vit_base_patch16_224")),
+                       doctest::Contains("but model vit_base_patch16_224 (vit, dim 768, depth 12) has 86567656 parameters"),
+                       std::runtime_error);
+  CHECK(allocator_stats().peak_live_bytes - before < (1 << 20));
 }

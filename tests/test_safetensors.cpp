@@ -273,6 +273,9 @@ TEST_CASE("safetensors: malformed headers and bad layouts are refused with the p
        std::string(12, '\0'), "bytes 4 to 8 of the data section belong to no tensor"},
       {R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", std::string(8, '\0'),
        "the data section has 8 bytes but the tensors cover 4"},
+      // No elements, but strides that overflow int64 (UBSan reported a signed overflow before this check).
+      {R"({"a":{"dtype":"F32","shape":[0,4611686018427387904,4611686018427387904],"data_offsets":[0,0]}})", "",
+       "is too large"},
   };
   for (const Case& c : cases) {
     INFO("header " << c.header);

@@ -32,8 +32,7 @@ int command_forward(Args& args) {
   const std::string input = args.require("input"), output = args.require("output");
   const models::ModelConfig config = checkpoint_config(args, checkpoint);
   args.finish();
-  const auto model = models::create_model(config);
-  nn::load_weights(checkpoint, *model);
+  const auto model = models::load_model(checkpoint, config);
   model->eval();
   Tensor x;
   for (const auto& [name, tensor] : nn::load_safetensors(input).tensors)

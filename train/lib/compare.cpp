@@ -94,7 +94,7 @@ int command_compare(Args& args) {
     r.config = models::preset(name);
     for (const auto& [key, value] : overrides) models::apply_override(r.config, key, value);
     models::validate(r.config);
-    r.params = models::create_model(r.config)->parameter_count();
+    r.params = static_cast<int64_t>(models::parameter_count(r.config));
     r.gmacs = models::macs_per_image(r.config) / 1e9;
     std::tie(r.train_images_per_s, r.infer_images_per_s) = model_throughput(r.config, base.batch_size);
     std::printf("%s: %s parameters, %.3f GMACs/image, %.0f training images/s, %.0f inference images/s (model alone)\n",

@@ -36,8 +36,7 @@ int command_eval(Args& args) {
   const int workers = static_cast<int>(args.get_int("workers", 2));
   args.finish();
   const auto dataset = data::open_dataset(data_dir, split, dataset_options);
-  const auto model = models::create_model(config);
-  nn::load_weights(checkpoint, *model);
+  const auto model = models::load_model(checkpoint, config);
   const Evaluation e = evaluate(*model, *dataset, normalization_from_metadata(nn::read_metadata(checkpoint)), batch, workers);
   const size_t classes = e.classes.size();
   std::printf("%s on %s/%s: %ld images, %.0f images/s\n", config.name.c_str(), data_dir.c_str(), split.c_str(),
@@ -73,8 +72,7 @@ int command_predict(Args& args) {
   classes.resize(config.num_classes);
   for (size_t c = 0; c < classes.size(); ++c)
     if (classes[c].empty()) classes[c] = "class " + std::to_string(c);
-  const auto model = models::create_model(config);
-  nn::load_weights(checkpoint, *model);
+  const auto model = models::load_model(checkpoint, config);
   model->eval();
   NoGradGuard no_grad;
   for (const std::string& path : images) {

@@ -109,6 +109,12 @@ std::string_view trim(std::string_view text) {
   return text;
 }
 
+// Bounds on every parameter, so that no spec can ask for unbounded work: RandAugment layers per image, crop
+// padding in pixels, and Mixup/CutMix alphas (below 1e-3 the Beta draw's logarithms reach -inf and 0/0).
+constexpr int kMaxLayers = 16;
+constexpr int kMaxCropPadding = 1024;
+constexpr double kMinAlpha = 1e-3, kMaxAlpha = 1e3;
+
 // "none", "autoaugment-cifar" or timm's "rand" followed by "-mM" (magnitude 0..10) and "-nN" (layers).
 AutoPlan parse_auto(const std::string& spec, const char* op) {
   AutoPlan plan;
@@ -132,8 +138,8 @@ AutoPlan parse_auto(const std::string& spec, const char* op) {
         fail(op, "RandAugment magnitude must be an integer in [0, 10]" + where);
       seen_magnitude = true;
     } else if (!section.empty() && section[0] == 'n' && !seen_layers) {
-      if (!parse_int(section.substr(1), plan.layers) || plan.layers < 0)
-        fail(op, "RandAugment layer count must be a non-negative integer" + where);
+      if (!parse_int(section.substr(1), plan.layers) || plan.layers < 0 || plan.layers > kMaxLayers)
+        fail(op, "RandAugment layer count must be an integer in [0, " + std::to_string(kMaxLayers) + "]" + where);
       seen_layers = true;
     } else {
       fail(op, "unsupported RandAugment section \"" + std::string(section) + "\"" + where +
@@ -179,7 +185,8 @@ void parse_augment(AugmentConfig& config, const std::string& spec) {
     double number = 0;
     if (key == "crop") {
       int padding = 0;
-      if (!parse_int(value, padding) || padding < 0) fail(op, bad + "expected a padding in pixels >= 0");
+      if (!parse_int(value, padding) || padding < 0 || padding > kMaxCropPadding)
+        fail(op, bad + "expected a padding in pixels in [0, " + std::to_string(kMaxCropPadding) + "]");
       config.crop_padding = padding;
     } else if (key == "flip") {
       if (value != "0" && value != "1") fail(op, bad + "expected 0 or 1");
@@ -188,7 +195,8 @@ void parse_augment(AugmentConfig& config, const std::string& spec) {
       parse_auto(std::string(value), op);
       config.auto_augment = std::string(value);
     } else if (key == "mixup" || key == "cutmix") {
-      if (!parse_double(value, number) || number < 0) fail(op, bad + "expected an alpha >= 0 (0 turns it off)");
+      if (!parse_double(value, number) || (number != 0 && !(number >= kMinAlpha && number <= kMaxAlpha)))
+        fail(op, bad + "expected 0 (off) or an alpha in [0.001, 1000]");
       (key == "mixup" ? config.mixup_alpha : config.cutmix_alpha) = number;
     } else if (key == "mix_prob" || key == "erase") {
       if (!parse_double(value, number) || number < 0 || number > 1) fail(op, bad + "expected a probability in [0, 1]");

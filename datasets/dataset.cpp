@@ -4,11 +4,16 @@
 // `limit` picks files before decoding (a skipped bad file is not replaced). Alpha is dropped (as PIL's
 // convert("RGB")), RGB -> gray uses PIL's ITU-R 601 luma, and resizing is PIL's bilinear (a triangle filter
 // widened when shrinking, so downsampling averages instead of aliasing). Nothing is printed but warnings.
+#include <fcntl.h>
 #include <stb/stb_image.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +21,7 @@
 #include <limits>
 #include <thread>
 
+#include "autograd/json.h"
 #include "autograd/tensor.h"
 #include "datasets/dataset.h"
 
@@ -170,21 +176,60 @@ std::vector<int64_t> class_quotas(int64_t limit, size_t classes) {
   return quotas;
 }
 
-// Reads a whole file; false (with the reason) when it cannot be opened or read.
+// Reads a whole regular file; false (with the reason) when it cannot be opened or read, or is not a regular
+// file: opened non-blocking and checked before reading, so a FIFO or device named *.png cannot hang the reader.
 bool read_whole_file(const fs::path& path, std::vector<uint8_t>& bytes, std::string& error) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) {
-    error = "cannot open the file";
+  const int descriptor = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (descriptor < 0) {
+    error = std::string("cannot open the file: ") + std::strerror(errno);
     return false;
   }
-  const std::streamoff size = in.tellg();
-  bytes.resize(static_cast<size_t>(size));
-  in.seekg(0);
-  if (size > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), size)) {
-    error = "cannot read the file";
-    return false;
+  struct stat status;
+  bool ok = ::fstat(descriptor, &status) == 0;
+  if (!ok) error = std::string("cannot stat the file: ") + std::strerror(errno);
+  if (ok && !S_ISREG(status.st_mode)) ok = false, error = "not a regular file";
+  if (ok && status.st_size > std::numeric_limits<int>::max()) ok = false, error = "file too large (over 2 GB)";
+  if (ok) {
+    bytes.resize(static_cast<size_t>(status.st_size));
+    for (size_t done = 0; ok && done < bytes.size();) {
+      const ssize_t got = ::read(descriptor, bytes.data() + done, bytes.size() - done);
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) ok = false, error = got == 0 ? "the file shrank while it was read" : "cannot read the file: " + std::string(std::strerror(errno));
+      else done += static_cast<size_t>(got);
+    }
   }
-  return true;
+  ::close(descriptor);
+  return ok;
+}
+
+// A name as it can be printed: bytes outside printable ASCII as \xNN.
+std::string printable(const std::string& name) {
+  std::string out;
+  for (const char c : name) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte >= 0x20 && byte < 0x7f) {
+      out += c;
+    } else {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\x%02x", byte);
+      out += escaped;
+    }
+  }
+  return out;
+}
+
+// The label of class `name` in options.classes (the label space), or its position among the split's own
+// sorted classes when no label space is given.
+int64_t label_of(const std::string& name, size_t own_index, const DatasetOptions& options, const std::string& where) {
+  if (options.classes.empty()) return static_cast<int64_t>(own_index);
+  const auto found = std::find(options.classes.begin(), options.classes.end(), name);
+  if (found == options.classes.end()) {
+    std::string known;
+    for (const std::string& c : options.classes) known += (known.empty() ? "" : ", ") + printable(c);
+    fail(kOp, "class '" + printable(name) + "' in " + where + " is not one of the " +
+                  std::to_string(options.classes.size()) + " classes of the model or training set (" + known + ")");
+  }
+  return found - options.classes.begin();
 }
 
 std::string with_size(const fs::path& path, size_t bytes) {
@@ -229,7 +274,11 @@ std::unique_ptr<Dataset> open_cifar_binary(const fs::path& dir, const std::strin
   else
     files.push_back(dir / "test_batch.bin");
 
-  auto dataset = std::make_unique<InMemoryDataset>(cifar_class_names(dir), options.channels, options.image_size);
+  const std::vector<std::string> names = cifar_class_names(dir);
+  std::vector<int64_t> labels(names.size());  // the label of each of the file's class indices
+  for (size_t c = 0; c < names.size(); ++c) labels[c] = label_of(names[c], c, options, (dir / "batches.meta.txt").string());
+  auto dataset = std::make_unique<InMemoryDataset>(options.classes.empty() ? names : options.classes, options.channels,
+                                                   options.image_size);
   std::vector<int64_t> quotas = class_quotas(options.limit, kCifarClasses.size());
   const bool same_layout = options.channels == 3 && options.image_size == kCifarSide;
   std::vector<uint8_t> bytes, interleaved(3 * kCifarPlane);  // (32, 32, 3)
@@ -256,7 +305,7 @@ std::unique_ptr<Dataset> open_cifar_binary(const fs::path& dir, const std::strin
         std::memcpy(dataset->pixels.data() + offset, interleaved.data(), interleaved.size());
       else
         conform(dataset->pixels.data() + offset, interleaved.data(), kCifarSide, kCifarSide, 3, options);
-      dataset->labels.push_back(record[0]);
+      dataset->labels.push_back(labels[record[0]]);
     }
   }
   return dataset;
@@ -367,11 +416,17 @@ std::string gif_truncation(const std::vector<uint8_t>& bytes) {
   return "truncated GIF: no trailer";
 }
 
-// stb_image 2.27 (Debian 12's) trusts the code counts of a JPEG Huffman table: a DHT segment declaring more
-// than 256 codes writes past its tables (fixed upstream in 2.28). The marker segments are walked here, and
-// such files refused before stb sees them. Entropy-coded data holds 0xFF only as FF 00 or a restart marker.
+// stb_image 2.27 (Debian 12's) trusts the code counts of a JPEG Huffman table: a table declaring more than 256
+// codes writes past its arrays (fixed upstream in 2.28). stb reads a DHT segment table by table for as long as
+// the segment's declared length has bytes left, and each table's 17-byte head and its codes whatever that
+// length says: past the segment, and past the end of the file, where it reads zeros. This walks the marker
+// segments and reads every DHT table exactly as stb would, and refuses the file if one declares more than 256
+// codes, or if a DHT segment is one stb would reject anyway (a bad table header, a length its tables do not
+// fill exactly). Entropy-coded data holds 0xFF only as FF 00 or a restart marker, and stb stops at the first
+// other marker there, so every marker stb acts on is one this walk visits.
 std::string jpeg_huffman_defect(const std::vector<uint8_t>& bytes) {
   const size_t size = bytes.size();
+  const auto byte_at = [&](size_t i) -> int { return i < size ? bytes[i] : 0; };
   for (size_t position = 2; position + 4 <= size;) {
     const uint8_t marker = bytes[position + 1];
     if (bytes[position] != 0xFF || marker == 0xFF) {  // entropy-coded data, or a fill byte
@@ -384,17 +439,25 @@ std::string jpeg_huffman_defect(const std::vector<uint8_t>& bytes) {
     }
     if (marker == 0xD9) break;  // end of image
     const size_t length = static_cast<size_t>(bytes[position + 2]) << 8 | bytes[position + 3];
-    if (marker == 0xC4) {  // DHT: tables of (class and id byte, 16 code counts, the codes' values)
-      const size_t end = std::min(size, position + 2 + length);
-      for (size_t table = position + 4; table + 17 <= end;) {
-        int codes = 0;
-        for (int bits = 1; bits <= 16; ++bits) codes += bytes[table + bits];
-        if (codes > 256)
-          return "corrupt JPEG: a Huffman table declares " + std::to_string(codes) + " codes, at most 256 exist";
-        table += 17 + static_cast<size_t>(codes);
-      }
+    if (marker != 0xC4) {
+      position += 2 + length;
+      continue;
     }
-    position += 2 + length;
+    // DHT, as stb 2.27's stbi__process_marker reads it: tables of a class/id byte, 16 code counts and the codes.
+    int64_t remaining = static_cast<int64_t>(length) - 2;
+    size_t table = position + 4;
+    while (remaining > 0) {
+      const int class_and_id = byte_at(table);
+      if ((class_and_id >> 4) > 1 || (class_and_id & 15) > 3) return "corrupt JPEG: bad Huffman table header";
+      int codes = 0;
+      for (int bits = 1; bits <= 16; ++bits) codes += byte_at(table + bits);
+      if (codes > 256)
+        return "corrupt JPEG: a Huffman table declares " + std::to_string(codes) + " codes, at most 256 exist";
+      remaining -= 17 + codes;
+      table += 17 + static_cast<size_t>(codes);
+    }
+    if (remaining != 0) return "corrupt JPEG: a Huffman table segment's length does not match its tables";
+    position = table;
   }
   return "";
 }
@@ -406,8 +469,13 @@ std::string decode_file(const fs::path& path, uint8_t* destination, const Datase
   if (!read_whole_file(path, bytes, error)) return error;
   if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) return "file too large";
   const Format format = sniff(bytes);
+  // The guard comes first: stb reads the Huffman tables even for the header alone.
   if (format == Format::jpeg && !(error = jpeg_huffman_defect(bytes)).empty()) return error;
   int width = 0, height = 0, channels = 0;
+  if (stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &width, &height, &channels) &&
+      static_cast<int64_t>(width) * height > options.max_pixels)
+    return std::string(format_name(format)) + " of " + std::to_string(width) + " x " + std::to_string(height) +
+           " pixels, more than the limit of " + std::to_string(options.max_pixels) + " (--max-image-pixels)";
   uint8_t* pixels = stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &width, &height, &channels, 0);
   if (!pixels) {
     // stb tries every decoder in turn and keeps the last one's complaint, so name the format we recognised.
@@ -429,34 +497,57 @@ std::string decode_file(const fs::path& path, uint8_t* destination, const Datase
   return "";
 }
 
+// The entries of `dir` but hidden ones, sorted; a directory that cannot be listed is an error. Entries
+// are tested with error codes: a symlink loop or a dangling link is an entry that fails the test, not an
+// exception that ends the listing.
+std::vector<fs::path> list_directory(const fs::path& dir) {
+  std::error_code error;
+  std::vector<fs::path> entries;
+  for (fs::directory_iterator it(dir, error), end; !error && it != end; it.increment(error))
+    if (!hidden(it->path())) entries.push_back(it->path());
+  if (error) fail(kOp, "cannot list " + dir.string() + ": " + error.message());
+  std::sort(entries.begin(), entries.end());
+  return entries;
+}
+
+bool is_listable_directory(const fs::path& path) {
+  std::error_code error;
+  return fs::is_directory(path, error);
+}
+
 std::unique_ptr<Dataset> open_image_folder(const fs::path& root, const DatasetOptions& options) {
   std::vector<fs::path> class_dirs;
-  for (const auto& entry : fs::directory_iterator(root))
-    if (entry.is_directory() && !hidden(entry.path())) class_dirs.push_back(entry.path());
-  std::sort(class_dirs.begin(), class_dirs.end());
+  for (const fs::path& entry : list_directory(root))
+    if (is_listable_directory(entry)) class_dirs.push_back(entry);
   if (class_dirs.empty()) fail(kOp, root.string() + " has no class folders (expected " + root.string() + "/<class>/<image>)");
 
   std::vector<std::string> classes;
   std::vector<fs::path> files;
   std::vector<int64_t> file_labels;
   const std::vector<int64_t> quotas = class_quotas(options.limit, class_dirs.size());
-  for (size_t label = 0; label < class_dirs.size(); ++label) {
-    classes.push_back(class_dirs[label].filename().string());
+  for (size_t index = 0; index < class_dirs.size(); ++index) {
+    const std::string name = class_dirs[index].filename().string();
+    // Class names go into checkpoints as JSON text: they must be UTF-8, which is checked now rather than at
+    // the end of the first epoch, when the first checkpoint is written.
+    if (!valid_utf8(name))
+      fail(kOp, "class folder '" + printable(class_dirs[index].string()) + "' has a name that is not valid UTF-8; rename it");
+    classes.push_back(name);
+    const int64_t label = label_of(name, index, options, root.string());
     std::vector<fs::path> class_files;
-    for (const auto& entry : fs::directory_iterator(class_dirs[label]))
-      if (!entry.is_directory() && !hidden(entry.path())) class_files.push_back(entry.path());
+    for (const fs::path& entry : list_directory(class_dirs[index]))
+      if (!is_listable_directory(entry)) class_files.push_back(entry);  // not only regular files: others get a clear error
     if (class_files.empty()) {
-      if (!options.skip_bad) fail(kOp, "class folder " + class_dirs[label].string() + " is empty");
-      std::cerr << "warning: " << kOp << ": class folder " << class_dirs[label].string()
+      if (!options.skip_bad) fail(kOp, "class folder " + class_dirs[index].string() + " is empty");
+      std::cerr << "warning: " << kOp << ": class folder " << class_dirs[index].string()
                 << " is empty (the class keeps its label and has no examples)\n";
     }
-    std::sort(class_files.begin(), class_files.end());
-    if (static_cast<int64_t>(class_files.size()) > quotas[label]) class_files.resize(quotas[label]);
+    if (static_cast<int64_t>(class_files.size()) > quotas[index]) class_files.resize(quotas[index]);
     for (fs::path& file : class_files) {
       files.push_back(std::move(file));
-      file_labels.push_back(static_cast<int64_t>(label));
+      file_labels.push_back(label);
     }
   }
+  if (!options.classes.empty()) classes = options.classes;
 
   auto dataset = std::make_unique<InMemoryDataset>(std::move(classes), options.channels, options.image_size);
   const size_t image_bytes = dataset->image_bytes();
@@ -510,10 +601,11 @@ std::unique_ptr<Dataset> open_image_folder(const fs::path& root, const DatasetOp
 
 }  // namespace
 
-Image load_image_file(const std::string& path, int channels, int size) {
+Image load_image_file(const std::string& path, int channels, int size, int64_t max_pixels) {
   DatasetOptions options;
   options.channels = channels;
   options.image_size = size;
+  options.max_pixels = max_pixels;
   Image image(size, size, channels);
   const std::string error = decode_file(path, image.pixels.data(), options);
   if (!error.empty()) fail("load_image_file", path + ": " + error);
@@ -526,6 +618,11 @@ std::unique_ptr<Dataset> open_dataset(const std::string& dir, const std::string&
     fail(kOp, "channels must be 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA), got " + std::to_string(options.channels));
   if (options.image_size < 1) fail(kOp, "image_size must be positive, got " + std::to_string(options.image_size));
   if (options.limit < 0) fail(kOp, "limit must be 0 (all) or positive, got " + std::to_string(options.limit));
+  if (options.max_pixels < 1) fail(kOp, "max_pixels must be positive, got " + std::to_string(options.max_pixels));
+  for (size_t i = 0; i < options.classes.size(); ++i)
+    if (std::find(options.classes.begin(), options.classes.begin() + static_cast<std::ptrdiff_t>(i), options.classes[i]) !=
+        options.classes.begin() + static_cast<std::ptrdiff_t>(i))
+      fail(kOp, "class '" + printable(options.classes[i]) + "' is named twice in the label space");
   if (!fs::is_directory(dir)) fail(kOp, "data directory " + dir + " does not exist (scripts/get_cifar10.sh fetches CIFAR-10)");
   if (fs::is_directory(fs::path(dir) / split)) return open_image_folder(fs::path(dir) / split, options);
   const fs::path cifar = find_cifar_dir(dir);

@@ -1,5 +1,5 @@
-// Safetensors reader and writer. The header is parsed by a small strict JSON reader that accepts exactly what
-// the format uses (an object of objects, strings, non-negative integers and arrays of them); every offset is
+// Safetensors reader and writer. The header is parsed by the strict JSON reader of autograd/json.h, which
+// accepts exactly what the format uses (objects, strings, non-negative integers and arrays of them); every offset is
 // checked against the file size before any tensor is allocated or read, so a corrupt file fails up front.
 #include "nn/safetensors.h"
 
@@ -19,6 +19,7 @@
 #include <string_view>
 
 #include "autograd/engine.h"
+#include "autograd/json.h"
 
 namespace vt::nn {
 namespace {
@@ -95,77 +96,6 @@ float half_to_float(uint16_t half) {
 // bfloat16 is the top half of a float32.
 float bfloat16_to_float(uint16_t bfloat16) { return std::bit_cast<float>(static_cast<uint32_t>(bfloat16) << 16); }
 
-// ---- UTF-8 and JSON text ----
-
-// The header is UTF-8 JSON: overlong forms, surrogates and code points past U+10FFFF are refused, as the
-// reference reader (serde_json) refuses them.
-bool valid_utf8(std::string_view text) {
-  for (size_t i = 0; i < text.size();) {
-    const auto lead = static_cast<unsigned char>(text[i]);
-    if (lead < 0x80) {
-      ++i;
-      continue;
-    }
-    const size_t length = lead >= 0xc2 && lead <= 0xdf ? 2 : (lead & 0xf0) == 0xe0 ? 3 : lead >= 0xf0 && lead <= 0xf4 ? 4 : 0;
-    if (length == 0 || i + length > text.size()) return false;
-    uint32_t code = lead & (0xff >> (length + 1));
-    for (size_t k = 1; k < length; ++k) {
-      const auto continuation = static_cast<unsigned char>(text[i + k]);
-      if ((continuation & 0xc0) != 0x80) return false;
-      code = (code << 6) | (continuation & 0x3f);
-    }
-    if ((length == 3 && code < 0x800) || (length == 4 && code < 0x10000) || (code >= 0xd800 && code <= 0xdfff) ||
-        code > 0x10ffff)
-      return false;
-    i += length;
-  }
-  return true;
-}
-
-void append_utf8(std::string& out, uint32_t code) {
-  if (code < 0x80) {
-    out += static_cast<char>(code);
-  } else if (code < 0x800) {
-    out += static_cast<char>(0xc0 | (code >> 6));
-    out += static_cast<char>(0x80 | (code & 0x3f));
-  } else if (code < 0x10000) {
-    out += static_cast<char>(0xe0 | (code >> 12));
-    out += static_cast<char>(0x80 | ((code >> 6) & 0x3f));
-    out += static_cast<char>(0x80 | (code & 0x3f));
-  } else {
-    out += static_cast<char>(0xf0 | (code >> 18));
-    out += static_cast<char>(0x80 | ((code >> 12) & 0x3f));
-    out += static_cast<char>(0x80 | ((code >> 6) & 0x3f));
-    out += static_cast<char>(0x80 | (code & 0x3f));
-  }
-}
-
-// JSON string literal: quotes, backslashes and control characters escaped; other UTF-8 bytes kept as they are.
-void append_json_string(std::string& out, std::string_view text) {
-  static constexpr char hex[] = "0123456789abcdef";
-  out += '"';
-  for (const char c : text) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (c == '\r') {
-      out += "\\r";
-    } else if (byte < 0x20) {
-      out += "\\u00";
-      out += hex[byte >> 4];
-      out += hex[byte & 0xf];
-    } else {
-      out += c;
-    }
-  }
-  out += '"';
-}
-
 void append_json_integers(std::string& out, const std::vector<uint64_t>& values) {
   out += '[';
   for (size_t i = 0; i < values.size(); ++i) {
@@ -191,212 +121,87 @@ struct Header {
   uint64_t data_start = 0;           // 8 + header length
 };
 
-// A strict reader for the header's JSON: the top-level object maps "__metadata__" to an object of strings
-// and every other key (a tensor name) to {"dtype": string, "shape": [integers], "data_offsets": [b, e]}.
-class HeaderParser {
- public:
-  HeaderParser(const char* op, const std::string& path, std::string_view text) : op_(op), path_(path), text_(text) {}
+// The header's JSON: the top-level object maps "__metadata__" to an object of strings and every other key (a
+// tensor name) to {"dtype": string, "shape": [integers], "data_offsets": [b, e]}.
+std::map<std::string, std::string> read_metadata_object(JsonReader& json) {
+  std::map<std::string, std::string> metadata;
+  json.expect('{', "to open '__metadata__'");
+  if (json.consume('}')) return metadata;
+  do {
+    std::string key = json.read_string();
+    json.expect(':', "after a key");
+    if (!json.next_is('"')) json.malformed("metadata value of '" + key + "' is not a string");
+    std::string value = json.read_string();
+    if (!metadata.emplace(key, std::move(value)).second) json.malformed("metadata key '" + key + "' appears twice");
+  } while (json.consume(','));
+  json.expect('}', "to close '__metadata__'");
+  return metadata;
+}
 
-  Header parse() {
-    Header header;
-    std::set<std::string> names;
-    bool seen_metadata = false;
-    skip_whitespace();
-    if (at_end() || text_[position_] != '{') malformed("the header must begin with '{'");
-    ++position_;
-    if (!consume('}')) {
-      do {
-        std::string key = read_string();
-        expect(':', "after a key");
-        if (key == "__metadata__") {
-          if (seen_metadata) malformed("'__metadata__' appears twice");
-          seen_metadata = true;
-          header.metadata = read_metadata_object();
-        } else {
-          if (!names.insert(key).second) malformed("tensor '" + key + "' appears twice");
-          header.tensors.push_back(read_tensor_entry(std::move(key)));
-        }
-      } while (consume(','));
-      expect('}', "at the end of the header");
-    }
-    skip_whitespace();
-    if (!at_end()) malformed("unexpected text after the header's object");
-    return header;
-  }
-
- private:
-  [[noreturn]] void malformed(const std::string& problem) const {
-    file_error(op_, path_, "malformed header at byte " + std::to_string(8 + position_) + ": " + problem);
-  }
-
-  bool at_end() const { return position_ >= text_.size(); }
-
-  std::string next_description() const {
-    return at_end() ? std::string("the end of the header") : "'" + std::string(1, text_[position_]) + "'";
-  }
-
-  void skip_whitespace() {
-    while (!at_end() && (text_[position_] == ' ' || text_[position_] == '\t' || text_[position_] == '\n' ||
-                         text_[position_] == '\r'))
-      ++position_;
-  }
-
-  bool consume(char c) {
-    skip_whitespace();
-    if (at_end() || text_[position_] != c) return false;
-    ++position_;
-    return true;
-  }
-
-  void expect(char c, const char* where) {
-    if (!consume(c)) malformed(std::string("expected '") + c + "' " + where + ", found " + next_description());
-  }
-
-  uint32_t read_hex4() {
-    if (position_ + 4 > text_.size()) malformed("truncated \\u escape");
-    uint32_t code = 0;
-    for (int k = 0; k < 4; ++k) {
-      const char c = text_[position_++];
-      const int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-      if (digit < 0) malformed("invalid hex digit in a \\u escape");
-      code = code * 16 + static_cast<uint32_t>(digit);
-    }
-    return code;
-  }
-
-  std::string read_string() {
-    skip_whitespace();
-    if (at_end() || text_[position_] != '"') malformed("expected a string, found " + next_description());
-    ++position_;
-    std::string out;
-    while (true) {
-      if (at_end()) malformed("unterminated string");
-      const char c = text_[position_++];
-      if (c == '"') return out;
-      if (static_cast<unsigned char>(c) < 0x20) malformed("unescaped control character in a string");
-      if (c != '\\') {
-        out += c;
-        continue;
-      }
-      if (at_end()) malformed("unterminated string");
-      const char escape = text_[position_++];
-      switch (escape) {
-        case '"': case '\\': case '/': out += escape; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
-        case 'u': {
-          uint32_t code = read_hex4();
-          // Characters past U+FFFF are escaped as a UTF-16 surrogate pair.
-          if (code >= 0xd800 && code <= 0xdbff) {
-            if (text_.substr(position_, 2) != "\\u") malformed("high surrogate without a low surrogate");
-            position_ += 2;
-            const uint32_t low = read_hex4();
-            if (low < 0xdc00 || low > 0xdfff) malformed("high surrogate without a low surrogate");
-            code = 0x10000 + ((code - 0xd800) << 10) + (low - 0xdc00);
-          } else if (code >= 0xdc00 && code <= 0xdfff) {
-            malformed("low surrogate without a high surrogate");
-          }
-          append_utf8(out, code);
-          break;
-        }
-        default: malformed(std::string("invalid escape '\\") + escape + "'");
-      }
-    }
-  }
-
-  uint64_t read_unsigned() {
-    skip_whitespace();
-    if (!at_end() && text_[position_] == '-') malformed("negative number");
-    const size_t start = position_;
-    uint64_t value = 0;
-    while (!at_end() && text_[position_] >= '0' && text_[position_] <= '9') {
-      const auto digit = static_cast<uint64_t>(text_[position_] - '0');
-      if (value > (std::numeric_limits<uint64_t>::max() - digit) / 10) malformed("number too large");
-      value = value * 10 + digit;
-      ++position_;
-    }
-    if (position_ == start) malformed("expected a non-negative integer, found " + next_description());
-    if (position_ - start > 1 && text_[start] == '0') malformed("number with a leading zero");
-    if (!at_end() && (text_[position_] == '.' || text_[position_] == 'e' || text_[position_] == 'E'))
-      malformed("expected an integer, found a fraction or an exponent");
-    return value;
-  }
-
-  std::vector<uint64_t> read_unsigned_array() {
-    expect('[', "to open an array");
-    std::vector<uint64_t> values;
-    if (consume(']')) return values;
+TensorEntry read_tensor_entry(JsonReader& json, std::string name) {
+  TensorEntry entry;
+  entry.name = std::move(name);
+  bool has_dtype = false, has_shape = false, has_offsets = false;
+  json.expect('{', "to open a tensor's entry");
+  if (!json.consume('}')) {
     do {
-      values.push_back(read_unsigned());
-    } while (consume(','));
-    expect(']', "to close an array");
-    return values;
-  }
-
-  std::map<std::string, std::string> read_metadata_object() {
-    std::map<std::string, std::string> metadata;
-    expect('{', "to open '__metadata__'");
-    if (consume('}')) return metadata;
-    do {
-      std::string key = read_string();
-      expect(':', "after a key");
-      skip_whitespace();
-      if (at_end() || text_[position_] != '"') malformed("metadata value of '" + key + "' is not a string");
-      std::string value = read_string();
-      if (!metadata.emplace(key, std::move(value)).second) malformed("metadata key '" + key + "' appears twice");
-    } while (consume(','));
-    expect('}', "to close '__metadata__'");
-    return metadata;
-  }
-
-  TensorEntry read_tensor_entry(std::string name) {
-    TensorEntry entry;
-    entry.name = std::move(name);
-    bool has_dtype = false, has_shape = false, has_offsets = false;
-    expect('{', "to open a tensor's entry");
-    if (!consume('}')) {
-      do {
-        const std::string field = read_string();
-        expect(':', "after a key");
-        if (field == "dtype") {
-          if (has_dtype) malformed("tensor '" + entry.name + "' has two 'dtype' fields");
-          has_dtype = true;
-          entry.dtype = read_string();
-        } else if (field == "shape") {
-          if (has_shape) malformed("tensor '" + entry.name + "' has two 'shape' fields");
-          has_shape = true;
-          for (const uint64_t size : read_unsigned_array()) {
-            if (size > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
-              malformed("tensor '" + entry.name + "' has a dimension too large");
-            entry.shape.push_back(static_cast<int64_t>(size));
-          }
-        } else if (field == "data_offsets") {
-          if (has_offsets) malformed("tensor '" + entry.name + "' has two 'data_offsets' fields");
-          has_offsets = true;
-          const std::vector<uint64_t> offsets = read_unsigned_array();
-          if (offsets.size() != 2) malformed("data_offsets of tensor '" + entry.name + "' must hold two integers");
-          entry.begin = offsets[0];
-          entry.end = offsets[1];
-        } else {
-          malformed("unknown field '" + field + "' in tensor '" + entry.name + "'");
+      const std::string field = json.read_string();
+      json.expect(':', "after a key");
+      if (field == "dtype") {
+        if (has_dtype) json.malformed("tensor '" + entry.name + "' has two 'dtype' fields");
+        has_dtype = true;
+        entry.dtype = json.read_string();
+      } else if (field == "shape") {
+        if (has_shape) json.malformed("tensor '" + entry.name + "' has two 'shape' fields");
+        has_shape = true;
+        for (const uint64_t size : json.read_unsigned_array()) {
+          if (size > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+            json.malformed("tensor '" + entry.name + "' has a dimension too large");
+          entry.shape.push_back(static_cast<int64_t>(size));
         }
-      } while (consume(','));
-      expect('}', "to close a tensor's entry");
-    }
-    if (!has_dtype) malformed("tensor '" + entry.name + "' has no 'dtype'");
-    if (!has_shape) malformed("tensor '" + entry.name + "' has no 'shape'");
-    if (!has_offsets) malformed("tensor '" + entry.name + "' has no 'data_offsets'");
-    return entry;
+      } else if (field == "data_offsets") {
+        if (has_offsets) json.malformed("tensor '" + entry.name + "' has two 'data_offsets' fields");
+        has_offsets = true;
+        const std::vector<uint64_t> offsets = json.read_unsigned_array();
+        if (offsets.size() != 2) json.malformed("data_offsets of tensor '" + entry.name + "' must hold two integers");
+        entry.begin = offsets[0];
+        entry.end = offsets[1];
+      } else {
+        json.malformed("unknown field '" + field + "' in tensor '" + entry.name + "'");
+      }
+    } while (json.consume(','));
+    json.expect('}', "to close a tensor's entry");
   }
+  if (!has_dtype) json.malformed("tensor '" + entry.name + "' has no 'dtype'");
+  if (!has_shape) json.malformed("tensor '" + entry.name + "' has no 'shape'");
+  if (!has_offsets) json.malformed("tensor '" + entry.name + "' has no 'data_offsets'");
+  return entry;
+}
 
-  const char* op_;
-  const std::string& path_;
-  std::string_view text_;
-  size_t position_ = 0;
-};
+Header parse_header(const char* op, const std::string& path, std::string_view text) {
+  JsonReader json(op, "'" + path + "': malformed header", text, 8);  // the header starts at byte 8 of the file
+  Header header;
+  std::set<std::string> names;
+  bool seen_metadata = false;
+  if (!json.consume('{')) json.malformed("the header must begin with '{'");
+  if (!json.consume('}')) {
+    do {
+      std::string key = json.read_string();
+      json.expect(':', "after a key");
+      if (key == "__metadata__") {
+        if (seen_metadata) json.malformed("'__metadata__' appears twice");
+        seen_metadata = true;
+        header.metadata = read_metadata_object(json);
+      } else {
+        if (!names.insert(key).second) json.malformed("tensor '" + key + "' appears twice");
+        header.tensors.push_back(read_tensor_entry(json, std::move(key)));
+      }
+    } while (json.consume(','));
+    json.expect('}', "at the end of the header");
+  }
+  json.expect_end();
+  return header;
+}
 
 // Checks dtypes, sizes and that the tensors tile the data section exactly: sorted by offset, each starts where
 // the previous one ended, and the last ends at the end of the file (no overlap, no hole, no trailing bytes).
@@ -504,7 +309,7 @@ Header read_header(const char* op, const std::string& path, const InputFile& fil
   std::string text(header_length, '\0');
   file.read(text.data(), header_length, 8);
   if (!valid_utf8(text)) file_error(op, path, "the header is not valid UTF-8");
-  Header header = HeaderParser(op, path, text).parse();
+  Header header = parse_header(op, path, text);
   header.data_start = 8 + header_length;
   validate_layout(op, path, header.tensors, file.size() - header.data_start);
   return header;

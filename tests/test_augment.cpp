@@ -157,15 +157,22 @@ TEST_CASE("parse_augment reads the spec grammar and describe writes it back") {
   fails_with("crop=-1", "bad value \"-1\" for crop");
   fails_with("crop=4.5", "bad value \"4.5\" for crop");
   fails_with("flip=2", "expected 0 or 1");
-  fails_with("mixup=abc", "expected an alpha >= 0");
-  fails_with("cutmix=-1", "expected an alpha >= 0");
+  fails_with("mixup=abc", "expected 0 (off) or an alpha in [0.001, 1000]");
+  fails_with("cutmix=-1", "expected 0 (off) or an alpha in [0.001, 1000]");
+  // Each bound below kept a spec from asking for unbounded work or a NaN target: a Beta(1e-320) draw is 0 / 0,
+  // whose NaN loss was blamed on the learning rate; 2e9 RandAugment layers per image never finish; a crop
+  // padding of 2e9 pixels overflows the padded size.
+  fails_with("mixup=1e-320", "expected 0 (off) or an alpha in [0.001, 1000]");
+  fails_with("cutmix=1e9", "expected 0 (off) or an alpha in [0.001, 1000]");
+  fails_with("auto=rand-m9-n2000000000", "layer count must be an integer in [0, 16]");
+  fails_with("crop=2000000000", "expected a padding in pixels in [0, 1024]");
   fails_with("mix_prob=1.5", "expected a probability in [0, 1]");
   fails_with("erase=nan", "expected a probability in [0, 1]");
   fails_with("crop=4,,flip=1", "empty item");
   fails_with("auto=randaugment", "unknown auto augmentation");
   fails_with("auto=autoaugment", "unknown auto augmentation");
   fails_with("auto=rand-m11-n2", "magnitude must be an integer in [0, 10]");
-  fails_with("auto=rand-m9-n-1", "layer count must be a non-negative integer");
+  fails_with("auto=rand-m9-n-1", "layer count must be an integer in [0, 16]");
   fails_with("auto=rand-m9-", "unsupported RandAugment section \"\"");
   fails_with("auto=rand-m9-mstd0.5", "unsupported RandAugment section \"mstd0.5\"");
   fails_with("auto=rand-m9-m8", "unsupported RandAugment section \"m8\"");

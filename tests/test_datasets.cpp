@@ -2,6 +2,7 @@
 // (pixels and labels round-trip, truncated files and bad labels are refused by name) and image folders
 // (PNG, JPEG, BMP, TGA, GIF; channel conversion, bilinear resizing, corrupt and truncated files, skip_bad).
 #include <stb/stb_image_write.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -506,4 +507,108 @@ TEST_CASE("image folder: a JPEG Huffman table with more than 256 codes is refuse
   write_bytes(file, bytes);
   CHECK(message_has(error_of([&] { open_dataset(tmp.path.string(), "test", DatasetOptions()); }),
                     file.string() + ": corrupt JPEG: a Huffman table declares 4080 codes"));
+}
+
+TEST_CASE("image folder: a DHT segment declaring length 3 but carrying 16 counts is refused (stb reads them anyway)") {
+  // The guard used to check only tables that fit in the declared length; stb 2.27 reads a table's head and
+  // codes whatever the length says, so this file made it write past its tables (UBSan: index 257 at stb_image.h:1990).
+  TemporaryDirectory tmp("folder_huffman_length");
+  const fs::path file = tmp.path / "test/only/short.jpg";
+  fs::create_directories(file.parent_path());
+  const std::vector<uint8_t> gray(8 * 8, 128);
+  REQUIRE(stbi_write_jpg(file.c_str(), 8, 8, 1, gray.data(), 90));
+  std::vector<uint8_t> bytes = read_bytes(file);
+  // Right after SOI (FF D8): FF C4, length 3, class/id 0, then 16 counts of 254 = 4,064 codes.
+  std::vector<uint8_t> segment = {0xFF, 0xC4, 0x00, 0x03, 0x00};
+  segment.insert(segment.end(), 16, 254);
+  bytes.insert(bytes.begin() + 2, segment.begin(), segment.end());
+  write_bytes(file, bytes);
+  CHECK(message_has(error_of([&] { open_dataset(tmp.path.string(), "test", DatasetOptions()); }),
+                    file.string() + ": corrupt JPEG: a Huffman table declares 4064 codes"));
+  // A length that its tables overrun is refused too (stb rejects it after reading them).
+  bytes = read_bytes(file);
+  bytes[2 + 2] = 0x00, bytes[2 + 3] = 0x05;  // length 5: 3 bytes for a table of 17 + 16 bytes
+  std::fill(bytes.begin() + 2 + 5, bytes.begin() + 2 + 5 + 16, uint8_t{1});
+  write_bytes(file, bytes);
+  CHECK(message_has(error_of([&] { open_dataset(tmp.path.string(), "test", DatasetOptions()); }),
+                    "a Huffman table segment's length does not match its tables"));
+}
+
+TEST_CASE("image folder: images over the pixel limit are refused from their header, before decoding") {
+  TemporaryDirectory tmp("folder_bomb");
+  const fs::path file = tmp.path / "test/only/bomb.png";
+  fs::create_directories(file.parent_path());
+  const std::vector<uint8_t> gray(4 * 4, 7);
+  REQUIRE(stbi_write_png(file.c_str(), 4, 4, 1, gray.data(), 4));
+  // A PNG that declares 16000 x 16000 pixels in its IHDR (bytes 16-23, big-endian; stb skips the CRC).
+  std::vector<uint8_t> bytes = read_bytes(file);
+  for (int field : {16, 20}) {
+    bytes[field] = 0, bytes[field + 1] = 0, bytes[field + 2] = 16000 >> 8, bytes[field + 3] = 16000 & 255;
+  }
+  write_bytes(file, bytes);
+  CHECK(message_has(error_of([&] { open_dataset(tmp.path.string(), "test", DatasetOptions()); }),
+                    file.string() + ": PNG of 16000 x 16000 pixels, more than the limit of 64000000"));
+  // The limit is the caller's: a 4 x 4 image passes by default and fails a limit of 15 pixels.
+  REQUIRE(stbi_write_png(file.c_str(), 4, 4, 1, gray.data(), 4));
+  CHECK(load_image_file(file.string(), 1, 4).pixels == gray);
+  CHECK(message_has(error_of([&] { load_image_file(file.string(), 1, 4, 15); }), "4 x 4 pixels, more than the limit of 15"));
+}
+
+TEST_CASE("image folder: a FIFO and a symlink loop are bad files, not a hang or a failed run") {
+  TemporaryDirectory tmp("folder_special");
+  const fs::path only = tmp.path / "test/only";
+  fs::create_directories(only);
+  const std::vector<uint8_t> gray(4 * 4, 7);
+  REQUIRE(stbi_write_png((only / "good.png").c_str(), 4, 4, 1, gray.data(), 4));
+  REQUIRE(::mkfifo((only / "pipe.png").c_str(), 0600) == 0);  // opening it for reading used to block forever
+  fs::create_symlink(only / "loop.png", only / "loop.png");
+  DatasetOptions options;
+  options.image_size = 4;
+  const std::string error = error_of([&] { open_dataset(tmp.path.string(), "test", options); });
+  CHECK(message_has(error, (only / "loop.png").string() + ": cannot open the file: Too many levels of symbolic links"));
+  CHECK(message_has(error, "(and 1 more bad files)"));
+  options.skip_bad = true;
+  std::unique_ptr<Dataset> dataset;
+  const std::string warning = capture_stderr([&] { dataset = open_dataset(tmp.path.string(), "test", options); });
+  CHECK(dataset->size() == 1);
+  CHECK(message_has(warning, "skipped 2 of 3 files"));
+  CHECK(message_has(error_of([&] { load_image_file((only / "pipe.png").string(), 1, 4); }), "not a regular file"));
+}
+
+TEST_CASE("image folder: test/ classes map onto the training classes by name; an unknown class fails") {
+  TemporaryDirectory tmp("folder_classes");
+  const std::vector<uint8_t> gray(4 * 4, 7);
+  for (const char* path : {"train/ant/a.png", "train/bee/a.png", "train/cat/a.png", "test/ant/a.png", "test/cat/a.png"}) {
+    fs::create_directories((tmp.path / path).parent_path());
+    REQUIRE(stbi_write_png((tmp.path / path).c_str(), 4, 4, 1, gray.data(), 4));
+  }
+  DatasetOptions options;
+  options.image_size = 4;
+  const auto train = open_dataset(tmp.path.string(), "train", options);
+  // On its own test/ has classes ant (0) and cat (1); in the training label space cat is 2.
+  CHECK(open_dataset(tmp.path.string(), "test", options)->get(1).label == 1);
+  options.classes = train->classes();
+  const auto test = open_dataset(tmp.path.string(), "test", options);
+  CHECK(test->classes() == std::vector<std::string>{"ant", "bee", "cat"});
+  CHECK(test->get(0).label == 0);
+  CHECK(test->get(1).label == 2);
+  fs::create_directories(tmp.path / "test/dog");
+  REQUIRE(stbi_write_png((tmp.path / "test/dog/a.png").c_str(), 4, 4, 1, gray.data(), 4));
+  CHECK(message_has(error_of([&] { open_dataset(tmp.path.string(), "test", options); }),
+                    "class 'dog' in " + (tmp.path / "test").string() + " is not one of the 3 classes of the model or "
+                    "training set (ant, bee, cat)"));
+  // CIFAR-10 binary files are matched by name too.
+  write_bytes(tmp.path / "bin/test_batch.bin", cifar_records({3}));
+  options.classes = {"cat", "airplane", "automobile", "bird", "deer", "dog", "frog", "horse", "ship", "truck"};
+  CHECK(open_dataset((tmp.path / "bin").string(), "test", options)->get(0).label == 0);
+}
+
+TEST_CASE("image folder: a class folder name that is not UTF-8 fails when the data is opened") {
+  TemporaryDirectory tmp("folder_utf8");
+  const fs::path folder = tmp.path / "train" / "caf\xe9";  // Latin-1, not UTF-8
+  fs::create_directories(folder);
+  const std::vector<uint8_t> gray(4 * 4, 7);
+  REQUIRE(stbi_write_png((folder / "a.png").c_str(), 4, 4, 1, gray.data(), 4));
+  CHECK(message_has(error_of([&] { open_dataset(tmp.path.string(), "train", DatasetOptions()); }),
+                    "train/caf\\xe9' has a name that is not valid UTF-8"));
 }

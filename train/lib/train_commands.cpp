@@ -23,6 +23,16 @@ int command_train(Args& args) {
   return 0;
 }
 
+// The class names a checkpoint stores, one per model output, or none when it stores no names.
+static std::vector<std::string> checkpoint_classes(const std::map<std::string, std::string>& metadata,
+                                                   const models::ModelConfig& config) {
+  const std::vector<std::string> classes = classes_from_metadata(metadata);
+  if (!classes.empty() && static_cast<int64_t>(classes.size()) != config.num_classes)
+    fail("checkpoint metadata", "'vt.data.classes' names " + std::to_string(classes.size()) + " classes, but the model has " +
+                                    std::to_string(config.num_classes) + " outputs");
+  return classes;
+}
+
 int command_eval(Args& args) {
   const std::string checkpoint = args.require("checkpoint");
   const models::ModelConfig config = checkpoint_config(args, checkpoint);
@@ -35,9 +45,13 @@ int command_eval(Args& args) {
   const int64_t batch = args.get_int("batch", 256);
   const int workers = static_cast<int>(args.get_int("workers", 2));
   args.finish();
+  const auto metadata = nn::read_metadata(checkpoint);
+  // The data's classes are matched to the checkpoint's by name: a class the model does not know is an error,
+  // and a renamed one cannot silently score 0%.
+  dataset_options.classes = checkpoint_classes(metadata, config);
   const auto dataset = data::open_dataset(data_dir, split, dataset_options);
   const auto model = models::load_model(checkpoint, config);
-  const Evaluation e = evaluate(*model, *dataset, normalization_from_metadata(nn::read_metadata(checkpoint)), batch, workers);
+  const Evaluation e = evaluate(*model, *dataset, normalization_from_metadata(metadata), batch, workers);
   const size_t classes = e.classes.size();
   std::printf("%s on %s/%s: %ld images, %.0f images/s\n", config.name.c_str(), data_dir.c_str(), split.c_str(),
               static_cast<long>(dataset->size()), e.images_per_s);
@@ -68,10 +82,9 @@ int command_predict(Args& args) {
   if (images.empty()) fail("predict", "no images given");
   const auto metadata = nn::read_metadata(checkpoint);
   const data::Normalization normalization = normalization_from_metadata(metadata);
-  std::vector<std::string> classes = classes_from_metadata(metadata);
-  classes.resize(config.num_classes);
-  for (size_t c = 0; c < classes.size(); ++c)
-    if (classes[c].empty()) classes[c] = "class " + std::to_string(c);
+  std::vector<std::string> classes = checkpoint_classes(metadata, config);
+  if (classes.empty())
+    for (int64_t c = 0; c < config.num_classes; ++c) classes.push_back("class " + std::to_string(c));
   const auto model = models::load_model(checkpoint, config);
   model->eval();
   NoGradGuard no_grad;

@@ -14,7 +14,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "autograd/json.h"
 #include "autograd/parallel.h"
+#include "autograd/text.h"
 #include "nn/checkpoint.h"
 #include "nn/optim.h"
 #include "nn/safetensors.h"
@@ -144,24 +146,42 @@ static std::vector<std::string> split_commas(const std::string& s) {
 
 std::map<std::string, std::string> data_metadata(const data::Normalization& normalization,
                                                  const std::vector<std::string>& classes) {
-  std::string names;
-  for (const std::string& c : classes) names += (names.empty() ? "" : ",") + c;
-  return {{"vt.data.mean", join(normalization.mean)}, {"vt.data.std", join(normalization.std)}, {"vt.data.classes", names}};
+  return {{"vt.data.mean", join(normalization.mean)},
+          {"vt.data.std", join(normalization.std)},
+          {"vt.data.classes", json_string_array(classes)}};
+}
+
+// The numbers of a comma-separated metadata value, each finite; fails naming the key.
+static std::vector<double> numbers_from_metadata(const std::map<std::string, std::string>& metadata, const std::string& key) {
+  std::vector<double> values;
+  for (const std::string& text : split_commas(metadata.at(key))) {
+    const std::optional<double> value = parse_number(text);
+    if (!value || !std::isfinite(*value))
+      fail("checkpoint metadata", "'" + key + "' = '" + metadata.at(key) + "' holds '" + text + "', not a finite number");
+    values.push_back(*value);
+  }
+  return values;
 }
 
 data::Normalization normalization_from_metadata(const std::map<std::string, std::string>& metadata) {
   data::Normalization n;
   if (!metadata.count("vt.data.mean") || !metadata.count("vt.data.std")) return n;  // CIFAR-10 statistics
-  n.mean.clear();
-  n.std.clear();
-  for (const std::string& v : split_commas(metadata.at("vt.data.mean"))) n.mean.push_back(std::stod(v));
-  for (const std::string& v : split_commas(metadata.at("vt.data.std"))) n.std.push_back(std::stod(v));
+  n.mean = numbers_from_metadata(metadata, "vt.data.mean");
+  n.std = numbers_from_metadata(metadata, "vt.data.std");
+  if (n.mean.size() != n.std.size() || n.mean.empty())
+    fail("checkpoint metadata", "'vt.data.mean' and 'vt.data.std' must give one value per channel, got " +
+                                    std::to_string(n.mean.size()) + " and " + std::to_string(n.std.size()));
+  for (double s : n.std)
+    if (!(s > 0)) fail("checkpoint metadata", "'vt.data.std' = '" + metadata.at("vt.data.std") + "': every std must be positive");
   return n;
 }
 
 std::vector<std::string> classes_from_metadata(const std::map<std::string, std::string>& metadata) {
-  if (!metadata.count("vt.data.classes")) return {};
-  return split_commas(metadata.at("vt.data.classes"));
+  const auto found = metadata.find("vt.data.classes");
+  if (found == metadata.end()) return {};
+  // Checkpoints before the JSON array stored the names comma-joined (which a name with a comma broke).
+  if (!found->second.starts_with('[')) return split_commas(found->second);
+  return parse_json_string_array("checkpoint metadata", "'vt.data.classes'", found->second);
 }
 
 void parse_train_flags(Args& args, TrainOptions& o) {
@@ -217,6 +237,9 @@ Evaluation evaluate(const models::Classifier& model, const data::Dataset& datase
   Evaluation result;
   result.classes = dataset.classes();
   const size_t classes = result.classes.size();
+  if (static_cast<int64_t>(classes) != model.config.num_classes)
+    fail("evaluate", "the data has " + std::to_string(classes) + " classes, the model " +
+                         std::to_string(model.config.num_classes) + " outputs");
   result.confusion.assign(classes, std::vector<int64_t>(classes, 0));
   NoGradGuard no_grad;
   const bool was_training = model.is_training();
@@ -257,6 +280,7 @@ TrainResult train(const TrainOptions& o) {
   const auto train_set = data::open_dataset(o.data_dir, "train", dataset_options);
   data::DatasetOptions test_options = dataset_options;
   test_options.limit = o.test_limit;
+  test_options.classes = train_set->classes();  // test labels by name, in the training set's label space
   const auto test_set = data::open_dataset(o.data_dir, "test", test_options);
   models::ModelConfig config = o.model;
   config.num_classes = static_cast<int64_t>(train_set->classes().size());  // the class count comes from the data

@@ -1,7 +1,9 @@
-// Strict number parsing for configuration values and command-line flags: the whole text must be the
-// number ("12x", "" and out-of-range values are refused), unlike std::stoll and std::stod alone.
+// Numbers as text for configuration values, flags and metadata. Parsing is strict: the whole text must be the
+// number ("12x", "" and out-of-range values are refused), unlike std::stoll and std::stod alone; printing gives
+// the shortest text that reads back as the same double ("1e-05", not "1.0000000000000001e-05").
 #pragma once
 
+#include <charconv>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -26,6 +28,12 @@ inline std::optional<double> parse_number(const std::string& text) {
   } catch (const std::exception&) {
   }
   return std::nullopt;
+}
+
+inline std::string shortest_text(double value) {
+  char buffer[32];
+  const auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
+  return std::string(buffer, result.ptr);
 }
 
 }  // namespace vt

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "autograd/text.h"
 #include "datasets/augment_ops.h"
 
 // PIL's pixel arithmetic (Blend.c, Geometry.c) truncates float and double results to 8 bits, built without
@@ -150,12 +151,6 @@ AutoPlan parse_auto(const std::string& spec, const char* op) {
   return plan;
 }
 
-std::string number_text(double value) {
-  char buffer[32];
-  const auto result = std::to_chars(buffer, buffer + sizeof(buffer), value);  // shortest round-trip form
-  return std::string(buffer, result.ptr);
-}
-
 }  // namespace
 
 void parse_augment(AugmentConfig& config, const std::string& spec) {
@@ -209,9 +204,9 @@ void parse_augment(AugmentConfig& config, const std::string& spec) {
 
 std::string describe(const AugmentConfig& config) {
   return "crop=" + std::to_string(config.crop_padding) + ",flip=" + (config.horizontal_flip ? "1" : "0") +
-         ",auto=" + config.auto_augment + ",mixup=" + number_text(config.mixup_alpha) +
-         ",cutmix=" + number_text(config.cutmix_alpha) + ",mix_prob=" + number_text(config.mix_prob) +
-         ",erase=" + number_text(config.erase_prob);
+         ",auto=" + config.auto_augment + ",mixup=" + shortest_text(config.mixup_alpha) +
+         ",cutmix=" + shortest_text(config.cutmix_alpha) + ",mix_prob=" + shortest_text(config.mix_prob) +
+         ",erase=" + shortest_text(config.erase_prob);
 }
 
 // ---- PIL's point operations (lookup tables, per channel) ----

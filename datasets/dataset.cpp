@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "autograd/json.h"
+#include "autograd/random.h"
 #include "autograd/tensor.h"
 #include "datasets/dataset.h"
 
@@ -600,6 +601,26 @@ std::unique_ptr<Dataset> open_image_folder(const fs::path& root, const DatasetOp
 }
 
 }  // namespace
+
+uint64_t fingerprint(const Dataset& dataset) {
+  // FNV-1a over bytes, folded through random_bits every 8 bytes so that the 64-bit state mixes well.
+  uint64_t state = 0xcbf29ce484222325ull;
+  const auto add = [&](const void* data, size_t bytes) {
+    const auto* p = static_cast<const uint8_t*>(data);
+    for (size_t i = 0; i < bytes; ++i) {
+      state = (state ^ p[i]) * 0x100000001b3ull;
+      if ((i & 7) == 7) state = random_bits(state, i);
+    }
+    state = random_bits(state, bytes);
+  };
+  for (const std::string& name : dataset.classes()) add(name.data(), name.size());
+  for (int64_t i = 0; i < dataset.size(); ++i) {
+    const Example example = dataset.get(i);
+    add(&example.label, sizeof example.label);
+    add(example.image.pixels.data(), example.image.pixels.size());
+  }
+  return state;
+}
 
 Image load_image_file(const std::string& path, int channels, int size, int64_t max_pixels) {
   DatasetOptions options;

@@ -41,6 +41,10 @@ struct DatasetOptions {
 // Decodes one image file (PNG, JPEG, BMP, TGA, GIF) to `channels` channels and `size` x `size` pixels.
 Image load_image_file(const std::string& path, int channels, int size, int64_t max_pixels = kDefaultMaxPixels);
 
+// A 64-bit digest of a dataset's class names, labels and pixels: equal for the same data however it is stored
+// (the training state keeps it, so that a resumed run can tell that its data changed).
+uint64_t fingerprint(const Dataset& dataset);
+
 // `dir` holds either the CIFAR-10 binary files (data_batch_1.bin ... data_batch_5.bin, test_batch.bin,
 // possibly inside cifar-10-batches-bin/) or train/ and test/ image folders. split: "train" or "test".
 std::unique_ptr<Dataset> open_dataset(const std::string& dir, const std::string& split, const DatasetOptions& options);

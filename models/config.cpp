@@ -64,16 +64,6 @@ const Names<Pooling> kPoolingNames = {{"cls", Pooling::cls}, {"mean", Pooling::m
 const Names<Head> kHeadNames = {{"linear", Head::linear}, {"mlp", Head::mlp}};
 const Names<std::string> kArchNames = {{"vit", "vit"}, {"tnt", "tnt"}};
 
-// The shortest decimal that reads back as the same double ("1e-05", not "1.0000000000000001e-05").
-std::string format_double(double v) {
-  char buffer[32];
-  for (int precision = 6; precision <= 17; ++precision) {
-    std::snprintf(buffer, sizeof buffer, "%.*g", precision, v);
-    if (std::strtod(buffer, nullptr) == v) break;
-  }
-  return buffer;
-}
-
 // One row per configurable field: its key, the member it sets and the range it must lie in. Parsing, printing
 // and range checks all read this table, so a new field is one line here (plus its use in the model). The
 // ranges are generous for real models and keep every size computed from them far from overflow: at most
@@ -156,8 +146,8 @@ std::string range_problem(const Field& field, const ModelConfig& c) {
           const bool below = kind.lo_open ? !(v > kind.lo) : !(v >= kind.lo);
           const bool above = kind.hi_open ? !(v < kind.hi) : !(v <= kind.hi);
           if (below || above)
-            return std::string(field.key) + "=" + format_double(v) + " is outside " + (kind.lo_open ? "(" : "[") +
-                   format_double(kind.lo) + ", " + format_double(kind.hi) + (kind.hi_open ? ")" : "]");
+            return std::string(field.key) + "=" + shortest_text(v) + " is outside " + (kind.lo_open ? "(" : "[") +
+                   shortest_text(kind.lo) + ", " + shortest_text(kind.hi) + (kind.hi_open ? ")" : "]");
         }
         return "";
       },
@@ -231,7 +221,7 @@ std::map<std::string, std::string> to_map(const ModelConfig& c) {
           using Kind = std::decay_t<decltype(kind)>;
           if constexpr (std::is_same_v<Kind, Text>) return c.*kind.member;
           else if constexpr (std::is_same_v<Kind, Integer>) return std::to_string(c.*kind.member);
-          else if constexpr (std::is_same_v<Kind, Real>) return format_double(c.*kind.member);
+          else if constexpr (std::is_same_v<Kind, Real>) return shortest_text(c.*kind.member);
           else if constexpr (std::is_same_v<Kind, Flag>) return c.*kind.member ? "1" : "0";
           else return choice_name(c.*kind.member, *kind.names);
         },
@@ -273,7 +263,7 @@ void validate(const ModelConfig& c) {
   }
   // The sizes above are bounded, so this count is far from overflow; it bounds the memory a model takes.
   const double params = parameter_count(c);
-  require(params <= 4294967296.0, "the model would have " + format_double(params) + " parameters; at most 2^32 are supported");
+  require(params <= 4294967296.0, "the model would have " + shortest_text(params) + " parameters; at most 2^32 are supported");
 }
 
 // Parameters of a pre-norm block on tokens of width w with an MLP of `hidden`: two LayerNorms, the q, k, v
@@ -369,10 +359,10 @@ std::shared_ptr<Classifier> load_model(const std::string& checkpoint, const Mode
   for (const auto& [name, shape] : header.shapes) stored += static_cast<double>(shape_numel(shape));
   const double expected = parameter_count(config);
   if (stored != expected)
-    fail("load_model", "'" + checkpoint + "' holds " + format_double(stored) + " values in " +
+    fail("load_model", "'" + checkpoint + "' holds " + shortest_text(stored) + " values in " +
                            std::to_string(header.shapes.size()) + " tensors, but model " + config.name + " (" +
                            config.arch + ", dim " + std::to_string(config.dim) + ", depth " + std::to_string(config.depth) +
-                           ") has " + format_double(expected) +
+                           ") has " + shortest_text(expected) +
                            " parameters: the configuration (the checkpoint's metadata or --model) does not describe these weights");
   const auto model = create_model(config);
   nn::load_weights(checkpoint, *model);

@@ -19,6 +19,7 @@
 #include <string_view>
 
 #include "autograd/engine.h"
+#include "autograd/files.h"
 #include "autograd/json.h"
 
 namespace vt::nn {
@@ -336,59 +337,6 @@ Tensor read_tensor(const InputFile& file, const TensorEntry& entry, uint64_t dat
   }
   return tensor;
 }
-
-// Writes to "<path>.tmp-<pid>", then fsyncs it and renames it over `path`: readers (and a crash at any point)
-// see either the old file or the complete new one. The temporary file is removed on every failure.
-class AtomicFileWriter {
- public:
-  AtomicFileWriter(const char* op, const std::string& path)
-      : op_(op), path_(path), temporary_(path + ".tmp-" + std::to_string(::getpid())) {
-    descriptor_ = ::open(temporary_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (descriptor_ < 0) file_error(op_, path_, "cannot create the temporary file '" + temporary_ + "': " + errno_text());
-  }
-  ~AtomicFileWriter() {
-    if (descriptor_ >= 0) ::close(descriptor_);
-    if (!committed_) ::unlink(temporary_.c_str());
-  }
-  AtomicFileWriter(const AtomicFileWriter&) = delete;
-  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
-
-  void write(const void* data, uint64_t bytes) {
-    const char* in = static_cast<const char*>(data);
-    while (bytes > 0) {
-      const ssize_t put = ::write(descriptor_, in, std::min<uint64_t>(bytes, io_chunk_bytes));
-      if (put < 0 && errno == EINTR) continue;
-      if (put < 0) file_error(op_, path_, "write to '" + temporary_ + "' failed: " + errno_text());
-      in += put;
-      bytes -= static_cast<uint64_t>(put);
-    }
-  }
-
-  void commit() {
-    if (::fsync(descriptor_) != 0) file_error(op_, path_, "fsync of '" + temporary_ + "' failed: " + errno_text());
-    const int descriptor = descriptor_;
-    descriptor_ = -1;
-    if (::close(descriptor) != 0) file_error(op_, path_, "close of '" + temporary_ + "' failed: " + errno_text());
-    if (::rename(temporary_.c_str(), path_.c_str()) != 0)
-      file_error(op_, path_, "cannot rename '" + temporary_ + "' over it: " + errno_text());
-    committed_ = true;
-    // The rename is durable only once the directory entry is on disk.
-    std::string directory = std::filesystem::path(path_).parent_path().string();
-    if (directory.empty()) directory = ".";
-    const int directory_descriptor = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (directory_descriptor < 0) file_error(op_, path_, "cannot open its directory to sync it: " + errno_text());
-    const int synced = ::fsync(directory_descriptor);
-    ::close(directory_descriptor);
-    if (synced != 0) file_error(op_, path_, "fsync of its directory failed: " + errno_text());
-  }
-
- private:
-  const char* op_;
-  const std::string& path_;
-  std::string temporary_;
-  int descriptor_ = -1;
-  bool committed_ = false;
-};
 
 std::string join(const std::vector<std::string>& items, const char* separator) {
   std::string out;

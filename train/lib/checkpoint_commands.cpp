@@ -8,30 +8,24 @@
 
 namespace vt {
 
-int command_init(Args& args) {
-  const models::ModelConfig config = config_from_args(args);
-  const uint64_t seed = static_cast<uint64_t>(args.get_int("seed", 0));
-  const std::string out = args.require("out");
-  args.finish();
-  manual_seed(seed);
+int command_init(const InitOptions& o) {
+  const models::ModelConfig config = o.model.config();
+  manual_seed(o.seed);
   const auto model = models::create_model(config);
-  nn::save_weights(out, *model, models::config_metadata(config));
-  std::printf("wrote %s: %s, %ld parameters, seed %lu\n", out.c_str(), config.name.c_str(),
-              static_cast<long>(model->parameter_count()), static_cast<unsigned long>(seed));
+  nn::save_weights(o.out, *model, models::config_metadata(config));
+  std::printf("wrote %s: %s, %ld parameters, seed %lu\n", o.out.c_str(), config.name.c_str(),
+              static_cast<long>(model->parameter_count()), static_cast<unsigned long>(o.seed));
   return 0;
 }
 
-// The model of a checkpoint: from --model and overrides when given, else from the file's metadata.
-models::ModelConfig checkpoint_config(Args& args, const std::string& checkpoint) {
-  if (!args.get("model", "").empty()) return config_from_args(args);
+models::ModelConfig checkpoint_config(const ModelSpec& spec, const std::string& checkpoint) {
+  if (!spec.name.empty()) return spec.config();
   return models::config_from_metadata(nn::read_metadata(checkpoint));
 }
 
-int command_forward(Args& args) {
-  const std::string checkpoint = args.require("checkpoint");
-  const std::string input = args.require("input"), output = args.require("output");
-  const models::ModelConfig config = checkpoint_config(args, checkpoint);
-  args.finish();
+int command_forward(const ForwardOptions& o) {
+  const std::string &checkpoint = o.checkpoint, &input = o.input, &output = o.output;
+  const models::ModelConfig config = checkpoint_config(o.model, checkpoint);
   const auto model = models::load_model(checkpoint, config);
   model->eval();
   Tensor x;

@@ -1,26 +1,90 @@
-// The vt subcommands, one function each; main() dispatches on the command name.
+// The vt subcommands: one options struct and one function each. run_cli (train/lib/cli.cpp) parses the
+// command line into these structs with CLI11, where every flag's type and range is checked in one place.
 #pragma once
 
+#include <string>
+#include <vector>
+
 #include "models/config.h"
-#include "train/lib/args.h"
+#include "train/lib/trainer.h"
 
 namespace vt {
 
-int command_demo(Args& args);
-int command_bench_gemm(Args& args);
-int command_bench_train(Args& args);
-int command_bench_data(Args& args);
-int command_info(Args& args);
-int command_init(Args& args);
-int command_forward(Args& args);
-int command_train(Args& args);
-int command_eval(Args& args);
-int command_predict(Args& args);
-int command_compare(Args& args);
+// A preset (--model NAME) and its key=value overrides: first `fields` (a run's config file lists every field),
+// then `overrides` (the command line's).
+struct ModelSpec {
+  std::string name;
+  std::vector<std::string> fields;     // "dim=256", ...
+  std::vector<std::string> overrides;  // "dim=256", ...
+  models::ModelConfig config() const;  // the preset with both applied, validated
+};
 
-// The preset named by --model with the key=value overrides applied, validated.
-models::ModelConfig config_from_args(Args& args);
-// The model of a checkpoint: --model (and overrides) when given, else the checkpoint's metadata.
-models::ModelConfig checkpoint_config(Args& args, const std::string& checkpoint);
+struct EvalOptions {
+  std::string checkpoint, data_dir = "data", split = "test";
+  ModelSpec model;  // empty name: the checkpoint's metadata says which model it holds
+  bool skip_bad = false;
+  int64_t batch_size = 256, max_pixels = data::kDefaultMaxPixels;
+  int workers = 2;
+};
+
+struct PredictOptions {
+  std::string checkpoint;
+  ModelSpec model;
+  std::vector<std::string> images;
+  int64_t top = 5, max_pixels = data::kDefaultMaxPixels;
+};
+
+struct CompareOptions {
+  std::vector<std::string> models = {"vit_cifar", "tnt_cifar"};
+  std::vector<std::string> overrides;  // applied to every model
+  double time_budget = 0;              // seconds; 0: train base.epochs
+  TrainOptions base;                   // the shared recipe (base.model is unused)
+};
+
+struct InfoOptions {
+  ModelSpec model;
+  bool json = false;
+};
+
+struct InitOptions {
+  ModelSpec model;
+  uint64_t seed = 0;
+  std::string out;
+};
+
+struct ForwardOptions {
+  std::string checkpoint, input, output;
+  ModelSpec model;
+};
+
+struct BenchTrainOptions {
+  ModelSpec model;
+  int64_t batch_size = 128;
+};
+
+struct BenchDataOptions {
+  std::string data_dir = "data";
+  int64_t batch_size = 128;
+  int workers = 2;
+  std::string augment;
+};
+
+int command_train(const TrainOptions& options);
+int command_eval(const EvalOptions& options);
+int command_predict(const PredictOptions& options);
+int command_compare(const CompareOptions& options);
+int command_info(const InfoOptions& options);
+int command_init(const InitOptions& options);
+int command_forward(const ForwardOptions& options);
+int command_demo();
+int command_bench_gemm();
+int command_bench_train(const BenchTrainOptions& options);
+int command_bench_data(const BenchDataOptions& options);
+
+// The model of a checkpoint: `spec` when it names one, else the checkpoint's metadata.
+models::ModelConfig checkpoint_config(const ModelSpec& spec, const std::string& checkpoint);
+
+// Parses the command line and runs the command; returns the process exit code (errors are printed).
+int run_cli(int argc, const char* const* argv);
 
 }  // namespace vt

@@ -73,27 +73,18 @@ std::string format_count(int64_t n) {
 
 }  // namespace
 
-int command_compare(Args& args) {
-  std::vector<std::string> names;
-  {
-    std::stringstream list(args.get("models", "vit_cifar,tnt_cifar"));
-    for (std::string name; std::getline(list, name, ',');) names.push_back(name);
-  }
-  const double time_budget = args.get_double("time-budget", 0);
-  TrainOptions base;
-  base.model = models::preset(names.at(0));
-  parse_train_flags(args, base);
+int command_compare(const CompareOptions& o) {
+  const std::vector<std::string>& names = o.models;
+  const double time_budget = o.time_budget;
+  const TrainOptions& base = o.base;
+  if (names.empty()) fail("compare", "--models names no model");
   const std::string out = base.out_dir.empty() ? "runs/compare" : base.out_dir;
-  const auto overrides = args.overrides();
-  args.finish();
   std::filesystem::create_directories(out);
 
   std::vector<ModelReport> reports;
   for (const std::string& name : names) {
     ModelReport r;
-    r.config = models::preset(name);
-    for (const auto& [key, value] : overrides) models::apply_override(r.config, key, value);
-    models::validate(r.config);
+    r.config = ModelSpec{name, {}, o.overrides}.config();
     r.params = static_cast<int64_t>(models::parameter_count(r.config));
     r.gmacs = models::macs_per_image(r.config) / 1e9;
     std::tie(r.train_images_per_s, r.infer_images_per_s) = model_throughput(r.config, base.batch_size);
@@ -130,7 +121,6 @@ int command_compare(Args& args) {
     options.out_dir = out + "/" + r.config.name;
     std::printf("\n== training %s for %ld epoch%s ==\n", r.config.name.c_str(), static_cast<long>(epochs),
                 epochs == 1 ? "" : "s");
-    std::ofstream(out + "/" + r.config.name + ".config.txt") << describe(options);
     r.result = train(options);
     if (r.result.interrupted) return 130;
   }
@@ -141,9 +131,9 @@ int command_compare(Args& args) {
          << " lr " << base.lr << " (warm-up then cosine to " << base.min_lr << "), weight decay " << base.weight_decay
          << ", label smoothing " << base.label_smoothing << ", augmentation " << data::describe(base.augment) << ", seed "
          << base.seed << ", " << num_threads() << " threads.";
-  if (!overrides.empty()) {
+  if (!o.overrides.empty()) {
     report << " Model overrides:";
-    for (const auto& [key, value] : overrides) report << " " << key << "=" << value;
+    for (const std::string& item : o.overrides) report << " " << item;
     report << ".";
   }
   report << "\n\n"

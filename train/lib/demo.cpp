@@ -21,8 +21,7 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 }  // namespace
 
 // A tiny two-layer network on fixed inputs: y = sum(w2 . gelu(w1 x + b1)), with every gradient printed.
-int command_demo(Args& args) {
-  args.finish();
+int command_demo() {
   manual_seed(0);
   Tensor x = Tensor::from_vector({1.0, -2.0, 0.5, 3.0, 0.0, -1.0}, {2, 3});  // (B=2, in=3)
   Tensor w1 = randn({4, 3}).requires_grad_();                                // (hidden=4, in=3)
@@ -44,8 +43,7 @@ int command_demo(Args& args) {
 }
 
 // Best of several runs for each shape: the peak is what the kernels can do, not what a noisy neighbour allows.
-int command_bench_gemm(Args& args) {
-  args.finish();
+int command_bench_gemm() {
   std::printf("OpenBLAS core: %s, threads: %d\n", blas_core_name().c_str(), num_threads());
   const std::vector<std::array<int64_t, 3>> shapes = {
       {512, 512, 512}, {1024, 1024, 1024}, {2048, 2048, 2048}, {8320, 576, 192}, {8320, 192, 768}};
@@ -69,10 +67,9 @@ int command_bench_gemm(Args& args) {
 
 // Training-step speed of a model on random data: forward, backward and AdamW, median of 5 steps after 2
 // warm-up steps (the same measurement as bench/pytorch_train_step.py, for a side-by-side comparison).
-int command_bench_train(Args& args) {
-  const models::ModelConfig config = config_from_args(args);
-  const int64_t batch = args.get_int("batch", 128);
-  args.finish();
+int command_bench_train(const BenchTrainOptions& o) {
+  const models::ModelConfig config = o.model.config();
+  const int64_t batch = o.batch_size;
   manual_seed(0);
   const auto model = models::create_model(config);
   nn::AdamW optimizer(nn::weight_decay_groups(*model, 0.05), 1e-3);
@@ -97,14 +94,13 @@ int command_bench_train(Args& args) {
 
 // Data-loading speed: decoding a split, then one epoch of the training loader (augmentation on, as
 // configured by --aug) with no model, so the number is what the loader can feed a training run.
-int command_bench_data(Args& args) {
-  const std::string dir = args.get("data", "data");
+int command_bench_data(const BenchDataOptions& o) {
+  const std::string& dir = o.data_dir;
   data::LoaderOptions options;
-  options.batch_size = args.get_int("batch", 128);
-  options.workers = static_cast<int>(args.get_int("workers", 2));
+  options.batch_size = o.batch_size;
+  options.workers = o.workers;
   options.augment = true;
-  data::parse_augment(options.augment_config, args.get("aug", ""));
-  args.finish();
+  if (!o.augment.empty()) data::parse_augment(options.augment_config, o.augment);
   const auto decode_start = std::chrono::steady_clock::now();
   const auto dataset = data::open_dataset(dir, "train", data::DatasetOptions());
   const double decode_seconds = seconds_since(decode_start);

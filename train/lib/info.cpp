@@ -31,17 +31,9 @@ std::vector<std::pair<std::string, int64_t>> parameters_by_part(const nn::Module
 
 }  // namespace
 
-models::ModelConfig config_from_args(Args& args) {
-  models::ModelConfig config = models::preset(args.require("model"));
-  for (const auto& [key, value] : args.overrides()) models::apply_override(config, key, value);
-  models::validate(config);
-  return config;
-}
-
-int command_info(Args& args) {
-  const models::ModelConfig config = config_from_args(args);
-  const bool json = args.has("json");
-  args.finish();
+int command_info(const InfoOptions& o) {
+  const models::ModelConfig config = o.model.config();
+  const bool json = o.json;
   const auto model = models::create_model(config);
   const int64_t params = model->parameter_count();
   const double gmacs = models::macs_per_image(config) / 1e9;

@@ -9,12 +9,8 @@
 
 namespace vt {
 
-int command_train(Args& args) {
-  TrainOptions options;
-  options.model = config_from_args(args);
-  parse_train_flags(args, options);
-  args.finish();
-  std::printf("%s", describe(options).c_str());
+int command_train(const TrainOptions& options) {
+  for (const auto& [key, value] : run_settings(options)) std::printf("%s %s\n", key.c_str(), value.c_str());
   const TrainResult result = train(options);
   if (result.interrupted) return 130;
   if (!result.epochs.empty())
@@ -33,27 +29,23 @@ static std::vector<std::string> checkpoint_classes(const std::map<std::string, s
   return classes;
 }
 
-int command_eval(Args& args) {
-  const std::string checkpoint = args.require("checkpoint");
-  const models::ModelConfig config = checkpoint_config(args, checkpoint);
-  const std::string data_dir = args.get("data", "data");
-  const std::string split = args.get("split", "test");
+int command_eval(const EvalOptions& o) {
+  const std::string& checkpoint = o.checkpoint;
+  const models::ModelConfig config = checkpoint_config(o.model, checkpoint);
   data::DatasetOptions dataset_options;
   dataset_options.channels = static_cast<int>(config.in_channels);
   dataset_options.image_size = static_cast<int>(config.image_size);
-  dataset_options.skip_bad = args.has("skip-bad");
-  const int64_t batch = args.get_int("batch", 256);
-  const int workers = static_cast<int>(args.get_int("workers", 2));
-  args.finish();
+  dataset_options.skip_bad = o.skip_bad;
+  dataset_options.max_pixels = o.max_pixels;
   const auto metadata = nn::read_metadata(checkpoint);
   // The data's classes are matched to the checkpoint's by name: a class the model does not know is an error,
   // and a renamed one cannot silently score 0%.
   dataset_options.classes = checkpoint_classes(metadata, config);
-  const auto dataset = data::open_dataset(data_dir, split, dataset_options);
+  const auto dataset = data::open_dataset(o.data_dir, o.split, dataset_options);
   const auto model = models::load_model(checkpoint, config);
-  const Evaluation e = evaluate(*model, *dataset, normalization_from_metadata(metadata), batch, workers);
+  const Evaluation e = evaluate(*model, *dataset, normalization_from_metadata(metadata), o.batch_size, o.workers);
   const size_t classes = e.classes.size();
-  std::printf("%s on %s/%s: %ld images, %.0f images/s\n", config.name.c_str(), data_dir.c_str(), split.c_str(),
+  std::printf("%s on %s/%s: %ld images, %.0f images/s\n", config.name.c_str(), o.data_dir.c_str(), o.split.c_str(),
               static_cast<long>(dataset->size()), e.images_per_s);
   std::printf("loss: %.4f\naccuracy: %.2f%%\n\nper-class accuracy:\n", e.loss, 100 * e.accuracy);
   for (size_t c = 0; c < classes; ++c) {
@@ -73,13 +65,9 @@ int command_eval(Args& args) {
   return 0;
 }
 
-int command_predict(Args& args) {
-  const std::string checkpoint = args.require("checkpoint");
-  const models::ModelConfig config = checkpoint_config(args, checkpoint);
-  const int64_t top = args.get_int("top", 5);
-  const std::vector<std::string> images = args.positional();
-  args.finish();
-  if (images.empty()) fail("predict", "no images given");
+int command_predict(const PredictOptions& o) {
+  const std::string& checkpoint = o.checkpoint;
+  const models::ModelConfig config = checkpoint_config(o.model, checkpoint);
   const auto metadata = nn::read_metadata(checkpoint);
   const data::Normalization normalization = normalization_from_metadata(metadata);
   std::vector<std::string> classes = checkpoint_classes(metadata, config);
@@ -88,15 +76,16 @@ int command_predict(Args& args) {
   const auto model = models::load_model(checkpoint, config);
   model->eval();
   NoGradGuard no_grad;
-  for (const std::string& path : images) {
-    const data::Image image = data::load_image_file(path, static_cast<int>(config.in_channels), static_cast<int>(config.image_size));
+  for (const std::string& path : o.images) {
+    const data::Image image =
+        data::load_image_file(path, static_cast<int>(config.in_channels), static_cast<int>(config.image_size), o.max_pixels);
     const Tensor x = data::image_to_tensor(image, normalization);                 // (1, C, H, W)
     const std::vector<double> probabilities = softmax(model->forward(x), -1).to_vector();  // (classes)
     std::vector<size_t> order(probabilities.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
     std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return probabilities[a] > probabilities[b]; });
     std::printf("%s\n", path.c_str());
-    for (int64_t k = 0; k < std::min<int64_t>(top, static_cast<int64_t>(order.size())); ++k)
+    for (int64_t k = 0; k < std::min<int64_t>(o.top, static_cast<int64_t>(order.size())); ++k)
       std::printf("  %6.2f%%  %s\n", 100 * probabilities[order[k]], classes[order[k]].c_str());
   }
   return 0;

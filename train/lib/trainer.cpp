@@ -1,19 +1,22 @@
-// The training loop. Conventions: one optimizer step per batch; lr from the schedule before each step;
-// test evaluation after every epoch; checkpoints written atomically, "last" every epoch and "best" when
-// the test accuracy improves; Ctrl-C and non-finite losses end the run with a usable checkpoint on disk.
+// The training loop, split along its seams: setting a run up, starting it fresh or resuming it, the steps of
+// an epoch, and the end of an epoch (evaluation, metrics, checkpoints). Conventions: one optimizer step per
+// batch, lr from the schedule before each step; the training state file is the one commit point of a run:
+// it holds the weights, the optimizer, the EMA, the random streams, the metrics so far and the run's settings,
+// and is replaced atomically, so that a run killed at any instant resumes from its last complete state.
 #include "train/lib/trainer.h"
 
 #include <unistd.h>
 
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 
+#include "autograd/files.h"
 #include "autograd/json.h"
 #include "autograd/parallel.h"
 #include "autograd/text.h"
@@ -21,11 +24,12 @@
 #include "nn/optim.h"
 #include "nn/safetensors.h"
 #include "nn/schedule.h"
-#include "train/lib/args.h"
 
 namespace vt {
 
 namespace {
+
+namespace fs = std::filesystem;
 
 std::atomic<bool> g_interrupted{false};
 
@@ -61,9 +65,9 @@ std::string format_duration(double seconds) {
 
 // Prints training progress: a bar redrawn in place on a terminal, plain lines every tenth of an epoch
 // otherwise (a log file gets a readable history).
-class Progress {
+class ProgressBar {
  public:
-  Progress(int64_t epoch, int64_t epochs, int64_t steps, bool quiet)
+  ProgressBar(int64_t epoch, int64_t epochs, int64_t steps, bool quiet)
       : epoch_(epoch), epochs_(epochs), steps_(steps), quiet_(quiet), terminal_(isatty(STDOUT_FILENO)) {}
 
   void update(int64_t step, double loss, double accuracy, double images_per_s, double elapsed) {
@@ -98,28 +102,10 @@ int64_t count_correct(const Tensor& logits, const std::vector<int64_t>& labels) 
   return correct;
 }
 
-void append_metrics(const std::string& path, const EpochMetrics& m) {
-  const bool fresh = !std::filesystem::exists(path);
-  std::ofstream out(path, std::ios::app);
-  if (!out) fail("train", "cannot write " + path);
-  if (fresh) out << "epoch,lr,train_loss,train_acc,test_loss,test_acc,images_per_s,seconds\n";
-  char line[256];
-  std::snprintf(line, sizeof line, "%ld,%.6g,%.6f,%.6f,%.6f,%.6f,%.1f,%.1f\n", static_cast<long>(m.epoch), m.lr,
-                m.train_loss, m.train_acc, m.test_loss, m.test_acc, m.images_per_s, m.seconds);
-  out << line;
-}
-
-// Keeps only the rows of epochs before `epoch` (a resumed run rewrites the epochs it repeats).
-void truncate_metrics(const std::string& path, int64_t epoch) {
-  std::ifstream in(path);
-  if (!in) return;
-  std::string header, line, kept;
-  std::getline(in, header);
-  while (std::getline(in, line))
-    if (std::stoll(line.substr(0, line.find(','))) < epoch) kept += line + "\n";
-  in.close();
-  std::ofstream out(path, std::ios::trunc);
-  out << header << "\n" << kept;
+bool all_finite(const Tensor& t) {
+  for (double v : t.to_vector())
+    if (!std::isfinite(v)) return false;
+  return true;
 }
 
 std::unique_ptr<nn::Optimizer> make_optimizer(const TrainOptions& o, const nn::Module& model) {
@@ -129,11 +115,418 @@ std::unique_ptr<nn::Optimizer> make_optimizer(const TrainOptions& o, const nn::M
   fail("train", "--opt " + o.optimizer + " is not one of adamw, sgd");
 }
 
+// ---- metrics ----
+
+const char* const kMetricsHeader = "epoch,lr,train_loss,train_acc,test_loss,test_acc,images_per_s,seconds";
+
+// The metrics table as CSV: rounded for people (metrics.csv), or exact (kept in the training state).
+std::string metrics_csv(const std::vector<EpochMetrics>& history, bool exact_values) {
+  std::string out = std::string(kMetricsHeader) + "\n";
+  for (const EpochMetrics& m : history) {
+    if (exact_values) {
+      out += std::to_string(m.epoch);
+      for (double v : {m.lr, m.train_loss, m.train_acc, m.test_loss, m.test_acc, m.images_per_s, m.seconds})
+        out += "," + shortest_text(v);
+      out += "\n";
+    } else {
+      char line[256];
+      std::snprintf(line, sizeof line, "%ld,%.6g,%.6f,%.6f,%.6f,%.6f,%.1f,%.1f\n", static_cast<long>(m.epoch), m.lr,
+                    m.train_loss, m.train_acc, m.test_loss, m.test_acc, m.images_per_s, m.seconds);
+      out += line;
+    }
+  }
+  return out;
+}
+
+std::vector<EpochMetrics> parse_metrics_csv(const std::string& text, const std::string& where) {
+  std::vector<EpochMetrics> history;
+  std::istringstream lines(text);
+  std::string line;
+  if (!std::getline(lines, line) || line != kMetricsHeader) fail("resume", where + ": the metrics table has no header");
+  while (std::getline(lines, line)) {
+    std::vector<std::string> fields;
+    std::istringstream cells(line);
+    for (std::string cell; std::getline(cells, cell, ',');) fields.push_back(cell);
+    EpochMetrics m;
+    const std::optional<int64_t> epoch = fields.size() == 8 ? parse_integer(fields[0]) : std::nullopt;
+    double* values[] = {&m.lr, &m.train_loss, &m.train_acc, &m.test_loss, &m.test_acc, &m.images_per_s, &m.seconds};
+    bool ok = epoch.has_value() && *epoch == static_cast<int64_t>(history.size()) + 1;
+    for (size_t i = 0; ok && i < 7; ++i) {
+      const std::optional<double> v = parse_number(fields[i + 1]);
+      ok = v.has_value();
+      if (ok) *values[i] = *v;
+    }
+    if (!ok) fail("resume", where + ": metrics row '" + line + "' is malformed");
+    m.epoch = *epoch;
+    history.push_back(m);
+  }
+  return history;
+}
+
+// ---- the run ----
+
+// Everything a run is made of, built from the options before its first step.
+struct Run {
+  const TrainOptions& options;
+  std::string dir, last, best, state, metrics, config;
+  std::unique_ptr<data::Dataset> train_set, test_set;
+  uint64_t data_fingerprint = 0;
+  data::LoaderOptions loader_options;
+  std::unique_ptr<data::DataLoader> loader;
+  int64_t steps_per_epoch = 0, total_steps = 0;
+  models::ModelConfig model_config;
+  std::shared_ptr<models::Classifier> model, ema_model;
+  std::unique_ptr<nn::Optimizer> optimizer;
+  std::unique_ptr<nn::ModelEma> ema;
+  std::unique_ptr<nn::LrSchedule> schedule;
+  std::map<std::string, std::string> checkpoint_metadata;  // the model's config, normalisation and classes
+
+  explicit Run(const TrainOptions& o) : options(o) {}
+};
+
+// Where a run stands: the epochs completed, their metrics, and how far the epoch in progress has come, with its
+// running sums (non-zero only in a state saved mid-epoch, so that its metrics row comes out as if the epoch
+// had never been interrupted).
+struct Standing {
+  int64_t epochs_done = 0;
+  std::vector<EpochMetrics> history;
+  double best_test_acc = 0;
+  int64_t batches_done = 0;  // of the epoch in progress
+  double loss_sum = 0, seconds = 0;
+  int64_t correct = 0, seen = 0;
+};
+
+void set_up(Run& run) {
+  const TrainOptions& o = run.options;
+  run.dir = o.out_dir.empty() ? "runs/" + o.model.name : o.out_dir;
+  run.last = run.dir + "/last.safetensors";
+  run.best = run.dir + "/best.safetensors";
+  run.state = run.dir + "/last.state.safetensors";
+  run.metrics = run.dir + "/metrics.csv";
+  run.config = run.dir + "/config.toml";
+
+  data::DatasetOptions dataset_options = o.dataset;
+  dataset_options.channels = static_cast<int>(o.model.in_channels);
+  dataset_options.image_size = static_cast<int>(o.model.image_size);
+  run.train_set = data::open_dataset(o.data_dir, "train", dataset_options);
+  data::DatasetOptions test_options = dataset_options;
+  test_options.limit = o.test_limit;
+  test_options.classes = run.train_set->classes();  // test labels by name, in the training set's label space
+  run.test_set = data::open_dataset(o.data_dir, "test", test_options);
+  run.data_fingerprint = data::fingerprint(*run.train_set);
+  run.model_config = o.model;
+  run.model_config.num_classes = static_cast<int64_t>(run.train_set->classes().size());  // from the data
+
+  data::LoaderOptions& l = run.loader_options;
+  l.batch_size = o.batch_size;
+  l.shuffle = true;
+  l.drop_last = true;  // equal-sized steps; at most batch - 1 images wait for the next epoch
+  l.augment = true;
+  l.augment_config = o.augment;
+  l.seed = o.seed;
+  l.workers = o.workers;
+  // CIFAR-10's statistics are RGB: other channel counts always get their own.
+  if (o.normalize == "computed" || run.train_set->channels() != 3) l.normalization = data::compute_normalization(*run.train_set);
+  run.loader = std::make_unique<data::DataLoader>(*run.train_set, l);
+  run.steps_per_epoch = run.loader->batches_per_epoch();
+  if (run.steps_per_epoch == 0)
+    fail("train", "the training set has " + std::to_string(run.train_set->size()) + " images, fewer than one batch of " +
+                      std::to_string(o.batch_size) + "; lower --batch");
+  if (__builtin_mul_overflow(o.epochs, run.steps_per_epoch, &run.total_steps))
+    fail("train", std::to_string(o.epochs) + " epochs of " + std::to_string(run.steps_per_epoch) + " steps are too many");
+
+  manual_seed(o.seed);
+  run.model = models::create_model(run.model_config);
+  run.optimizer = make_optimizer(o, *run.model);
+  // Warm-up never longer than a tenth of the run, so a one-epoch run still spends most steps learning.
+  const int64_t warmup_steps = std::min<int64_t>(static_cast<int64_t>(o.warmup_epochs * run.steps_per_epoch), run.total_steps / 10);
+  run.schedule = std::make_unique<nn::LrSchedule>(nn::LrSchedule::cosine(o.lr, run.total_steps, warmup_steps, o.min_lr));
+  if (o.ema_decay > 0) {
+    run.ema = std::make_unique<nn::ModelEma>(*run.model, o.ema_decay);
+    run.ema_model = models::create_model(run.model_config);
+  }
+  run.checkpoint_metadata = models::config_metadata(run.model_config);
+  run.checkpoint_metadata.merge(data_metadata(l.normalization, run.train_set->classes()));
+}
+
+// ---- the training state: saved, loaded, checked ----
+
+// The keys the settings a resume may differ in without --allow-changed-config: where the data lives, how many
+// workers and threads do the work; none changes a result (the data itself is compared by its fingerprint).
+bool free_to_change(const std::string& key) { return key == "data" || key == "workers" || key == "threads"; }
+
+void save_state(const Run& run, const Standing& standing) {
+  nn::TrainingState state;
+  for (const auto& [name, tensor] : run.model->named_parameters()) state.tensors.emplace_back("model." + name, tensor);
+  for (auto& entry : run.optimizer->state()) state.tensors.push_back(std::move(entry));
+  if (run.ema)
+    for (const auto& [name, tensor] : run.ema->named_parameters()) state.tensors.emplace_back("ema." + name, tensor);
+  state.step = run.optimizer->step_count;
+  state.epoch = standing.epochs_done;
+  state.rng_seed = default_generator().seed();
+  state.rng_offset_tensors = default_generator().offset();
+  state.rng_offset_dropout = dropout_generator().offset();
+  auto& m = state.metadata;
+  m["best_test_acc"] = shortest_text(standing.best_test_acc);
+  m["epoch.batches"] = std::to_string(standing.batches_done);
+  m["epoch.loss_sum"] = shortest_text(standing.loss_sum);
+  m["epoch.seconds"] = shortest_text(standing.seconds);
+  m["epoch.correct"] = std::to_string(standing.correct);
+  m["epoch.seen"] = std::to_string(standing.seen);
+  m["metrics"] = metrics_csv(standing.history, /*exact_values=*/true);
+  m["data.fingerprint"] = std::to_string(run.data_fingerprint);
+  for (const auto& [key, value] : run_settings(run.options)) m["run." + key] = value;
+  nn::save_training_state(run.state, state);
+}
+
+// A value the state must hold, parsed strictly; fails naming the file and the key.
+template <class T>
+T state_value(const nn::TrainingState& state, const std::string& path, const std::string& key) {
+  const auto found = state.metadata.find(key);
+  if (found == state.metadata.end()) fail("resume", "'" + path + "': the training state has no '" + key + "'");
+  if constexpr (std::is_same_v<T, double>) {
+    const std::optional<double> v = parse_number(found->second);
+    if (v && std::isfinite(*v)) return *v;
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    return found->second;
+  } else {
+    T v = 0;
+    const std::string& text = found->second;
+    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (error == std::errc() && end == text.data() + text.size() && !text.empty() && v >= 0) return v;
+  }
+  fail("resume", "'" + path + "': '" + key + "' = '" + found->second + "' is not a valid value");
+}
+
+// Refuses a state that does not belong to this run, or that contradicts itself, naming what differs; returns
+// whether the run's settings are unchanged (else, with --allow-changed-config, an interrupted epoch restarts).
+bool check_state(const Run& run, const nn::TrainingState& state) {
+  const std::string& path = run.state;
+  const TrainOptions& o = run.options;
+  std::string differences;
+  for (const auto& [key, value] : run_settings(o)) {
+    const auto found = state.metadata.find("run." + key);
+    const std::string saved = found == state.metadata.end() ? "(not set)" : found->second;
+    if (saved != value && !free_to_change(key)) differences += "\n  " + key + ": " + saved + " in the run, " + value + " now";
+  }
+  if (state_value<uint64_t>(state, path, "data.fingerprint") != run.data_fingerprint)
+    differences += "\n  the training data: " + std::to_string(run.train_set->size()) + " images now, not the run's images";
+  if (!differences.empty() && !o.allow_changed_config)
+    fail("resume", "'" + path + "' was saved by a run with other settings:" + differences +
+                       "\npass --allow-changed-config to resume with the new ones, or start a new run in another --out");
+  if (state.epoch > o.epochs)
+    fail("resume", "'" + path + "': the run has completed " + std::to_string(state.epoch) + " epochs, more than --epochs " +
+                       std::to_string(o.epochs));
+  if (!differences.empty()) return false;
+  // Unchanged settings: the step count must be the epochs done plus the batches of the epoch in progress.
+  const int64_t batches = state_value<int64_t>(state, path, "epoch.batches");
+  if (batches >= run.steps_per_epoch || (state.epoch == o.epochs && batches != 0) ||
+      state.step != state.epoch * run.steps_per_epoch + batches)
+    fail("resume", "'" + path + "': step " + std::to_string(state.step) + " is not " + std::to_string(state.epoch) +
+                       " epochs of " + std::to_string(run.steps_per_epoch) + " steps and " + std::to_string(batches) +
+                       " more: the state is corrupt");
+  return true;
+}
+
+Standing resume(Run& run) {
+  if (!fs::exists(run.state))
+    fail("resume", "there is no training state to resume in " + run.dir + " (no " + fs::path(run.state).filename().string() +
+                       "); run without --resume to start");
+  const nn::TrainingState state = nn::load_training_state(run.state);
+  const bool unchanged = check_state(run, state);
+  nn::NamedTensors model_state, optimizer_state, ema_state;
+  for (const auto& [name, tensor] : state.tensors) {
+    if (name.starts_with("model.")) model_state.emplace_back(name.substr(6), tensor);
+    else if (name.starts_with("ema.")) ema_state.emplace_back(name.substr(4), tensor);
+    else optimizer_state.emplace_back(name, tensor);
+  }
+  nn::assign_named_tensors("resume", run.state, model_state, run.model->named_parameters());
+  run.optimizer->load_state(optimizer_state);
+  if (run.optimizer->step_count != state.step)
+    fail("resume", "'" + run.state + "': the optimizer has taken " + std::to_string(run.optimizer->step_count) +
+                       " steps, the run " + std::to_string(state.step));
+  for (const nn::ParamSlot& slot : run.optimizer->slots())
+    if (slot.steps > state.step)
+      fail("resume", "'" + run.state + "': parameter '" + slot.name + "' has taken " + std::to_string(slot.steps) +
+                         " steps, more than the run's " + std::to_string(state.step));
+  if (run.ema) nn::assign_named_tensors("resume", run.state, ema_state, run.ema->named_parameters());
+  else if (!ema_state.empty()) fail("resume", "'" + run.state + "' holds EMA weights, but --ema is off");
+  manual_seed(state.rng_seed);
+  default_generator().set_offset(state.rng_offset_tensors);
+  dropout_generator().set_offset(state.rng_offset_dropout);
+
+  Standing standing;
+  standing.epochs_done = state.epoch;
+  standing.history = parse_metrics_csv(state_value<std::string>(state, run.state, "metrics"), run.state);
+  if (static_cast<int64_t>(standing.history.size()) != state.epoch)
+    fail("resume", "'" + run.state + "' has " + std::to_string(standing.history.size()) + " metrics rows for " +
+                       std::to_string(state.epoch) + " epochs");
+  standing.best_test_acc = state_value<double>(state, run.state, "best_test_acc");
+  if (unchanged) {
+    standing.batches_done = state_value<int64_t>(state, run.state, "epoch.batches");
+    standing.loss_sum = state_value<double>(state, run.state, "epoch.loss_sum");
+    standing.seconds = state_value<double>(state, run.state, "epoch.seconds");
+    standing.correct = state_value<int64_t>(state, run.state, "epoch.correct");
+    standing.seen = state_value<int64_t>(state, run.state, "epoch.seen");
+  } else if (state_value<int64_t>(state, run.state, "epoch.batches") > 0 && !run.options.quiet) {
+    std::printf("the settings changed: epoch %ld restarts from its first batch\n", static_cast<long>(state.epoch + 1));
+  }
+  // The state is the commit point; the files written after it may be older, and are brought up to it.
+  write_file_atomically("train", run.metrics, metrics_csv(standing.history, false));
+  nn::save_weights(run.last, *run.model, run.checkpoint_metadata);
+  if (!run.options.quiet)
+    std::printf("resuming %s at epoch %ld, step %ld\n", run.dir.c_str(), static_cast<long>(state.epoch + 1),
+                static_cast<long>(state.step));
+  return standing;
+}
+
+// The run's settings as a file that `vt train --config FILE` reads back (CLI11's subset of TOML): each flag of
+// vt train that shapes the run, values quoted, and the model's fields as the --model-fields list (key=value).
+std::string run_config_file(const TrainOptions& o) {
+  std::string out = "# The settings of this run; `vt train --config <this file>` repeats it.\n[train]\n";
+  std::vector<std::string> fields;
+  for (const auto& [key, value] : run_settings(o)) {
+    if (key == "threads") continue;  // an option of every command, not of vt train
+    if (key.starts_with("model.")) {
+      fields.push_back(key.substr(6) + "=" + value);
+      continue;
+    }
+    out += key + " = ";
+    append_json_string(out, value);
+    out += "\n";
+  }
+  return out + "model-fields = " + json_string_array(fields) + "\n";
+}
+
+void start_fresh(const Run& run) {
+  if (fs::exists(run.state))
+    fail("train", run.dir + " already holds a run (" + fs::path(run.state).filename().string() +
+                      "); continue it with --resume, or remove it or choose another --out to start over");
+  write_file_atomically("train", run.config, run_config_file(run.options));
+  write_file_atomically("train", run.metrics, metrics_csv({}, false));
+}
+
+// ---- an epoch ----
+
+// Runs the steps of epoch `epoch` from where `standing` left it; returns true when the run must stop (Ctrl-C
+// or --stop-after-steps) with the epoch unfinished.
+bool train_epoch(Run& run, Standing& standing, int64_t epoch, double& lr) {
+  const TrainOptions& o = run.options;
+  nn::Optimizer& optimizer = *run.optimizer;
+  run.model->train();
+  run.loader->start_epoch(epoch);
+  ProgressBar progress(epoch + 1, o.epochs, run.steps_per_epoch, o.quiet);
+  data::Batch batch;
+  for (int64_t skip = standing.batches_done; skip > 0 && run.loader->next(batch);) --skip;  // resumed: same batches
+  const auto start = std::chrono::steady_clock::now();
+  const double seconds_before = standing.seconds;
+  while (run.loader->next(batch)) {
+    lr = run.schedule->at(optimizer.step_count);
+    optimizer.lr = lr;
+    const Tensor logits = run.model->forward(batch.images);  // (B, classes)
+    const int64_t b = static_cast<int64_t>(batch.labels.size());
+    const Tensor target = batch.targets.defined() ? batch.targets : Tensor::from_indices(batch.labels, {b});
+    const Tensor loss = cross_entropy(logits, target, o.label_smoothing);
+    const double loss_value = loss.item();
+    if (!std::isfinite(loss_value)) {
+      const std::string cause = !all_finite(batch.images) ? "the input batch holds non-finite values (check the data and --normalize)"
+                                : batch.targets.defined() && !all_finite(batch.targets) ? "the Mixup/CutMix targets are not finite (check --aug)"
+                                : "lower --lr or set --clip-grad";
+      fail("train", "the loss became " + std::to_string(loss_value) + " at epoch " + std::to_string(epoch + 1) + ", step " +
+                        std::to_string(optimizer.step_count + 1) + "; stopped. The last good state is " + run.state + " (" +
+                        cause + ")");
+    }
+    optimizer.zero_grad();
+    loss.backward();
+    if (o.clip_grad > 0) nn::clip_grad_norm(run.model->parameters(), o.clip_grad);
+    optimizer.step();
+    if (run.ema) run.ema->update(*run.model);
+    standing.loss_sum += loss_value * b;
+    standing.correct += count_correct(logits.detach(), batch.labels);
+    standing.seen += b;
+    ++standing.batches_done;
+    standing.seconds = seconds_before + seconds_since(start);
+    progress.update(standing.batches_done, standing.loss_sum / standing.seen,
+                    static_cast<double>(standing.correct) / standing.seen, standing.seen / standing.seconds, standing.seconds);
+    const bool stop = g_interrupted || optimizer.step_count == o.stop_after_steps;
+    if (stop && standing.batches_done < run.steps_per_epoch) {
+      progress.finish();
+      return true;
+    }
+  }
+  progress.finish();
+  return false;
+}
+
+// Evaluation, the metrics row, the best checkpoint and the new state (the commit), then last.safetensors.
+void finish_epoch(Run& run, Standing& standing, int64_t epoch, double lr) {
+  const TrainOptions& o = run.options;
+  EpochMetrics m;
+  m.epoch = epoch + 1;
+  m.lr = lr;
+  m.seconds = standing.seconds;
+  m.train_loss = standing.seen ? standing.loss_sum / standing.seen : 0;
+  m.train_acc = standing.seen ? static_cast<double>(standing.correct) / standing.seen : 0;
+  m.images_per_s = standing.seen / std::max(m.seconds, 1e-9);
+  models::Classifier* evaluated = run.model.get();
+  if (run.ema) {
+    nn::assign_named_tensors("ema", "the EMA weights", run.ema->named_parameters(), run.ema_model->named_parameters());
+    evaluated = run.ema_model.get();
+  }
+  const Evaluation test = evaluate(*evaluated, *run.test_set, run.loader_options.normalization, o.batch_size, o.workers);
+  m.test_loss = test.loss;
+  m.test_acc = test.accuracy;
+  standing.history.push_back(m);
+  standing.epochs_done = epoch + 1;
+  standing.batches_done = 0;
+  standing.loss_sum = standing.seconds = 0;
+  standing.correct = standing.seen = 0;
+  write_file_atomically("train", run.metrics, metrics_csv(standing.history, false));
+  if (m.test_acc > standing.best_test_acc || !fs::exists(run.best)) {
+    standing.best_test_acc = std::max(standing.best_test_acc, m.test_acc);
+    nn::save_weights(run.best, *evaluated, run.checkpoint_metadata);
+  }
+  save_state(run, standing);
+  nn::save_weights(run.last, *run.model, run.checkpoint_metadata);
+  if (!o.quiet)
+    std::printf("epoch %ld/%ld: lr %.2e train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %.0f img/s, %.0f s\n",
+                static_cast<long>(m.epoch), static_cast<long>(o.epochs), m.lr, m.train_loss, 100 * m.train_acc,
+                m.test_loss, 100 * m.test_acc, m.images_per_s, m.seconds);
+}
+
 }  // namespace
+
+std::vector<std::pair<std::string, std::string>> run_settings(const TrainOptions& o) {
+  std::vector<std::pair<std::string, std::string>> s = {{"model", o.model.name}};
+  for (const auto& [key, value] : models::to_map(o.model))
+    if (key != "name") s.emplace_back("model." + key, value);
+  s.insert(s.end(), {{"data", o.data_dir},
+                     {"epochs", std::to_string(o.epochs)},
+                     {"batch", std::to_string(o.batch_size)},
+                     {"opt", o.optimizer},
+                     {"lr", shortest_text(o.lr)},
+                     {"min-lr", shortest_text(o.min_lr)},
+                     {"wd", shortest_text(o.weight_decay)},
+                     {"momentum", shortest_text(o.momentum)},
+                     {"warmup", shortest_text(o.warmup_epochs)},
+                     {"label-smoothing", shortest_text(o.label_smoothing)},
+                     {"clip-grad", shortest_text(o.clip_grad)},
+                     {"ema", shortest_text(o.ema_decay)},
+                     {"aug", data::describe(o.augment)},
+                     {"normalize", o.normalize},
+                     {"skip-bad", o.dataset.skip_bad ? "1" : "0"},
+                     {"train-limit", std::to_string(o.dataset.limit)},
+                     {"test-limit", std::to_string(o.test_limit)},
+                     {"max-image-pixels", std::to_string(o.dataset.max_pixels)},
+                     {"seed", std::to_string(o.seed)},
+                     {"workers", std::to_string(o.workers)},
+                     {"threads", std::to_string(num_threads())}});
+  return s;
+}
 
 static std::string join(const std::vector<double>& values) {
   std::string s;
-  for (double v : values) s += (s.empty() ? "" : ",") + std::to_string(v);
+  for (double v : values) s += (s.empty() ? "" : ",") + shortest_text(v);
   return s;
 }
 
@@ -184,50 +577,8 @@ std::vector<std::string> classes_from_metadata(const std::map<std::string, std::
   return parse_json_string_array("checkpoint metadata", "'vt.data.classes'", found->second);
 }
 
-void parse_train_flags(Args& args, TrainOptions& o) {
-  o.data_dir = args.get("data", o.data_dir);
-  o.out_dir = args.get("out", o.out_dir);
-  o.epochs = args.get_int("epochs", o.epochs);
-  o.batch_size = args.get_int("batch", o.batch_size);
-  o.optimizer = args.get("opt", o.optimizer);
-  o.lr = args.get_double("lr", o.lr);
-  o.min_lr = args.get_double("min-lr", o.min_lr);
-  o.weight_decay = args.get_double("wd", o.weight_decay);
-  o.momentum = args.get_double("momentum", o.momentum);
-  o.warmup_epochs = args.get_double("warmup", o.warmup_epochs);
-  o.label_smoothing = args.get_double("label-smoothing", o.label_smoothing);
-  o.clip_grad = args.get_double("clip-grad", o.clip_grad);
-  o.ema_decay = args.get_double("ema", o.ema_decay);
-  data::parse_augment(o.augment, args.get("aug", ""));
-  o.dataset.skip_bad = args.has("skip-bad");
-  o.dataset.limit = args.get_int("train-limit", o.dataset.limit);
-  o.test_limit = args.get_int("test-limit", o.test_limit);
-  o.compute_normalization = args.get("normalize", "cifar10") == "computed";
-  o.workers = static_cast<int>(args.get_int("workers", o.workers));
-  o.seed = static_cast<uint64_t>(args.get_int("seed", static_cast<int64_t>(o.seed)));
-  o.resume = args.has("resume");
-  o.stop_after_steps = args.get_int("stop-after-steps", 0);
-  if (o.epochs < 1 || o.batch_size < 1) fail("train", "--epochs and --batch must be positive");
-  if (o.lr <= 0 || o.weight_decay < 0 || o.label_smoothing < 0 || o.label_smoothing >= 1)
-    fail("train", "--lr must be positive, --wd non-negative and --label-smoothing in [0, 1)");
-}
-
-std::string describe(const TrainOptions& o) {
-  std::ostringstream s;
-  s << "model " << o.model.name << "\n";
-  for (const auto& [key, value] : models::to_map(o.model)) s << "model." << key << " " << value << "\n";
-  s << "data " << o.data_dir << "\nepochs " << o.epochs << "\nbatch " << o.batch_size << "\nopt " << o.optimizer
-    << "\nlr " << o.lr << "\nmin_lr " << o.min_lr << "\nweight_decay " << o.weight_decay << "\nmomentum " << o.momentum
-    << "\nwarmup_epochs " << o.warmup_epochs << "\nlabel_smoothing " << o.label_smoothing << "\nclip_grad "
-    << o.clip_grad << "\nema " << o.ema_decay << "\naugment " << data::describe(o.augment) << "\nskip_bad "
-    << o.dataset.skip_bad << "\ntrain_limit " << o.dataset.limit << "\ntest_limit " << o.test_limit
-    << "\nnormalize " << (o.compute_normalization ? "computed" : "cifar10") << "\nworkers " << o.workers
-    << "\nthreads " << num_threads() << "\nseed " << o.seed << "\n";
-  return s.str();
-}
-
-Evaluation evaluate(const models::Classifier& model, const data::Dataset& dataset,
-                    const data::Normalization& normalization, int64_t batch_size, int workers) {
+Evaluation evaluate(models::Classifier& model, const data::Dataset& dataset, const data::Normalization& normalization,
+                    int64_t batch_size, int workers) {
   data::LoaderOptions options;
   options.batch_size = batch_size;
   options.shuffle = false;
@@ -243,7 +594,7 @@ Evaluation evaluate(const models::Classifier& model, const data::Dataset& datase
   result.confusion.assign(classes, std::vector<int64_t>(classes, 0));
   NoGradGuard no_grad;
   const bool was_training = model.is_training();
-  const_cast<models::Classifier&>(model).eval();
+  model.eval();
   loader.start_epoch(0);
   data::Batch batch;
   double loss_sum = 0;
@@ -260,7 +611,7 @@ Evaluation evaluate(const models::Classifier& model, const data::Dataset& datase
     }
     seen += b;
   }
-  const_cast<models::Classifier&>(model).train(was_training);
+  model.train(was_training);
   result.loss = seen ? loss_sum / seen : 0;
   result.accuracy = seen ? static_cast<double>(correct) / seen : 0;
   result.images_per_s = seen / std::max(seconds_since(start), 1e-9);
@@ -268,166 +619,37 @@ Evaluation evaluate(const models::Classifier& model, const data::Dataset& datase
 }
 
 TrainResult train(const TrainOptions& o) {
-  namespace fs = std::filesystem;
-  const std::string out = o.out_dir.empty() ? "runs/" + o.model.name : o.out_dir;
-  fs::create_directories(out);
-  const std::string last = out + "/last.safetensors", last_state = out + "/last.state.safetensors";
-  const std::string best = out + "/best.safetensors", metrics_path = out + "/metrics.csv";
-
-  data::DatasetOptions dataset_options = o.dataset;
-  dataset_options.channels = static_cast<int>(o.model.in_channels);
-  dataset_options.image_size = static_cast<int>(o.model.image_size);
-  const auto train_set = data::open_dataset(o.data_dir, "train", dataset_options);
-  data::DatasetOptions test_options = dataset_options;
-  test_options.limit = o.test_limit;
-  test_options.classes = train_set->classes();  // test labels by name, in the training set's label space
-  const auto test_set = data::open_dataset(o.data_dir, "test", test_options);
-  models::ModelConfig config = o.model;
-  config.num_classes = static_cast<int64_t>(train_set->classes().size());  // the class count comes from the data
-
-  data::LoaderOptions loader_options;
-  loader_options.batch_size = o.batch_size;
-  loader_options.shuffle = true;
-  loader_options.drop_last = true;  // equal-sized steps; at most batch - 1 images wait for the next epoch
-  loader_options.augment = true;
-  loader_options.augment_config = o.augment;
-  loader_options.seed = o.seed;
-  loader_options.workers = o.workers;
-  // CIFAR-10's statistics are RGB: other channel counts always get their own.
-  if (o.compute_normalization || train_set->channels() != 3)
-    loader_options.normalization = data::compute_normalization(*train_set);
-  data::DataLoader loader(*train_set, loader_options);
-  const int64_t steps_per_epoch = loader.batches_per_epoch();
-  if (steps_per_epoch == 0) fail("train", "fewer training images than one batch of " + std::to_string(o.batch_size));
-
-  manual_seed(o.seed);
-  const auto model = models::create_model(config);
-  auto optimizer = make_optimizer(o, *model);
-  const int64_t total_steps = o.epochs * steps_per_epoch;
-  // Warm-up never longer than a tenth of the run, so a one-epoch run still spends most steps learning.
-  const int64_t warmup_steps = std::min<int64_t>(static_cast<int64_t>(o.warmup_epochs * steps_per_epoch), total_steps / 10);
-  const nn::LrSchedule schedule = nn::LrSchedule::cosine(o.lr, total_steps, warmup_steps, o.min_lr);
-  std::unique_ptr<nn::ModelEma> ema = o.ema_decay > 0 ? std::make_unique<nn::ModelEma>(*model, o.ema_decay) : nullptr;
-  std::shared_ptr<models::Classifier> ema_model = ema ? models::create_model(config) : nullptr;
+  Run run(o);
+  set_up(run);
+  fs::create_directories(run.dir);
+  const int stale = remove_stale_temporary_files(run.dir);
+  if (stale > 0 && !o.quiet) std::printf("removed %d temporary files left in %s by a killed run\n", stale, run.dir.c_str());
+  Standing standing;
+  if (o.resume) standing = resume(run);
+  else start_fresh(run);
 
   TrainResult result;
-  int64_t first_epoch = 0, skip_batches = 0;
-  if (o.resume && fs::exists(last_state)) {
-    nn::load_weights(last, *model);
-    const nn::TrainingState state = nn::load_training_state(last_state);
-    nn::NamedTensors optimizer_state, ema_state;  // the EMA weights are stored as "ema.<name>"
-    for (const auto& [name, tensor] : state.tensors)
-      (name.rfind("ema.", 0) == 0 ? ema_state : optimizer_state).emplace_back(name, tensor);
-    optimizer->load_state(optimizer_state);
-    if (ema) {
-      nn::NamedTensors destination;
-      for (const auto& [name, tensor] : ema->named_parameters()) destination.emplace_back("ema." + name, tensor);
-      nn::assign_named_tensors("resume", last_state, ema_state, destination);
-    }
-    manual_seed(state.rng_seed);
-    default_generator().set_offset(state.rng_offset_tensors);
-    dropout_generator().set_offset(state.rng_offset_dropout);
-    first_epoch = state.epoch;
-    skip_batches = state.step - state.epoch * steps_per_epoch;  // > 0 when interrupted mid-epoch
-    if (state.metadata.count("best_test_acc")) result.best_test_acc = std::stod(state.metadata.at("best_test_acc"));
-    truncate_metrics(metrics_path, first_epoch);
-    std::printf("resuming %s at epoch %ld, step %ld\n", out.c_str(), static_cast<long>(first_epoch + 1),
-                static_cast<long>(state.step));
-  } else {
-    std::ofstream(out + "/config.txt") << describe(o);
-    fs::remove(metrics_path);
-  }
-  std::map<std::string, std::string> metadata = models::config_metadata(config);
-  metadata.merge(data_metadata(loader_options.normalization, train_set->classes()));
-
-  auto save_state = [&](int64_t epochs_done) {
-    nn::save_weights(last, *model, metadata);
-    nn::TrainingState state;
-    state.tensors = optimizer->state();
-    if (ema)
-      for (const auto& [name, tensor] : ema->named_parameters()) state.tensors.emplace_back("ema." + name, tensor);
-    state.step = optimizer->step_count;
-    state.epoch = epochs_done;
-    state.rng_seed = default_generator().seed();
-    state.rng_offset_tensors = default_generator().offset();
-    state.rng_offset_dropout = dropout_generator().offset();
-    state.metadata["best_test_acc"] = std::to_string(result.best_test_acc);
-    nn::save_training_state(last_state, state);
-  };
-
   InterruptScope interrupt_scope;
   const auto run_start = std::chrono::steady_clock::now();
-  for (int64_t epoch = first_epoch; epoch < o.epochs; ++epoch) {
-    model->train();
-    loader.start_epoch(epoch);
-    Progress progress(epoch + 1, o.epochs, steps_per_epoch, o.quiet);
-    data::Batch batch;
-    while (skip_batches > 0 && loader.next(batch)) --skip_batches;  // resuming mid-epoch: same order, same batches
-    double loss_sum = 0, lr = 0;
-    int64_t seen = 0, correct = 0, step_in_epoch = 0;
-    const auto epoch_start = std::chrono::steady_clock::now();
-    while (loader.next(batch)) {
-      lr = schedule.at(optimizer->step_count);
-      optimizer->lr = lr;
-      const Tensor logits = model->forward(batch.images);  // (B, classes)
-      const int64_t b = static_cast<int64_t>(batch.labels.size());
-      const Tensor target = batch.targets.defined() ? batch.targets : Tensor::from_indices(batch.labels, {b});
-      const Tensor loss = cross_entropy(logits, target, o.label_smoothing);
-      const double loss_value = loss.item();
-      if (!std::isfinite(loss_value))
-        fail("train", "the loss became " + std::to_string(loss_value) + " at epoch " + std::to_string(epoch + 1) +
-                          ", step " + std::to_string(optimizer->step_count + 1) + "; stopped. The last good checkpoint is " +
-                          last + " (lower --lr or set --clip-grad)");
-      optimizer->zero_grad();
-      loss.backward();
-      if (o.clip_grad > 0) nn::clip_grad_norm(model->parameters(), o.clip_grad);
-      optimizer->step();
-      if (ema) ema->update(*model);
-      loss_sum += loss_value * b;
-      correct += count_correct(logits.detach(), batch.labels);
-      seen += b;
-      ++step_in_epoch;
-      const double elapsed = seconds_since(epoch_start);
-      progress.update(step_in_epoch, loss_sum / seen, static_cast<double>(correct) / seen, seen / elapsed, elapsed);
-      if (g_interrupted || optimizer->step_count == o.stop_after_steps) break;
-    }
-    progress.finish();
-    if (g_interrupted || optimizer->step_count == o.stop_after_steps) {
-      save_state(epoch);
+  for (int64_t epoch = standing.epochs_done; epoch < o.epochs; ++epoch) {
+    double lr = run.schedule->at(run.optimizer->step_count);
+    if (train_epoch(run, standing, epoch, lr)) {
+      save_state(run, standing);
+      nn::save_weights(run.last, *run.model, run.checkpoint_metadata);
       if (!o.quiet)
-        std::printf("stopped at step %ld: saved %s and %s; continue with --resume\n",
-                    static_cast<long>(optimizer->step_count), last.c_str(), last_state.c_str());
+        std::printf("stopped at step %ld: saved %s; continue with --resume\n", static_cast<long>(run.optimizer->step_count),
+                    run.state.c_str());
       result.interrupted = true;
       break;
     }
-    EpochMetrics m;
-    m.epoch = epoch + 1;
-    m.lr = lr;
-    m.seconds = seconds_since(epoch_start);
-    m.train_loss = seen ? loss_sum / seen : 0;
-    m.train_acc = seen ? static_cast<double>(correct) / seen : 0;
-    m.images_per_s = seen / std::max(m.seconds, 1e-9);
-    const models::Classifier* evaluated = model.get();
-    if (ema) {
-      nn::assign_named_tensors("ema", "the EMA weights", ema->named_parameters(), ema_model->named_parameters());
-      evaluated = ema_model.get();
+    finish_epoch(run, standing, epoch, lr);
+    if (g_interrupted || run.optimizer->step_count == o.stop_after_steps) {
+      result.interrupted = epoch + 1 < o.epochs;
+      break;
     }
-    const Evaluation test = evaluate(*evaluated, *test_set, loader_options.normalization, o.batch_size, o.workers);
-    m.test_loss = test.loss;
-    m.test_acc = test.accuracy;
-    result.epochs.push_back(m);
-    append_metrics(metrics_path, m);
-    if (m.test_acc > result.best_test_acc || !fs::exists(best)) {
-      result.best_test_acc = std::max(result.best_test_acc, m.test_acc);
-      nn::save_weights(best, *evaluated, metadata);
-    }
-    save_state(epoch + 1);
-    if (!o.quiet)
-      std::printf("epoch %ld/%ld: lr %.2e train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %.0f img/s, %.0f s\n",
-                  static_cast<long>(m.epoch), static_cast<long>(o.epochs), m.lr, m.train_loss, 100 * m.train_acc,
-                  m.test_loss, 100 * m.test_acc, m.images_per_s, m.seconds);
-    std::fflush(stdout);
   }
+  result.epochs = standing.history;
+  result.best_test_acc = standing.best_test_acc;
   result.wall_seconds = seconds_since(run_start);
   return result;
 }

@@ -1,9 +1,12 @@
 // Training and evaluation of an image classifier: the loop behind vt train, vt eval and vt compare.
-// Conventions: a run lives in one folder (config.txt, metrics.csv, last/best checkpoints); schedules are
-// per optimizer step and scale with the run's length; the same seed and thread count give the same run.
+// Conventions: a run lives in one folder (config.toml, metrics.csv, last/best checkpoints and the training
+// state); schedules are per optimizer step and scale with the run's length; the same seed and thread count
+// give the same run, and a resumed run (even one killed mid-write) ends with the same weights.
 #pragma once
 
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "datasets/augment.h"
@@ -28,13 +31,18 @@ struct TrainOptions {
   data::AugmentConfig augment;
   data::DatasetOptions dataset;   // channels and size follow the model
   int64_t test_limit = 0;         // evaluate on a class-balanced subset of the test set (0: all)
-  bool compute_normalization = false;
+  std::string normalize = "cifar10";  // or "computed": the training set's own per-channel statistics
   int workers = 2;
   uint64_t seed = 0;
   bool resume = false;
+  bool allow_changed_config = false;  // resume although the options or the data differ from the run's
   int64_t stop_after_steps = 0;   // stop as Ctrl-C would after this many optimizer steps (0: never)
   bool quiet = false;             // no per-step output (tests)
 };
+
+// Every option that shapes a run, as (key, value) text in a fixed order: written to the run's config and
+// into its training state, and compared at resume. The keys are the command-line flags' names.
+std::vector<std::pair<std::string, std::string>> run_settings(const TrainOptions& options);
 
 struct EpochMetrics {
   int64_t epoch = 0;
@@ -42,22 +50,18 @@ struct EpochMetrics {
 };
 
 struct TrainResult {
-  std::vector<EpochMetrics> epochs;
+  std::vector<EpochMetrics> epochs;  // every epoch of the run so far, those before a resume included
   double best_test_acc = 0;
-  double wall_seconds = 0;
+  double wall_seconds = 0;          // of this call
   bool interrupted = false;
 };
 
-// Parses the command-line flags of vt train (and vt compare) onto options; see vt help.
-void parse_train_flags(class Args& args, TrainOptions& options);
-std::string describe(const TrainOptions& options);
-
 // Trains as configured, writing the run folder; throws on a non-finite loss (after keeping the last good
-// checkpoint); returns early with interrupted set when Ctrl-C was pressed (a resumable checkpoint is saved).
+// checkpoint); returns early with interrupted set when Ctrl-C was pressed (a resumable state is saved).
 TrainResult train(const TrainOptions& options);
 
 // What a checkpoint needs besides the model to be used on images: the normalisation and the class names,
-// stored in its metadata as "vt.data.mean", "vt.data.std" and "vt.data.classes" (comma-separated).
+// stored in its metadata as "vt.data.mean", "vt.data.std" (comma-separated) and "vt.data.classes" (a JSON array).
 std::map<std::string, std::string> data_metadata(const data::Normalization& normalization,
                                                  const std::vector<std::string>& classes);
 data::Normalization normalization_from_metadata(const std::map<std::string, std::string>& metadata);
@@ -69,7 +73,8 @@ struct Evaluation {
   std::vector<std::vector<int64_t>> confusion;  // [true class][predicted class]
   double images_per_s = 0;
 };
-Evaluation evaluate(const models::Classifier& model, const data::Dataset& dataset, const data::Normalization& normalization,
+// Evaluates in eval mode (and restores the model's mode); the data's classes must be the model's outputs.
+Evaluation evaluate(models::Classifier& model, const data::Dataset& dataset, const data::Normalization& normalization,
                     int64_t batch_size, int workers);
 
 }  // namespace vt

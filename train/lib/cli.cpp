@@ -1,0 +1,317 @@
+// The vt command line on CLI11: `vt COMMAND [options] [key=value ...]`, `vt COMMAND --help` for a command's
+// flags. Conventions: every flag's type and range is checked here, when the command line is parsed (a float
+// flag must be a finite number in its range, nan included in "not"); a mistyped flag gets the closest real one;
+// each command binds its flags straight to the fields of its options struct.
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <limits>
+
+#include "autograd/parallel.h"
+#include "autograd/text.h"
+#include "train/lib/commands.h"
+
+namespace vt {
+
+namespace {
+
+// A float in [lo, hi] (or (lo, hi] with lo_open): finite, which CLI::Range does not check (nan passes it).
+CLI::Validator number_in(double lo, double hi, bool lo_open = false) {
+  const std::string range = std::string(lo_open ? "(" : "[") + shortest_text(lo) + ", " + shortest_text(hi) + "]";
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        const std::optional<double> value = parse_number(text);
+        if (!value || !std::isfinite(*value) || (lo_open ? !(*value > lo) : !(*value >= lo)) || !(*value <= hi))
+          return text + " is not a number in " + range;
+        return "";
+      },
+      "NUMBER in " + range);
+}
+
+// An integer in [lo, hi].
+CLI::Validator integer_in(int64_t lo, int64_t hi) {
+  const std::string range = "[" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        const std::optional<int64_t> value = parse_integer(text);
+        if (!value || *value < lo || *value > hi) return text + " is not an integer in " + range;
+        return "";
+      },
+      "INTEGER in " + range);
+}
+
+// A spec accepted by `check` (a function that throws on a bad one).
+CLI::Validator parsed_by(const std::function<void(const std::string&)>& check, const std::string& name) {
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        try {
+          check(text);
+        } catch (const std::exception& error) {
+          return error.what();
+        }
+        return "";
+      },
+      name);
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] != b[j - 1])});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// The name among `names` closest to `given`, or "" when none is close enough to be what was meant.
+std::string closest(const std::string& given, const std::vector<std::string>& names) {
+  std::string best;
+  size_t best_distance = std::numeric_limits<size_t>::max();
+  for (const std::string& name : names) {
+    const size_t distance = edit_distance(given, name);
+    if (distance < best_distance) best_distance = distance, best = name;
+  }
+  return best_distance <= std::max<size_t>(2, given.size() / 3) ? best : "";
+}
+
+// Fails on an argument no flag took (`extras`, left over by `command` and by vt itself, which the command's
+// unknown flags fall through to), naming the closest flag of the command or of vt.
+void refuse_extras(const CLI::App& command, const std::vector<std::string>& extras) {
+  for (const std::string& extra : extras) {
+    std::vector<std::string> names;
+    for (const CLI::App* app : {&command, static_cast<const CLI::App*>(command.get_parent())})
+      for (const CLI::Option* option : app->get_options())
+        for (const std::string& name : option->get_lnames()) names.push_back("--" + name);
+    const std::string suggestion = closest(extra.substr(0, extra.find('=')), names);
+    throw CLI::ValidationError("unknown option " + extra + " for vt " + command.get_name() +
+                               (suggestion.empty() ? "" : "; did you mean " + suggestion + "?"));
+  }
+}
+
+void add_model_options(CLI::App& command, ModelSpec& spec, bool required) {
+  auto* model = command.add_option("--model", spec.name, "preset: " + [] {
+    std::string names;
+    for (const std::string& name : models::preset_names()) names += (names.empty() ? "" : ", ") + name;
+    return names;
+  }());
+  if (required) model->required();
+  command.add_option("overrides", spec.overrides, "model settings key=value, e.g. dim=256 depth=9 (any field of vt info --json)");
+}
+
+void add_max_pixels(CLI::App& command, int64_t& max_pixels) {
+  command.add_option("--max-image-pixels", max_pixels, "refuse images with more pixels (checked before decoding)")
+      ->check(integer_in(1, int64_t{1} << 40))
+      ->capture_default_str();
+}
+
+// The flags of vt train, shared by vt compare. `model` and `augment` are bound to text and converted later.
+void add_train_options(CLI::App& command, TrainOptions& o, std::string& augment) {
+  command.add_option("--data", o.data_dir, "CIFAR-10 binary files, or train/ and test/ image folders")->capture_default_str();
+  command.add_option("--out", o.out_dir, "run folder (default runs/<model>)")->configurable(false);
+  command.add_option("--epochs", o.epochs)->check(integer_in(1, 1'000'000))->capture_default_str();
+  command.add_option("--batch", o.batch_size)->check(integer_in(1, 1 << 20))->capture_default_str();
+  command.add_option("--opt", o.optimizer)->check(CLI::IsMember({"adamw", "sgd"}))->capture_default_str();
+  command.add_option("--lr", o.lr, "peak learning rate")->check(number_in(0, 100, true))->capture_default_str();
+  command.add_option("--min-lr", o.min_lr, "final learning rate of the cosine")->check(number_in(0, 100))->capture_default_str();
+  command.add_option("--wd", o.weight_decay, "weight decay")->check(number_in(0, 100))->capture_default_str();
+  command.add_option("--momentum", o.momentum, "SGD momentum")->check(number_in(0, 0.999999))->capture_default_str();
+  command.add_option("--warmup", o.warmup_epochs, "warm-up epochs (at most a tenth of the run)")
+      ->check(number_in(0, 1'000'000))
+      ->capture_default_str();
+  command.add_option("--label-smoothing", o.label_smoothing)->check(number_in(0, 0.999999))->capture_default_str();
+  command.add_option("--clip-grad", o.clip_grad, "max gradient norm (0: off)")->check(number_in(0, 1e9))->capture_default_str();
+  command.add_option("--ema", o.ema_decay, "EMA decay of the weights (0: off)")->check(number_in(0, 0.999999999))->capture_default_str();
+  command.add_option("--aug", augment, "none, or any of crop=4,flip=1,auto=rand-m9-n2|autoaugment-cifar|none,mixup=A,cutmix=A,mix_prob=P,erase=P")
+      ->check(parsed_by([](const std::string& spec) {
+        data::AugmentConfig config;
+        data::parse_augment(config, spec);
+      }, "SPEC"));
+  command.add_option("--normalize", o.normalize, "input statistics: CIFAR-10's, or computed from the training set")
+      ->check(CLI::IsMember({"cifar10", "computed"}))
+      ->capture_default_str();
+  command.add_flag("--skip-bad", o.dataset.skip_bad, "skip unreadable images (with a warning) instead of failing");
+  command.add_option("--train-limit", o.dataset.limit, "use this many training images, spread over classes (0: all)")
+      ->check(integer_in(0, std::numeric_limits<int64_t>::max()));
+  command.add_option("--test-limit", o.test_limit, "evaluate on this many test images (0: all)")
+      ->check(integer_in(0, std::numeric_limits<int64_t>::max()));
+  add_max_pixels(command, o.dataset.max_pixels);
+  command.add_option("--workers", o.workers, "data loading threads")->check(integer_in(1, 256))->capture_default_str();
+  command.add_option("--seed", o.seed)->check(integer_in(0, std::numeric_limits<int64_t>::max()))->capture_default_str();
+  command.add_flag("--resume", o.resume, "continue the run in --out from its training state")->configurable(false);
+  command.add_flag("--allow-changed-config", o.allow_changed_config,
+                   "resume although the settings or the data differ from the run's")
+      ->configurable(false);
+  command.add_option("--stop-after-steps", o.stop_after_steps, "stop (resumably) after this many optimizer steps")
+      ->check(integer_in(0, std::numeric_limits<int64_t>::max()))
+      ->configurable(false);
+}
+
+void apply_augment(const std::string& spec, data::AugmentConfig& config) {
+  if (!spec.empty()) data::parse_augment(config, spec);
+}
+
+}  // namespace
+
+models::ModelConfig ModelSpec::config() const {
+  models::ModelConfig config = models::preset(name);
+  for (const std::vector<std::string>* items : {&fields, &overrides})
+    for (const std::string& item : *items) {
+      const size_t equals = item.find('=');
+      if (equals == std::string::npos) fail("model config", "expected key=value, got '" + item + "'");
+      models::apply_override(config, item.substr(0, equals), item.substr(equals + 1));
+    }
+  models::validate(config);
+  return config;
+}
+
+int run_cli(int argc, const char* const* argv) {
+  CLI::App app{"vt: Vision Transformers (ViT, TNT) from scratch, trained on CIFAR-10 and other image folders."};
+  app.require_subcommand(1);
+  app.fallthrough();  // flags of vt itself (--threads) may come after the command
+  int threads = 0;
+  app.add_option("--threads", threads, "threads for the kernels and OpenBLAS (default: all cores)")
+      ->check(integer_in(1, 1024))
+      ->configurable(false);
+  std::function<int()> run;  // the chosen command, bound to its parsed options
+
+  TrainOptions train;
+  ModelSpec train_model;
+  std::string train_augment;
+  auto* train_command = app.add_subcommand("train", "train a model; writes a run folder (checkpoints, metrics, state)");
+  add_model_options(*train_command, train_model, true);
+  train_command->add_option("--model-fields", train_model.fields, "every field of the model, key=value (as a run's config.toml lists them)");
+  add_train_options(*train_command, train, train_augment);
+  // CLI11 2.1 reads config files for the top-level app only; the file's [train] section holds vt train's flags.
+  app.set_config("--config", "", "vt train: read a run's settings from its config.toml (flags given as well win)")
+      ->configurable(false);
+  train_command->callback([&] {
+    run = [&] {
+      train.model = train_model.config();
+      apply_augment(train_augment, train.augment);
+      return command_train(train);
+    };
+  });
+
+  EvalOptions eval;
+  auto* eval_command = app.add_subcommand("eval", "accuracy, per class and as a confusion matrix, of a checkpoint");
+  eval_command->add_option("--checkpoint", eval.checkpoint, "weights (.safetensors)")->required();
+  eval_command->add_option("--data", eval.data_dir)->capture_default_str();
+  eval_command->add_option("--split", eval.split)->check(CLI::IsMember({"test", "train"}))->capture_default_str();
+  add_model_options(*eval_command, eval.model, false);
+  eval_command->add_flag("--skip-bad", eval.skip_bad, "skip unreadable images instead of failing");
+  eval_command->add_option("--batch", eval.batch_size)->check(integer_in(1, 1 << 20))->capture_default_str();
+  eval_command->add_option("--workers", eval.workers)->check(integer_in(1, 256))->capture_default_str();
+  add_max_pixels(*eval_command, eval.max_pixels);
+  eval_command->callback([&] { run = [&] { return command_eval(eval); }; });
+
+  PredictOptions predict;
+  auto* predict_command = app.add_subcommand("predict", "the top classes of images, with probabilities");
+  predict_command->add_option("--checkpoint", predict.checkpoint, "weights (.safetensors)")->required();
+  predict_command->add_option("--model", predict.model.name, "preset (default: the checkpoint's metadata)");
+  predict_command->add_option("--top", predict.top)->check(integer_in(1, 1'000'000))->capture_default_str();
+  add_max_pixels(*predict_command, predict.max_pixels);
+  predict_command->add_option("images", predict.images, "image files")->required();
+  predict_command->callback([&] { run = [&] { return command_predict(predict); }; });
+
+  CompareOptions compare;
+  std::string compare_augment;
+  auto* compare_command = app.add_subcommand("compare", "train several models with one recipe; writes report.md and curves.png");
+  compare_command->add_option("--models", compare.models, "presets, comma-separated")->delimiter(',')->capture_default_str();
+  compare_command->add_option("--time-budget", compare.time_budget, "seconds for all models together (instead of --epochs)")
+      ->check(number_in(0, 1e9));
+  add_train_options(*compare_command, compare.base, compare_augment);
+  compare_command->add_option("overrides", compare.overrides, "model settings key=value, applied to every model");
+  compare_command->callback([&] {
+    run = [&] {
+      apply_augment(compare_augment, compare.base.augment);
+      return command_compare(compare);
+    };
+  });
+
+  InfoOptions info;
+  auto* info_command = app.add_subcommand("info", "a model's architecture, parameters and multiply-adds per image");
+  add_model_options(*info_command, info.model, true);
+  info_command->add_flag("--json", info.json, "print every field as JSON");
+  info_command->callback([&] { run = [&] { return command_info(info); }; });
+
+  InitOptions init;
+  auto* init_command = app.add_subcommand("init", "write a freshly initialised model");
+  add_model_options(*init_command, init.model, true);
+  init_command->add_option("--seed", init.seed)->check(integer_in(0, std::numeric_limits<int64_t>::max()))->capture_default_str();
+  init_command->add_option("--out", init.out, "weights file to write (.safetensors)")->required();
+  init_command->callback([&] { run = [&] { return command_init(init); }; });
+
+  ForwardOptions forward;
+  auto* forward_command = app.add_subcommand("forward", "eval-mode logits (B, classes) of the tensor x (B, C, H, W) in a file");
+  forward_command->add_option("--checkpoint", forward.checkpoint)->required();
+  forward_command->add_option("--input", forward.input, "safetensors file holding x")->required();
+  forward_command->add_option("--output", forward.output, "safetensors file to write the logits to")->required();
+  forward_command->add_option("--model", forward.model.name, "preset (default: the checkpoint's metadata)");
+  forward_command->callback([&] { run = [&] { return command_forward(forward); }; });
+
+  app.add_subcommand("demo", "a small graph, its backward, and its gradients")->callback([&] { run = command_demo; });
+  app.add_subcommand("bench-gemm", "float32 GEMM GFLOP/s for a few shapes")->callback([&] { run = command_bench_gemm; });
+
+  BenchTrainOptions bench_train;
+  auto* bench_train_command = app.add_subcommand("bench-train", "training images/s of a model on random data");
+  add_model_options(*bench_train_command, bench_train.model, true);
+  bench_train_command->add_option("--batch", bench_train.batch_size)->check(integer_in(1, 1 << 20))->capture_default_str();
+  bench_train_command->callback([&] { run = [&] { return command_bench_train(bench_train); }; });
+
+  BenchDataOptions bench_data;
+  auto* bench_data_command = app.add_subcommand("bench-data", "decoding and loader images/s");
+  bench_data_command->add_option("--data", bench_data.data_dir)->capture_default_str();
+  bench_data_command->add_option("--batch", bench_data.batch_size)->check(integer_in(1, 1 << 20))->capture_default_str();
+  bench_data_command->add_option("--workers", bench_data.workers)->check(integer_in(1, 256))->capture_default_str();
+  bench_data_command->add_option("--aug", bench_data.augment)->check(parsed_by([](const std::string& spec) {
+    data::AugmentConfig config;
+    data::parse_augment(config, spec);
+  }, "SPEC"));
+  bench_data_command->callback([&] { run = [&] { return command_bench_data(bench_data); }; });
+
+  app.allow_extras();
+  for (CLI::App* command : app.get_subcommands({})) command->allow_extras();
+  if (argc < 2) {
+    std::printf("%s", app.help().c_str());
+    return 1;
+  }
+  try {
+    // A mistyped command would only read "A subcommand is required": name the closest command instead.
+    std::vector<std::string> commands;
+    for (const CLI::App* command : app.get_subcommands({})) commands.push_back(command->get_name());
+    const std::string first = argv[1];
+    if (!first.starts_with("-") && std::find(commands.begin(), commands.end(), first) == commands.end()) {
+      const std::string suggestion = closest(first, commands);
+      throw CLI::ValidationError("unknown command '" + first + "'" +
+                                 (suggestion.empty() ? "" : "; did you mean " + suggestion + "?"));
+    }
+    app.parse(argc, argv);
+    for (const CLI::App* command : app.get_subcommands()) {
+      std::vector<std::string> extras = command->remaining();
+      for (const std::string& extra : app.remaining()) extras.push_back(extra);
+      refuse_extras(*command, extras);
+    }
+  } catch (const CLI::ParseError& error) {
+    const int code = app.exit(error);  // prints the help, or the error with a hint
+    return code == 0 ? 0 : 2;          // 2: a usage error, as getopt programs exit
+  }
+  try {
+    if (threads > 0) set_num_threads(threads);
+    return run();
+  } catch (const std::exception& error) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "vt: %s\n", error.what());
+    return 1;
+  }
+}
+
+}  // namespace vt

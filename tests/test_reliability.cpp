@@ -1,11 +1,21 @@
 // Hostile inputs to the training side: checkpoint metadata (class names, normalisation), evaluation against
-// data of another class count. Each case once crashed, hung or gave a silent wrong answer.
+// data of another class count, corrupt or mismatched training states, the command line, and runs killed at
+// every step of their writes. Each case once crashed, hung, lost work or gave a silent wrong answer.
 #include <stb/stb_image_write.h>
+#include <sys/wait.h>
 
+#include <cerrno>
+#include <csignal>
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <sstream>
 
+#include "autograd/files.h"
+#include "nn/checkpoint.h"
+#include "nn/safetensors.h"
 #include "tests/helpers.h"
+#include "train/lib/commands.h"
 #include "train/lib/trainer.h"
 
 using namespace vt;
@@ -74,4 +84,221 @@ TEST_CASE("reliability: evaluating a model on data with another class count fail
   config.num_classes = 3;
   const Evaluation e = evaluate(*models::create_model(config), *dataset, data::Normalization(), 4, 1);
   CHECK(e.confusion.size() == 3);
+}
+
+namespace {
+
+struct Outcome {
+  int exit_code = -1;  // -1: killed by a signal
+  int signal = 0;
+  std::string output;  // stdout and stderr together
+};
+
+// Runs the vt program with `arguments` (and `environment` assignments before it) in a shell; returns how it ended.
+Outcome run_vt(const std::string& arguments, const std::string& environment = "") {
+  static int uses = 0;
+  const std::string log = (fs::temp_directory_path() / ("vt_reliability_" + std::to_string(::getpid()) + "_" +
+                                                         std::to_string(uses++) + ".log")).string();
+  // exec: the shell becomes vt, so the status is vt's own (a shell would turn a signal into exit code 128 + s).
+  const std::string command = "exec env " + environment + " " + VT_BINARY + " " + arguments + " > '" + log + "' 2>&1";
+  const int status = std::system(command.c_str());
+  Outcome outcome;
+  std::ifstream in(log);
+  std::stringstream text;
+  text << in.rdbuf();
+  outcome.output = text.str();
+  fs::remove(log);
+  if (WIFEXITED(status)) outcome.exit_code = WEXITSTATUS(status);
+  else if (WIFSIGNALED(status)) outcome.signal = WTERMSIG(status);
+  return outcome;
+}
+
+// Every tensor of two safetensors files, bit for bit.
+void expect_same_tensors(const std::string& a, const std::string& b) {
+  const auto first = nn::load_safetensors(a).tensors, second = nn::load_safetensors(b).tensors;
+  REQUIRE(first.size() == second.size());
+  for (size_t i = 0; i < first.size(); ++i) {
+    CAPTURE(first[i].first);
+    CHECK(first[i].first == second[i].first);
+    CHECK(first[i].second.to_vector() == second[i].second.to_vector());
+  }
+}
+
+// The metrics rows without the timing columns (images/s and seconds).
+std::vector<std::string> metrics_without_timings(const fs::path& path) {
+  std::ifstream in(path);
+  std::vector<std::string> rows;
+  for (std::string line; std::getline(in, line);) {
+    size_t cut = line.size();
+    for (int commas = 0; commas < 2 && cut != std::string::npos; ++commas) cut = line.rfind(',', cut - 1);
+    rows.push_back(line.substr(0, cut));
+  }
+  return rows;
+}
+
+// A small run: 64 generated images of 2 classes, 4 steps of 16 per epoch, a 1-block ViT of width 16.
+const std::string kTinyRun = "train --model vit_cifar dim=16 heads=2 depth=1 mlp_ratio=2 --epochs 3 --batch 16 "
+                             "--workers 1 --threads 1 --aug crop=2,flip=1,auto=none";
+
+std::string tiny_run(const fs::path& data, const fs::path& out) {
+  return kTinyRun + " --data '" + data.string() + "' --out '" + out.string() + "'";
+}
+
+// Rewrites a training state's metadata entry.
+void edit_state(const fs::path& path, const std::string& key, const std::string& value) {
+  nn::SafetensorsFile file = nn::load_safetensors(path.string());
+  file.metadata[key] = value;
+  nn::save_safetensors(path.string(), file.tensors, file.metadata);
+}
+
+}  // namespace
+
+TEST_CASE("reliability: a resumed run refuses a state that is corrupt, missing, or from other settings or data") {
+  testing::TemporaryDirectory directory("resume_checks");
+  write_folders(directory.path / "data", "train", {"ant", "bee"}, 32);
+  write_folders(directory.path / "data", "test", {"ant", "bee"}, 4);
+  const fs::path data = directory.path / "data", run = directory.path / "run", state = run / "last.state.safetensors";
+  REQUIRE(run_vt(tiny_run(data, run) + " --stop-after-steps 6").exit_code == 130);  // stopped in epoch 2
+
+  // --resume where there is nothing to resume used to start over silently and overwrite the run.
+  const Outcome nothing = run_vt(tiny_run(data, directory.path / "elsewhere") + " --resume");
+  CHECK(nothing.exit_code == 1);
+  CHECK(has(nothing.output, "there is no training state to resume in"));
+  // Starting afresh over a run would overwrite it.
+  const Outcome fresh = run_vt(tiny_run(data, run));
+  CHECK(fresh.exit_code == 1);
+  CHECK(has(fresh.output, "already holds a run (last.state.safetensors); continue it with --resume"));
+
+  // Other settings or other data: refused, naming the difference, unless asked for.
+  const Outcome batch = run_vt(tiny_run(data, run) + " --resume --batch 8");
+  CHECK(batch.exit_code == 1);
+  CHECK(has(batch.output, "batch: 16 in the run, 8 now"));
+  CHECK(has(batch.output, "--allow-changed-config"));
+  const Outcome model = run_vt(tiny_run(data, run) + " --resume depth=2");
+  CHECK(has(model.output, "model.depth: 1 in the run, 2 now"));
+  write_folders(data, "train", {"cat"}, 1);
+  CHECK(has(run_vt(tiny_run(data, run) + " --resume").output, "the training data: 65 images now, not the run's images"));
+  fs::remove_all(data / "train" / "cat");
+
+  // A step that contradicts the epoch (vt.step=100 once made every remaining epoch run no steps, exit 0).
+  const fs::path saved = directory.path / "saved.safetensors";
+  fs::copy_file(state, saved);
+  edit_state(state, "vt.step", "100");
+  const Outcome step = run_vt(tiny_run(data, run) + " --resume");
+  CHECK(step.exit_code == 1);
+  CHECK(has(step.output, "step 100 is not 1 epochs of 4 steps and 2 more: the state is corrupt"));
+  // An optimizer step count that disagrees with the run's (it set the learning rate to its minimum).
+  fs::copy_file(saved, state, fs::copy_options::overwrite_existing);
+  nn::SafetensorsFile file = nn::load_safetensors(state.string());
+  for (auto& [name, tensor] : file.tensors)
+    if (name == "step_count") tensor = Tensor::from_indices({1000000}, {});
+  nn::save_safetensors(state.string(), file.tensors, file.metadata);
+  CHECK(has(run_vt(tiny_run(data, run) + " --resume").output, "the optimizer has taken 1000000 steps, the run 6"));
+
+  // Untouched, it resumes; a deliberate change resumes with the flag.
+  fs::copy_file(saved, state, fs::copy_options::overwrite_existing);
+  CHECK(run_vt(tiny_run(data, run) + " --resume --epochs 4 --allow-changed-config").exit_code == 0);
+  CHECK(metrics_without_timings(run / "metrics.csv").size() == 5);  // header and 4 epochs
+}
+
+TEST_CASE("reliability: metrics.csv keeps every epoch across stops and resumes, as a straight run writes it") {
+  testing::TemporaryDirectory directory("resume_metrics");
+  write_folders(directory.path / "data", "train", {"ant", "bee"}, 32);
+  write_folders(directory.path / "data", "test", {"ant", "bee"}, 4);
+  const fs::path data = directory.path / "data";
+  REQUIRE(run_vt(tiny_run(data, directory.path / "straight")).exit_code == 0);
+  const std::vector<std::string> straight = metrics_without_timings(directory.path / "straight" / "metrics.csv");
+  REQUIRE(straight.size() == 4);
+  // Stopped mid-epoch 2 of 3 (step 6), then exactly at the end of epoch 1 (step 4): each resume used to drop a
+  // row, and a stop at an epoch's end rewrote that epoch's row with zeros.
+  for (const int stop : {6, 4}) {
+    CAPTURE(stop);
+    const fs::path run = directory.path / ("stopped_" + std::to_string(stop));
+    REQUIRE(run_vt(tiny_run(data, run) + " --stop-after-steps " + std::to_string(stop)).exit_code == 130);
+    REQUIRE(run_vt(tiny_run(data, run) + " --resume").exit_code == 0);
+    CHECK(metrics_without_timings(run / "metrics.csv") == straight);
+    expect_same_tensors((directory.path / "straight" / "last.safetensors").string(), (run / "last.safetensors").string());
+  }
+}
+
+TEST_CASE("reliability: a run killed at any step of any write resumes to the same final weights, or refuses clearly") {
+  testing::TemporaryDirectory directory("kill_points");
+  write_folders(directory.path / "data", "train", {"ant", "bee"}, 32);
+  write_folders(directory.path / "data", "test", {"ant", "bee"}, 4);
+  const fs::path data = directory.path / "data", straight = directory.path / "straight";
+  REQUIRE(run_vt(tiny_run(data, straight)).exit_code == 0);
+  // VT_FAULT_KILL_AT=k sends SIGKILL at the k-th step of any file write: creating a temporary file, each write
+  // into it, the fsync, the rename, the directory's fsync. Every 13th step is tried until a run is never killed.
+  int kill_points = 0, refused = 0;
+  for (int k = 1;; k += 13) {
+    CAPTURE(k);
+    const fs::path run = directory.path / ("killed_" + std::to_string(k));
+    const Outcome killed = run_vt(tiny_run(data, run), "VT_FAULT_KILL_AT=" + std::to_string(k));
+    if (killed.exit_code == 0) break;  // k is past the last write step of the run
+    REQUIRE(killed.signal == SIGKILL);
+    ++kill_points;
+    const Outcome resumed = run_vt(tiny_run(data, run) + " --resume");
+    if (resumed.exit_code != 0) {
+      // Killed before the first training state was complete: nothing to resume, and it says so.
+      CHECK(has(resumed.output, "there is no training state to resume"));
+      ++refused;
+      REQUIRE(run_vt(tiny_run(data, run)).exit_code == 0);  // and a fresh start in the same folder works
+    }
+    expect_same_tensors((straight / "last.safetensors").string(), (run / "last.safetensors").string());
+    expect_same_tensors((straight / "best.safetensors").string(), (run / "best.safetensors").string());
+    CHECK(metrics_without_timings(run / "metrics.csv") == metrics_without_timings(straight / "metrics.csv"));
+    for (const auto& entry : fs::directory_iterator(run))  // no temporary file outlives a resumed run
+      CHECK(entry.path().filename().string().find(".tmp-") == std::string::npos);
+    fs::remove_all(run);
+  }
+  MESSAGE(kill_points << " kill points, " << refused << " of them before the first state (refused, then restarted)");
+  CHECK(kill_points >= 20);
+}
+
+TEST_CASE("reliability: a killed writer's temporary files are removed at the next start, a live one's kept") {
+  testing::TemporaryDirectory directory("stale_temporaries");
+  // A pid no process has (kill(pid, 0) fails with ESRCH), and this process's own.
+  int dead = 4'000'000;
+  while (::kill(dead, 0) == 0 || errno != ESRCH) --dead;
+  std::ofstream(directory.path / ("last.state.safetensors.tmp-" + std::to_string(dead))) << "half a file";
+  std::ofstream(directory.path / ("metrics.csv.tmp-" + std::to_string(::getpid()))) << "being written";
+  std::ofstream(directory.path / "notes.tmp-x") << "not ours";
+  CHECK(remove_stale_temporary_files(directory.path.string()) == 1);
+  CHECK(directory.listing() == std::vector<std::string>{"metrics.csv.tmp-" + std::to_string(::getpid()), "notes.tmp-x"});
+}
+
+TEST_CASE("reliability: the command line checks every flag's type and range, and suggests the flag meant") {
+  auto vt = [](const std::string& arguments) { return run_vt(arguments); };
+  CHECK(has(vt("train --help").output, "--epochs INT:INTEGER in [1, 1000000]=30"));  // once: "--help needs a value"
+  const Outcome typo = vt("train --model vit_cifar --epoch 3");
+  CHECK(typo.exit_code == 2);
+  CHECK(has(typo.output, "unknown option --epoch for vt train; did you mean --epochs?"));
+  CHECK(has(vt("trian --model vit_cifar").output, "unknown command 'trian'; did you mean train?"));
+  // Each of these was accepted silently: 0 and -3 meant all cores, 4294967297 wrapped to 1, nan went through.
+  for (const std::string bad : {"--threads 0", "--threads -3", "--threads 4294967297", "--ema nan", "--clip-grad nan",
+                                "--warmup nan", "--normalize bogus", "--seed -1", "--lr 0", "--epochs 9223372036854775807"}) {
+    CAPTURE(bad);
+    const Outcome outcome = vt("train --model vit_cifar " + bad);
+    CHECK(outcome.exit_code == 2);
+    CHECK(has(outcome.output, bad.substr(0, bad.find(' ')) + ":"));
+  }
+  CHECK(has(vt("train --model vit_cifar head_hidden=-5").output, "head_hidden=-5 is outside [0, 65536]"));
+  CHECK(has(vt("train --model vit_cifar --aug auto=rand-m9-n2000000000").output, "layer count must be an integer in [0, 16]"));
+}
+
+TEST_CASE("reliability: a run's config.toml reloads with --config to the same run") {
+  testing::TemporaryDirectory directory("config_file");
+  write_folders(directory.path / "data", "train", {"ant", "bee"}, 32);
+  write_folders(directory.path / "data", "test", {"ant", "bee"}, 4);
+  const fs::path first = directory.path / "first", second = directory.path / "second";
+  REQUIRE(run_vt(tiny_run(directory.path / "data", first) + " --seed 7 --lr 0.002 --ema 0.9").exit_code == 0);
+  REQUIRE(run_vt("train --config '" + (first / "config.toml").string() + "' --out '" + second.string() + "' --threads 1")
+              .exit_code == 0);
+  expect_same_tensors((first / "last.safetensors").string(), (second / "last.safetensors").string());
+  std::ifstream a(first / "config.toml"), b(second / "config.toml");
+  std::stringstream first_config, second_config;
+  first_config << a.rdbuf();
+  second_config << b.rdbuf();
+  CHECK(first_config.str() == second_config.str());
+  CHECK(has(first_config.str(), "seed = \"7\""));
 }

@@ -177,6 +177,7 @@ int run_cli(int argc, const char* const* argv) {
   CLI::App app{"vt: Vision Transformers (ViT, TNT) from scratch, trained on CIFAR-10 and other image folders."};
   app.require_subcommand(1);
   app.fallthrough();  // flags of vt itself (--threads) may come after the command
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a flag given twice: the last wins
   int threads = 0;
   app.add_option("--threads", threads, "threads for the kernels and OpenBLAS (default: all cores)")
       ->check(integer_in(1, 1024))

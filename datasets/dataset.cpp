@@ -324,12 +324,21 @@ uint32_t little_endian(const std::vector<uint8_t>& bytes, size_t at, int count) 
 
 enum class Format { png, jpeg, bmp, gif, unknown };
 
+// Where the marker segments of a JPEG begin, just after its start-of-image marker, as stb_image finds it:
+// stb takes any file that opens with 0xFF, more 0xFF fill bytes, then 0xD8 for a JPEG (and tries JPEG first).
+// 0 when stb would not read the file as a JPEG.
+size_t jpeg_segments_start(const std::vector<uint8_t>& bytes) {
+  size_t position = 0;
+  while (position < bytes.size() && bytes[position] == 0xFF) ++position;
+  return position > 0 && position < bytes.size() && bytes[position] == 0xD8 ? position + 1 : 0;
+}
+
 Format sniff(const std::vector<uint8_t>& bytes) {
   const auto starts = [&](std::initializer_list<uint8_t> magic) {
     return bytes.size() >= magic.size() && std::equal(magic.begin(), magic.end(), bytes.begin());
   };
   if (starts({0x89, 'P', 'N', 'G'})) return Format::png;
-  if (starts({0xFF, 0xD8, 0xFF})) return Format::jpeg;
+  if (jpeg_segments_start(bytes) > 0) return Format::jpeg;
   if (starts({'B', 'M'})) return Format::bmp;
   if (starts({'G', 'I', 'F', '8'})) return Format::gif;
   return Format::unknown;  // TGA has no signature
@@ -428,7 +437,7 @@ std::string gif_truncation(const std::vector<uint8_t>& bytes) {
 std::string jpeg_huffman_defect(const std::vector<uint8_t>& bytes) {
   const size_t size = bytes.size();
   const auto byte_at = [&](size_t i) -> int { return i < size ? bytes[i] : 0; };
-  for (size_t position = 2; position + 4 <= size;) {
+  for (size_t position = jpeg_segments_start(bytes); position + 4 <= size;) {
     const uint8_t marker = bytes[position + 1];
     if (bytes[position] != 0xFF || marker == 0xFF) {  // entropy-coded data, or a fill byte
       ++position;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the build needs, only those that are missing (Debian 12; root or sudo).
 set -euo pipefail
-packages=(cmake g++ make libopenblas-dev libopenblas-openmp-dev doctest-dev libstb-dev libcli11-dev)
+# clang and its runtime libraries build the fuzz harnesses (scripts/fuzz.sh).
+packages=(cmake g++ make libopenblas-dev libopenblas-openmp-dev doctest-dev libstb-dev libcli11-dev clang libclang-rt-14-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -534,6 +534,23 @@ TEST_CASE("image folder: a DHT segment declaring length 3 but carrying 16 counts
                     "a Huffman table segment's length does not match its tables"));
 }
 
+TEST_CASE("image folder: the guard also reads JPEGs that open with fill bytes, as stb does (found by fuzzing)") {
+  // stb_image takes FF FF FF D8 for a JPEG's start; the guard looked for FF D8 FF only, and let this file through.
+  TemporaryDirectory tmp("folder_huffman_fill");
+  const fs::path file = tmp.path / "test/only/fill.jpg";
+  fs::create_directories(file.parent_path());
+  const std::vector<uint8_t> gray(8 * 8, 128);
+  REQUIRE(stbi_write_jpg(file.c_str(), 8, 8, 1, gray.data(), 90));
+  std::vector<uint8_t> bytes = read_bytes(file);
+  std::vector<uint8_t> segment = {0xFF, 0xC4, 0x00, 0x13, 0x00};
+  segment.insert(segment.end(), 16, 254);  // 4,064 codes in a segment that declares room for none of them
+  bytes.insert(bytes.begin() + 2, segment.begin(), segment.end());
+  bytes.insert(bytes.begin(), {0xFF, 0xFF});
+  write_bytes(file, bytes);
+  CHECK(message_has(error_of([&] { open_dataset(tmp.path.string(), "test", DatasetOptions()); }),
+                    file.string() + ": corrupt JPEG: a Huffman table declares 4064 codes"));
+}
+
 TEST_CASE("image folder: images over the pixel limit are refused from their header, before decoding") {
   TemporaryDirectory tmp("folder_bomb");
   const fs::path file = tmp.path / "test/only/bomb.png";

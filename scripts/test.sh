@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The test command: installs what is missing, builds, and runs every test, first in the optimised build,
-# then under AddressSanitizer + UndefinedBehaviorSanitizer (skip that with --no-sanitize).
+# The test command: installs what is missing, builds, and runs every test in the optimised build, a few
+# seconds of every fuzz harness, then every test under AddressSanitizer + UndefinedBehaviorSanitizer (skip
+# that with --no-sanitize).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 bash scripts/build.sh build
 (cd build && ctest --output-on-failure -j "$(nproc)")
+bash scripts/fuzz.sh --smoke
 if [ "${1:-}" != "--no-sanitize" ]; then
   bash scripts/build.sh build-asan -DVT_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
   (cd build-asan && ctest --output-on-failure -j "$(nproc)")

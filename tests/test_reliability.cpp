@@ -187,6 +187,11 @@ TEST_CASE("reliability: a resumed run refuses a state that is corrupt, missing, 
   const Outcome step = run_vt(tiny_run(data, run) + " --resume");
   CHECK(step.exit_code == 1);
   CHECK(has(step.output, "step 100 is not 1 epochs of 4 steps and 2 more: the state is corrupt"));
+  // An epoch count far past the run's (2^62: its step arithmetic overflowed, which UBSan reported).
+  fs::copy_file(saved, state, fs::copy_options::overwrite_existing);
+  edit_state(state, "vt.epoch", "4611686018427387904");
+  CHECK(has(run_vt(tiny_run(data, run) + " --resume").output,
+            "the run has completed 4611686018427387904 epochs, more than --epochs 3"));
   // An optimizer step count that disagrees with the run's (it set the learning rate to its minimum).
   fs::copy_file(saved, state, fs::copy_options::overwrite_existing);
   nn::SafetensorsFile file = nn::load_safetensors(state.string());
@@ -195,6 +200,13 @@ TEST_CASE("reliability: a resumed run refuses a state that is corrupt, missing, 
   nn::save_safetensors(state.string(), file.tensors, file.metadata);
   CHECK(has(run_vt(tiny_run(data, run) + " --resume").output, "the optimizer has taken 1000000 steps, the run 6"));
 
+  // vt eval matches the data's classes to the checkpoint's by name: a renamed class scored 0.00% silently.
+  write_folders(directory.path / "renamed", "test", {"ant", "bea"}, 2);
+  const Outcome renamed = run_vt("eval --checkpoint '" + (run / "last.safetensors").string() + "' --data '" +
+                                 (directory.path / "renamed").string() + "'");
+  CHECK(renamed.exit_code == 1);
+  CHECK(has(renamed.output, "class 'bea' in " + (directory.path / "renamed" / "test").string() +
+                                " is not one of the 2 classes of the model or training set (ant, bee)"));
   // Untouched, it resumes; a deliberate change resumes with the flag.
   fs::copy_file(saved, state, fs::copy_options::overwrite_existing);
   CHECK(run_vt(tiny_run(data, run) + " --resume --epochs 4 --allow-changed-config").exit_code == 0);

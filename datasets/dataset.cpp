@@ -495,6 +495,9 @@ std::string decode_file(const fs::path& path, uint8_t* destination, const Datase
            " (stb_image: " + stbi_failure_reason() + ")";
   }
   std::unique_ptr<uint8_t, void (*)(void*)> owned(pixels, stbi_image_free);
+  // stb 2.27 "decodes" a BMP whose header says 0 rows into an image of no pixels (found by fuzzing).
+  if (width <= 0 || height <= 0)
+    return std::string(format_name(format)) + " of " + std::to_string(width) + " x " + std::to_string(height) + " pixels: no pixels";
   switch (format) {
     case Format::bmp: error = bmp_truncation(bytes); break;
     case Format::gif: error = gif_truncation(bytes); break;

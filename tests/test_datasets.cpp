@@ -551,6 +551,19 @@ TEST_CASE("image folder: the guard also reads JPEGs that open with fill bytes, a
                     file.string() + ": corrupt JPEG: a Huffman table declares 4064 codes"));
 }
 
+TEST_CASE("image folder: an image of no pixels is refused (found by fuzzing: stb reads a 0-row BMP)") {
+  TemporaryDirectory tmp("folder_empty_image");
+  const fs::path file = tmp.path / "test/only/empty.bmp";
+  fs::create_directories(file.parent_path());
+  const std::vector<uint8_t> rgb(4 * 4 * 3, 9);
+  REQUIRE(stbi_write_bmp(file.c_str(), 4, 4, 3, rgb.data()));
+  std::vector<uint8_t> bytes = read_bytes(file);
+  std::fill(bytes.begin() + 22, bytes.begin() + 26, uint8_t{0});  // the height field of the BITMAPINFOHEADER
+  write_bytes(file, bytes);
+  // It used to reach the resize with 0 rows (UBSan: a null pointer passed to memcpy).
+  CHECK(message_has(error_of([&] { load_image_file(file.string(), 3, 4); }), "BMP of 4 x 0 pixels: no pixels"));
+}
+
 TEST_CASE("image folder: images over the pixel limit are refused from their header, before decoding") {
   TemporaryDirectory tmp("folder_bomb");
   const fs::path file = tmp.path / "test/only/bomb.png";

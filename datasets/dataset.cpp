@@ -472,6 +472,25 @@ std::string jpeg_huffman_defect(const std::vector<uint8_t>& bytes) {
   return "";
 }
 
+// stb_image 2.27 grows its buffer for a PNG's image data to each IDAT chunk's declared length before reading
+// the chunk, so 200 bytes that declare a 2 GB chunk allocate 2 GB (found by fuzzing). Every chunk (length,
+// type, data, CRC) up to IEND must lie within the file, as in any complete PNG.
+std::string png_chunk_defect(const std::vector<uint8_t>& bytes) {
+  const auto big_endian = [&](size_t at) {
+    return static_cast<uint64_t>(bytes[at]) << 24 | bytes[at + 1] << 16 | bytes[at + 2] << 8 | bytes[at + 3];
+  };
+  for (size_t position = 8; position + 8 <= bytes.size();) {
+    const uint64_t length = big_endian(position);
+    const std::string type(reinterpret_cast<const char*>(&bytes[position + 4]), 4);
+    if (length + 12 > bytes.size() - position)
+      return "truncated PNG: chunk " + printable(type) + " declares " + std::to_string(length) + " bytes, " +
+             std::to_string(bytes.size() - position) + " are left in the file";
+    if (type == "IEND") return "";
+    position += 12 + length;
+  }
+  return "";
+}
+
 // Decodes one file into (S, S, C) at `destination`; returns "" or why the file is unusable.
 std::string decode_file(const fs::path& path, uint8_t* destination, const DatasetOptions& options) {
   std::vector<uint8_t> bytes;
@@ -481,6 +500,7 @@ std::string decode_file(const fs::path& path, uint8_t* destination, const Datase
   const Format format = sniff(bytes);
   // The guard comes first: stb reads the Huffman tables even for the header alone.
   if (format == Format::jpeg && !(error = jpeg_huffman_defect(bytes)).empty()) return error;
+  if (format == Format::png && !(error = png_chunk_defect(bytes)).empty()) return error;
   int width = 0, height = 0, channels = 0;
   if (stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &width, &height, &channels) &&
       static_cast<int64_t>(width) * height > options.max_pixels)

@@ -564,6 +564,21 @@ TEST_CASE("image folder: an image of no pixels is refused (found by fuzzing: stb
   CHECK(message_has(error_of([&] { load_image_file(file.string(), 3, 4); }), "BMP of 4 x 0 pixels: no pixels"));
 }
 
+TEST_CASE("image folder: a PNG chunk longer than the file is refused before stb allocates for it (found by fuzzing)") {
+  TemporaryDirectory tmp("folder_png_chunk");
+  const fs::path file = tmp.path / "test/only/chunk.png";
+  fs::create_directories(file.parent_path());
+  const std::vector<uint8_t> gray(4 * 4, 7);
+  REQUIRE(stbi_write_png(file.c_str(), 4, 4, 1, gray.data(), 4));
+  std::vector<uint8_t> bytes = read_bytes(file);
+  // The IDAT chunk follows the 8-byte signature and the 25-byte IHDR chunk; declare it 2^31 - 1 bytes long.
+  REQUIRE(std::string(bytes.begin() + 37, bytes.begin() + 41) == "IDAT");
+  bytes[33] = 0x7f, bytes[34] = bytes[35] = bytes[36] = 0xff;
+  write_bytes(file, bytes);
+  CHECK(message_has(error_of([&] { load_image_file(file.string(), 1, 4); }),
+                    "truncated PNG: chunk IDAT declares 2147483647 bytes"));
+}
+
 TEST_CASE("image folder: images over the pixel limit are refused from their header, before decoding") {
   TemporaryDirectory tmp("folder_bomb");
   const fs::path file = tmp.path / "test/only/bomb.png";

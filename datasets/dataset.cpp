@@ -426,51 +426,123 @@ std::string gif_truncation(const std::vector<uint8_t>& bytes) {
   return "truncated GIF: no trailer";
 }
 
-// stb_image 2.27 (Debian 12's) trusts the code counts of a JPEG Huffman table: a table declaring more than 256
-// codes writes past its arrays (fixed upstream in 2.28). stb reads a DHT segment table by table for as long as
-// the segment's declared length has bytes left, and each table's 17-byte head and its codes whatever that
-// length says: past the segment, and past the end of the file, where it reads zeros. This walks the marker
-// segments and reads every DHT table exactly as stb would, and refuses the file if one declares more than 256
-// codes, or if a DHT segment is one stb would reject anyway (a bad table header, a length its tables do not
-// fill exactly). Entropy-coded data holds 0xFF only as FF 00 or a restart marker, and stb stops at the first
-// other marker there, so every marker stb acts on is one this walk visits.
-std::string jpeg_huffman_defect(const std::vector<uint8_t>& bytes) {
-  const size_t size = bytes.size();
-  const auto byte_at = [&](size_t i) -> int { return i < size ? bytes[i] : 0; };
-  for (size_t position = jpeg_segments_start(bytes); position + 4 <= size;) {
-    const uint8_t marker = bytes[position + 1];
-    if (bytes[position] != 0xFF || marker == 0xFF) {  // entropy-coded data, or a fill byte
-      ++position;
-      continue;
+// Debian 12's stb_image 2.27 trusts a JPEG's tables in ways that read or write outside its arrays (2.28 fixed
+// some). This walks the marker segments as stb does and refuses a file it would misread:
+//  - a Huffman table declaring more than 256 codes: stb writes past its tables. stb reads a DHT segment table
+//    by table for as long as the declared length has bytes left, each table's head and codes whatever that
+//    length says (past the segment, and past the end of the file, where it reads zeros), and so does the walk;
+//  - a table of 256 codes all at most 9 bits long: stb's lookup table marks "not here" with symbol 255, so the
+//    last symbol is looked up again and read at a negative index (found by fuzzing);
+//  - a scan that uses a Huffman or quantisation table no segment has defined: stb decodes with its
+//    uninitialised memory, and reads out of bounds (found by fuzzing);
+//  - segments stb rejects anyway (a bad table header, a DHT length its tables do not fill exactly).
+// Entropy-coded data holds 0xFF only as FF 00 or a restart marker, and stb stops at the first other marker
+// there, so every marker stb acts on is one this walk visits.
+class JpegWalk {
+ public:
+  explicit JpegWalk(const std::vector<uint8_t>& bytes) : bytes_(bytes) {}
+
+  std::string defect() {
+    for (size_t position = jpeg_segments_start(bytes_); position + 4 <= bytes_.size();) {
+      const uint8_t marker = bytes_[position + 1];
+      if (bytes_[position] != 0xFF || marker == 0xFF) {  // entropy-coded data, or a fill byte
+        ++position;
+        continue;
+      }
+      if (marker == 0x00 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) {  // stuffing, TEM, RSTn
+        position += 2;
+        continue;
+      }
+      if (marker == 0xD9) break;  // end of image
+      const size_t length = static_cast<size_t>(at(position + 2)) << 8 | at(position + 3);
+      std::string problem;
+      if (marker == 0xC4) problem = huffman_tables(position, length);
+      else if (marker == 0xDB) problem = quantisation_tables(position + 4, length);
+      else if (marker == 0xC0 || marker == 0xC1 || marker == 0xC2) frame(position + 4, marker == 0xC2);
+      else if (marker == 0xDA) problem = scan(position + 4);
+      if (!problem.empty()) return "corrupt JPEG: " + problem;
+      if (marker != 0xC4) position += 2 + length;  // DHT moved position on by what stb read
     }
-    if (marker == 0x00 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) {  // stuffing, TEM, RSTn: no length
-      position += 2;
-      continue;
-    }
-    if (marker == 0xD9) break;  // end of image
-    const size_t length = static_cast<size_t>(bytes[position + 2]) << 8 | bytes[position + 3];
-    if (marker != 0xC4) {
-      position += 2 + length;
-      continue;
-    }
-    // DHT, as stb 2.27's stbi__process_marker reads it: tables of a class/id byte, 16 code counts and the codes.
+    return "";
+  }
+
+ private:
+  int at(size_t i) const { return i < bytes_.size() ? bytes_[i] : 0; }  // stb reads 0 past the end
+
+  // DHT, as stb 2.27's stbi__process_marker reads it: tables of a class/id byte, 16 code counts and the codes.
+  std::string huffman_tables(size_t& position, size_t length) {
     int64_t remaining = static_cast<int64_t>(length) - 2;
     size_t table = position + 4;
     while (remaining > 0) {
-      const int class_and_id = byte_at(table);
-      if ((class_and_id >> 4) > 1 || (class_and_id & 15) > 3) return "corrupt JPEG: bad Huffman table header";
-      int codes = 0;
-      for (int bits = 1; bits <= 16; ++bits) codes += byte_at(table + bits);
-      if (codes > 256)
-        return "corrupt JPEG: a Huffman table declares " + std::to_string(codes) + " codes, at most 256 exist";
+      const int class_and_id = at(table);
+      if ((class_and_id >> 4) > 1 || (class_and_id & 15) > 3) return "bad Huffman table header";
+      int codes = 0, longest = 0;
+      for (int bits = 1; bits <= 16; ++bits) {
+        codes += at(table + bits);
+        if (at(table + bits) > 0) longest = bits;
+      }
+      if (codes > 256) return "a Huffman table declares " + std::to_string(codes) + " codes, at most 256 exist";
+      if (codes == 256 && longest <= 9) return "a Huffman table of 256 codes of at most 9 bits, which stb_image 2.27 misreads";
+      huffman_defined_[class_and_id >> 4][class_and_id & 15] = true;
       remaining -= 17 + codes;
       table += 17 + static_cast<size_t>(codes);
     }
-    if (remaining != 0) return "corrupt JPEG: a Huffman table segment's length does not match its tables";
+    if (remaining != 0) return "a Huffman table segment's length does not match its tables";
     position = table;
+    return "";
   }
-  return "";
-}
+
+  // DQT: tables of a precision/id byte and 64 entries of 1 or 2 bytes.
+  std::string quantisation_tables(size_t table, size_t length) {
+    for (int64_t remaining = static_cast<int64_t>(length) - 2; remaining > 0;) {
+      const int precision = at(table) >> 4, id = at(table) & 15;
+      if (precision > 1 || id > 3) return "bad quantisation table header";
+      quantisation_defined_[id] = true;
+      const int64_t table_bytes = 1 + 64 * (precision + 1);
+      remaining -= table_bytes;
+      table += static_cast<size_t>(table_bytes);
+    }
+    return "";
+  }
+
+  // SOF0, SOF1, SOF2: precision, height, width, then each component's id, sampling and quantisation table.
+  void frame(size_t at_precision, bool progressive) {
+    progressive_ = progressive;
+    components_.clear();
+    const int count = at(at_precision + 5);
+    for (int c = 0; c < count; ++c) components_.push_back({at(at_precision + 6 + 3 * c), at(at_precision + 8 + 3 * c)});
+  }
+
+  // SOS: each component's id and its DC and AC Huffman tables, then the spectral range and approximation bits.
+  // A sequential scan decodes with both tables; a progressive DC scan with the DC table on its first pass only,
+  // and an AC scan with the AC table (stbi__jpeg_decode_block and its progressive twins).
+  std::string scan(size_t at_count) {
+    const int count = at(at_count);
+    const size_t after = at_count + 1 + 2 * static_cast<size_t>(count);
+    const int spectral_start = at(after), high_bit = at(after + 2) >> 4;
+    for (int c = 0; c < count; ++c) {
+      const int id = at(at_count + 1 + 2 * c), tables = at(at_count + 2 + 2 * c);
+      const int dc = tables >> 4, ac = tables & 15;
+      if (dc > 3 || ac > 3) return "";  // stb refuses the scan before decoding
+      const bool uses_dc = !progressive_ || (spectral_start == 0 && high_bit == 0);
+      const bool uses_ac = !progressive_ || spectral_start > 0;
+      if (uses_dc && !huffman_defined_[0][dc])
+        return "a scan uses DC Huffman table " + std::to_string(dc) + ", which no DHT segment defines";
+      if (uses_ac && !huffman_defined_[1][ac])
+        return "a scan uses AC Huffman table " + std::to_string(ac) + ", which no DHT segment defines";
+      for (const auto& [component, quantisation] : components_)
+        if (component == id && quantisation <= 3 && !quantisation_defined_[quantisation])
+          return "a scan uses quantisation table " + std::to_string(quantisation) + ", which no DQT segment defines";
+    }
+    return "";
+  }
+
+  const std::vector<uint8_t>& bytes_;
+  bool huffman_defined_[2][4] = {};  // [DC, AC][table id]
+  bool quantisation_defined_[4] = {};
+  bool progressive_ = false;
+  std::vector<std::pair<int, int>> components_;  // (id, quantisation table) of the frame
+};
 
 // stb_image 2.27 grows its buffer for a PNG's image data to each IDAT chunk's declared length before reading
 // the chunk, so 200 bytes that declare a 2 GB chunk allocate 2 GB (found by fuzzing). Every chunk (length,
@@ -499,7 +571,7 @@ std::string decode_file(const fs::path& path, uint8_t* destination, const Datase
   if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) return "file too large";
   const Format format = sniff(bytes);
   // The guard comes first: stb reads the Huffman tables even for the header alone.
-  if (format == Format::jpeg && !(error = jpeg_huffman_defect(bytes)).empty()) return error;
+  if (format == Format::jpeg && !(error = JpegWalk(bytes).defect()).empty()) return error;
   if (format == Format::png && !(error = png_chunk_defect(bytes)).empty()) return error;
   int width = 0, height = 0, channels = 0;
   if (stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &width, &height, &channels) &&

@@ -564,6 +564,36 @@ TEST_CASE("image folder: an image of no pixels is refused (found by fuzzing: stb
   CHECK(message_has(error_of([&] { load_image_file(file.string(), 3, 4); }), "BMP of 4 x 0 pixels: no pixels"));
 }
 
+TEST_CASE("image folder: a JPEG scan that uses a table no segment defines is refused (found by fuzzing)") {
+  // stb 2.27 decodes with whatever its uninitialised table memory holds, and read outside its arrays.
+  TemporaryDirectory tmp("folder_jpeg_tables");
+  const fs::path file = tmp.path / "test/only/tables.jpg";
+  fs::create_directories(file.parent_path());
+  const std::vector<uint8_t> gray(8 * 8, 128);
+  REQUIRE(stbi_write_jpg(file.c_str(), 8, 8, 1, gray.data(), 90));
+  const std::vector<uint8_t> original = read_bytes(file);
+  const uint8_t sos_marker[2] = {0xFF, 0xDA};
+  const size_t sos = std::search(original.begin(), original.end(), sos_marker, sos_marker + 2) - original.begin();
+  REQUIRE(sos + 6 < original.size());
+  REQUIRE(original[sos + 4] >= 1);  // the count of components, then the first one's id and (DC table << 4 | AC table)
+  for (const auto& [tables, problem] : {std::pair<uint8_t, std::string>{0x20, "uses DC Huffman table 2, which no DHT"},
+                                        {0x03, "uses AC Huffman table 3, which no DHT"}}) {
+    std::vector<uint8_t> bytes = original;
+    bytes[sos + 6] = tables;
+    write_bytes(file, bytes);
+    CHECK(message_has(error_of([&] { load_image_file(file.string(), 1, 8); }), "corrupt JPEG: a scan " + problem));
+  }
+  // The frame's quantisation table, pointed at one no DQT defines.
+  const uint8_t sof_marker[2] = {0xFF, 0xC0};
+  const size_t sof = std::search(original.begin(), original.end(), sof_marker, sof_marker + 2) - original.begin();
+  std::vector<uint8_t> bytes = original;
+  bytes[sof + 4 + 8] = 3;  // precision, height, width, count, then the component's id, sampling and table
+  write_bytes(file, bytes);
+  CHECK(message_has(error_of([&] { load_image_file(file.string(), 1, 8); }), "uses quantisation table 3, which no DQT"));
+  write_bytes(file, original);
+  CHECK(load_image_file(file.string(), 1, 8).pixels.size() == 64u);
+}
+
 TEST_CASE("image folder: a PNG chunk longer than the file is refused before stb allocates for it (found by fuzzing)") {
   TemporaryDirectory tmp("folder_png_chunk");
   const fs::path file = tmp.path / "test/only/chunk.png";

@@ -6,6 +6,8 @@
 #include <bit>
 #include <cstdint>
 
+#include "autograd/device.h"
+
 namespace vt {
 
 // exp(x) for float written as plain arithmetic, so that loops calling it vectorise (a call to glibc's
@@ -17,7 +19,7 @@ namespace vt {
 // others (unsigned wrap-around, garbage bits) and then replaced through bit masks: GCC does not if-convert a
 // `?:` or clamp whose arms hold float arithmetic (it could trap under the default -ftrapping-math), and such a
 // select left the loop scalar.
-__attribute__((always_inline)) inline float vectorizable_exp(float x) {
+VT_HOST_DEVICE VT_INLINE float vectorizable_exp(float x) {
   constexpr float kLow = -87.0f, kHigh = 88.0f;
   constexpr float kRoundingShift = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer in the low bits
   const float shifted = x * 1.44269504088896341f + kRoundingShift;

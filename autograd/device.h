@@ -1,0 +1,40 @@
+// Devices: what a build can run on, and the one place where the CUDA backend plugs into an op's dispatch.
+// Conventions: every op switches visibly on its tensors' device; the cuda case wraps its kernel launch in
+// on_cuda(op, [&] { ... }), which runs the launch in a build with the CUDA backend (VT_CUDA) and fails naming
+// the op in one without. There the lambda is never called, so a CPU-only build needs no CUDA symbol at all.
+// Arithmetic shared by CPU and CUDA kernels is written once, as VT_HOST_DEVICE functions.
+#pragma once
+
+#include "autograd/tensor.h"
+
+#ifdef __CUDACC__
+#define VT_HOST_DEVICE __host__ __device__
+#else
+#define VT_HOST_DEVICE
+#endif
+// Forced inlining: loops over a functor vectorise only when its arithmetic is inlined into them.
+#define VT_INLINE __attribute__((always_inline)) inline
+
+namespace vt {
+
+#ifdef VT_CUDA
+inline constexpr bool kCudaBuild = true;
+#else
+inline constexpr bool kCudaBuild = false;
+#endif
+
+template <class Launch>
+void on_cuda(const char* op, const Launch& launch) {
+  if constexpr (kCudaBuild)
+    launch();
+  else
+    fail(op, "this build has no CUDA backend (configure with -DVT_CUDA=ON on a machine with nvcc)");
+}
+
+// Fails naming the op and both devices unless every defined tensor sits on the first one's device.
+void check_same_device(const char* op, std::initializer_list<Tensor> tensors);
+// Fails naming the op unless a CUDA tensor is float32 (or i64 indices): float64 stays on the CPU, where the
+// gradient checks run.
+void check_cuda_dtype(const char* op, const Tensor& t);
+
+}  // namespace vt

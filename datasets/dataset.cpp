@@ -362,8 +362,10 @@ std::string bmp_truncation(const std::vector<uint8_t>& bytes) {
   if (bytes.size() < 30) return "truncated BMP header";
   const bool core_header = little_endian(bytes, 14, 4) == 12;  // OS/2 BITMAPCOREHEADER: 16-bit sizes
   if (!core_header && bytes.size() < 34) return "truncated BMP header";
-  const int64_t width = core_header ? little_endian(bytes, 18, 2) : static_cast<int32_t>(little_endian(bytes, 18, 4));
-  const int64_t height = core_header ? little_endian(bytes, 20, 2) : static_cast<int32_t>(little_endian(bytes, 22, 4));
+  // Sizes are signed 32-bit (a negative height is a top-down image); both arms in int64_t, since a ?: of an
+  // unsigned and a signed 32-bit value is unsigned, which read top-down images as 4 billion rows.
+  const int64_t width = core_header ? int64_t{little_endian(bytes, 18, 2)} : int64_t{static_cast<int32_t>(little_endian(bytes, 18, 4))};
+  const int64_t height = core_header ? int64_t{little_endian(bytes, 20, 2)} : int64_t{static_cast<int32_t>(little_endian(bytes, 22, 4))};
   const int64_t bits = little_endian(bytes, core_header ? 24 : 28, 2);
   const uint32_t compression = core_header ? 0 : little_endian(bytes, 30, 4);
   if (compression == 1 || compression == 2) return "";  // run-length encoded: no fixed size to check
@@ -570,34 +572,38 @@ std::string decode_file(const fs::path& path, uint8_t* destination, const Datase
   if (!read_whole_file(path, bytes, error)) return error;
   if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) return "file too large";
   const Format format = sniff(bytes);
-  // The guard comes first: stb reads the Huffman tables even for the header alone.
-  if (format == Format::jpeg && !(error = JpegWalk(bytes).defect()).empty()) return error;
-  if (format == Format::png && !(error = png_chunk_defect(bytes)).empty()) return error;
-  int width = 0, height = 0, channels = 0;
-  if (stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &width, &height, &channels) &&
-      static_cast<int64_t>(width) * height > options.max_pixels)
-    return std::string(format_name(format)) + " of " + std::to_string(width) + " x " + std::to_string(height) +
-           " pixels, more than the limit of " + std::to_string(options.max_pixels) + " (--max-image-pixels)";
-  uint8_t* pixels = stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &width, &height, &channels, 0);
-  if (!pixels) {
-    // stb tries every decoder in turn and keeps the last one's complaint, so name the format we recognised.
+  // stb tries every decoder in turn and keeps the last one's complaint, so name the format we recognised.
+  const auto stb_failed = [&] {
     if (format == Format::unknown && !bytes.empty())
       return std::string("not a PNG, JPEG, BMP, TGA or GIF image (stb_image: ") + stbi_failure_reason() + ")";
-    return std::string("corrupt or truncated ") + (bytes.empty() ? "file" : format_name(format)) +
-           " (stb_image: " + stbi_failure_reason() + ")";
+    return std::string("corrupt or truncated ") + (bytes.empty() ? "file" : format_name(format)) + " (stb_image: " +
+           stbi_failure_reason() + ")";
+  };
+  // The structural checks come before stb reads anything: it reads a JPEG's tables even for the header alone,
+  // and decodes the missing rows of a truncated BMP or GIF as zeros.
+  switch (format) {
+    case Format::jpeg: error = JpegWalk(bytes).defect(); break;
+    case Format::png: error = png_chunk_defect(bytes); break;
+    case Format::bmp: error = bmp_truncation(bytes); break;
+    case Format::gif: error = gif_truncation(bytes); break;
+    case Format::unknown: break;
   }
+  if (!error.empty()) return error;
+  // The pixel limit from the header. stb's BMP header gives a top-down image's height as negative (found by
+  // fuzzing: 59 bytes declaring 57 x 65542 pixels passed as a negative count).
+  int width = 0, height = 0, channels = 0;
+  if (!stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &width, &height, &channels)) return stb_failed();
+  if (std::abs(static_cast<int64_t>(width)) * std::abs(static_cast<int64_t>(height)) > options.max_pixels)
+    return std::string(format_name(format)) + " of " + std::to_string(std::abs(static_cast<int64_t>(width))) + " x " +
+           std::to_string(std::abs(static_cast<int64_t>(height))) + " pixels, more than the limit of " +
+           std::to_string(options.max_pixels) + " (--max-image-pixels)";
+  uint8_t* pixels = stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &width, &height, &channels, 0);
+  if (!pixels) return stb_failed();
   std::unique_ptr<uint8_t, void (*)(void*)> owned(pixels, stbi_image_free);
   // stb 2.27 "decodes" a BMP whose header says 0 rows into an image of no pixels (found by fuzzing).
   if (width <= 0 || height <= 0)
     return std::string(format_name(format)) + " of " + std::to_string(width) + " x " + std::to_string(height) + " pixels: no pixels";
-  switch (format) {
-    case Format::bmp: error = bmp_truncation(bytes); break;
-    case Format::gif: error = gif_truncation(bytes); break;
-    case Format::unknown: error = tga_truncation(bytes); break;
-    case Format::png:
-    case Format::jpeg: break;
-  }
-  if (!error.empty()) return error;
+  if (format == Format::unknown && !(error = tga_truncation(bytes)).empty()) return error;  // TGA has no magic to check first
   conform(destination, pixels, height, width, channels, options);
   return "";
 }

@@ -609,6 +609,19 @@ TEST_CASE("image folder: a PNG chunk longer than the file is refused before stb 
                     "truncated PNG: chunk IDAT declares 2147483647 bytes"));
 }
 
+TEST_CASE("image folder: a top-down BMP (negative height) counts its pixels too (found by fuzzing)") {
+  TemporaryDirectory tmp("folder_top_down");
+  const fs::path file = tmp.path / "top_down.bmp";
+  const std::vector<uint8_t> rgb(4 * 4 * 3, 9);
+  REQUIRE(stbi_write_bmp(file.c_str(), 4, 4, 3, rgb.data()));
+  std::vector<uint8_t> bytes = read_bytes(file);
+  for (int i = 0; i < 4; ++i) bytes[22 + i] = static_cast<uint8_t>(static_cast<uint32_t>(-4) >> (8 * i));  // height -4
+  write_bytes(file, bytes);
+  CHECK(load_image_file(file.string(), 3, 4).pixels.size() == 48u);
+  // stb reports the height as -4, and 4 x -4 pixels slipped under any limit.
+  CHECK(message_has(error_of([&] { load_image_file(file.string(), 3, 4, 15); }), "4 x 4 pixels, more than the limit of 15"));
+}
+
 TEST_CASE("image folder: images over the pixel limit are refused from their header, before decoding") {
   TemporaryDirectory tmp("folder_bomb");
   const fs::path file = tmp.path / "test/only/bomb.png";

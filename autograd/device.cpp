@@ -1,7 +1,41 @@
-// Device checks shared by the ops.
+// Device checks shared by the ops, and the one place that asks the CUDA runtime whether a GPU is there.
 #include "autograd/device.h"
 
+#include "autograd/allocator.h"
+#include "autograd/cuda.h"
+
 namespace vt {
+
+bool cuda_available() {
+#ifdef VT_CUDA
+  return cuda::available();
+#else
+  return false;
+#endif
+}
+
+std::string cuda_description() {
+#ifdef VT_CUDA
+  return cuda::device_description();
+#else
+  return "no CUDA backend in this build";
+#endif
+}
+
+void synchronize(Device device) {
+  if (device == Device::cuda) on_cuda("synchronize", [] { cuda::synchronize(); });
+}
+
+uint64_t peak_memory_bytes(Device device) {
+  uint64_t peak = allocator_stats().peak_live_bytes;
+  if (device == Device::cuda) on_cuda("peak_memory_bytes", [&] { peak = cuda::allocator_stats().peak_live_bytes; });
+  return peak;
+}
+
+void reset_peak_memory(Device device) {
+  if (device == Device::cpu) reset_peak_live_bytes();
+  else on_cuda("reset_peak_memory", [] { cuda::reset_peak_live_bytes(); });
+}
 
 void check_same_device(const char* op, std::initializer_list<Tensor> tensors) {
   const Tensor* first = nullptr;

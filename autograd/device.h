@@ -31,6 +31,15 @@ void on_cuda(const char* op, const Launch& launch) {
     fail(op, "this build has no CUDA backend (configure with -DVT_CUDA=ON on a machine with nvcc)");
 }
 
+// A GPU is visible and this build has the CUDA backend, and what it is ("no GPU ..." otherwise).
+bool cuda_available();
+std::string cuda_description();
+// Waits until the device has done all the work queued on it (a no-op on the CPU): for timings.
+void synchronize(Device device);
+// The most bytes tensors held on `device` at once since the last reset (the caching allocators' count).
+uint64_t peak_memory_bytes(Device device);
+void reset_peak_memory(Device device);
+
 // Fails naming the op and both devices unless every defined tensor sits on the first one's device.
 void check_same_device(const char* op, std::initializer_list<Tensor> tensors);
 // Fails naming the op unless a CUDA tensor is float32 (or i64 indices): float64 stays on the CPU, where the

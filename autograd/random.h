@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "autograd/device.h"
 #include "autograd/tensor.h"
 
 namespace vt {
@@ -15,20 +16,20 @@ namespace vt {
 enum class RandomStream : uint64_t { tensors = 0, dropout = 1, shuffle = 2, augment = 3, batch_augment = 4 };
 
 // 64 random bits for counter `counter` of the stream keyed `key` (splitmix64's finaliser over a mixed key).
-inline uint64_t random_bits(uint64_t key, uint64_t counter) {
+VT_HOST_DEVICE inline uint64_t random_bits(uint64_t key, uint64_t counter) {
   uint64_t z = key * 0x9E3779B97F4A7C15ull + counter * 0xD1B54A32D192ED03ull + 0x632BE59BD9B4E019ull;
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
 }
 // Uniform in [0, 1) with 53 random bits.
-inline double random_uniform(uint64_t key, uint64_t counter) {
+VT_HOST_DEVICE inline double random_uniform(uint64_t key, uint64_t counter) {
   return static_cast<double>(random_bits(key, counter) >> 11) * 0x1.0p-53;
 }
 
 // The key of a child stream: MurmurHash3's finaliser with other constants than random_bits, so a derived key
 // is unrelated to the numbers any stream hands out (and to the keys of sibling tags).
-inline uint64_t derive_key(uint64_t parent, uint64_t tag) {
+VT_HOST_DEVICE inline uint64_t derive_key(uint64_t parent, uint64_t tag) {
   uint64_t z = (parent ^ 0x2545F4914F6CDD1Dull) * 0xFF51AFD7ED558CCDull + tag * 0xC4CEB9FE1A85EC53ull;
   z = (z ^ (z >> 33)) * 0xFF51AFD7ED558CCDull;
   z = (z ^ (z >> 33)) * 0xC4CEB9FE1A85EC53ull;

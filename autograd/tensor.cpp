@@ -9,8 +9,11 @@
 #include <stdexcept>
 
 #include "autograd/allocator.h"
+#include "autograd/cuda.h"
+#include "autograd/device.h"
 #include "autograd/engine.h"
 #include "autograd/strided.h"
+#include "ops/cuda/kernels.h"
 #include "ops/ops.h"
 
 namespace vt {
@@ -83,14 +86,16 @@ int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op) {
 Storage::Storage(size_t bytes_, Device device_) : bytes(bytes_), device(device_) {
   switch (device) {
     case Device::cpu: data = cpu_allocate(bytes); break;
-    case Device::cuda: fail("Storage", "this build has no CUDA backend");
+    case Device::cuda: on_cuda("allocate", [&] { data = cuda::allocate(bytes); }); break;
   }
 }
 
 Storage::~Storage() {
   switch (device) {
     case Device::cpu: cpu_release(data, bytes); break;
-    case Device::cuda: break;
+    case Device::cuda:
+      if constexpr (kCudaBuild) cuda::release(data, bytes);  // a CPU-only build never made one
+      break;
   }
 }
 
@@ -116,11 +121,11 @@ Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device
 }
 Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) { return full(shape, 0.0, dtype, device); }
 Tensor Tensor::ones(const Shape& shape, DType dtype, Device device) { return full(shape, 1.0, dtype, device); }
-Tensor Tensor::scalar(double value, DType dtype) { return full({}, value, dtype); }
+Tensor Tensor::scalar(double value, DType dtype, Device device) { return full({}, value, dtype, device); }
 Tensor Tensor::empty_like(const Tensor& t) { return empty(t.shape(), t.dtype(), t.device()); }
 Tensor Tensor::zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype(), t.device()); }
 
-Tensor Tensor::from_vector(const std::vector<double>& values, const Shape& shape, DType dtype) {
+Tensor Tensor::from_vector(const std::vector<double>& values, const Shape& shape, DType dtype, Device device) {
   if (static_cast<int64_t>(values.size()) != shape_numel(shape))
     fail("from_vector", std::to_string(values.size()) + " values for shape " + shape_str(shape));
   Tensor t = empty(shape, dtype);
@@ -131,21 +136,21 @@ Tensor Tensor::from_vector(const std::vector<double>& values, const Shape& shape
       case DType::i64: t.data<int64_t>()[i] = static_cast<int64_t>(values[i]); break;
     }
   }
-  return t;
+  return t.to(device);
 }
 
-Tensor Tensor::from_indices(const std::vector<int64_t>& values, const Shape& shape) {
+Tensor Tensor::from_indices(const std::vector<int64_t>& values, const Shape& shape, Device device) {
   if (static_cast<int64_t>(values.size()) != shape_numel(shape))
     fail("from_indices", std::to_string(values.size()) + " values for shape " + shape_str(shape));
   Tensor t = empty(shape, DType::i64);
   if (!values.empty()) std::memcpy(t.data<int64_t>(), values.data(), values.size() * sizeof(int64_t));
-  return t;
+  return t.to(device);
 }
 
-Tensor Tensor::arange(int64_t n, DType dtype) {
+Tensor Tensor::arange(int64_t n, DType dtype, Device device) {
   std::vector<double> values(n);
   for (int64_t i = 0; i < n; ++i) values[i] = static_cast<double>(i);
-  return from_vector(values, {n}, dtype);
+  return from_vector(values, {n}, dtype, device);
 }
 
 // ---- metadata ----
@@ -204,41 +209,42 @@ static double read_element(const Tensor& t, int64_t element) {
   return 0;
 }
 
-static void require_cpu(const Tensor& t, const char* op) {
+// The tensor itself on the CPU, or a host copy of it: element access reads host memory.
+static Tensor on_host(const Tensor& t, const char* op) {
   if (!t.defined()) fail(op, "undefined tensor");
-  if (t.device() != Device::cpu) fail(op, "needs a CPU tensor, got " + std::string(device_name(t.device())));
+  NoGradGuard no_grad;
+  return t.to(Device::cpu);
 }
 
 double Tensor::item() const {
-  require_cpu(*this, "item");
-  if (numel() != 1) fail("item", "needs one element, got shape " + shape_str(shape()));
-  return read_element(*this, offset());
+  if (defined() && numel() != 1) fail("item", "needs one element, got shape " + shape_str(shape()));
+  const Tensor host = on_host(*this, "item");
+  return read_element(host, host.offset());
 }
 
 double Tensor::at(std::initializer_list<int64_t> index) const {
-  require_cpu(*this, "at");
+  if (!defined()) fail("at", "undefined tensor");
   if (static_cast<int64_t>(index.size()) != dim())
     fail("at", std::to_string(index.size()) + " indices for shape " + shape_str(shape()));
-  int64_t element = offset();
   int64_t d = 0;
-  for (int64_t i : index) {
-    if (i < 0 || i >= shape()[d]) fail("at", "index " + std::to_string(i) + " out of range for " + shape_str(shape()));
-    element += i * strides()[d++];
-  }
-  return read_element(*this, element);
+  for (int64_t i : index)
+    if (i < 0 || i >= shape()[d++]) fail("at", "index " + std::to_string(i) + " out of range for " + shape_str(shape()));
+  const Tensor host = on_host(*this, "at");
+  int64_t element = host.offset();
+  d = 0;
+  for (int64_t i : index) element += i * host.strides()[d++];
+  return read_element(host, element);
 }
 
 std::vector<double> Tensor::to_vector() const {
-  require_cpu(*this, "to_vector");
-  Tensor c = to(DType::f64).contiguous();
+  Tensor c = on_host(*this, "to_vector").to(DType::f64).contiguous();
   const double* p = c.data<double>();
   return std::vector<double>(p, p + c.numel());
 }
 
 std::vector<int64_t> Tensor::to_indices() const {
-  require_cpu(*this, "to_indices");
-  if (dtype() != DType::i64) fail("to_indices", "needs an i64 tensor, got " + str());
-  Tensor c = contiguous();
+  if (defined() && dtype() != DType::i64) fail("to_indices", "needs an i64 tensor, got " + str());
+  Tensor c = on_host(*this, "to_indices").contiguous();
   const int64_t* p = c.data<int64_t>();
   return std::vector<int64_t>(p, p + c.numel());
 }
@@ -308,6 +314,18 @@ static void copy_from(const Tensor& dst, const Tensor& src, const StridedPlan<2>
   }
 }
 
+// The bytes of a contiguous tensor moved to another device, as a contiguous tensor there.
+static Tensor moved_contiguous(const Tensor& src, Device device) {
+  const Tensor from = src.is_contiguous() ? src : src.clone();
+  Tensor to = Tensor::empty(from.shape(), from.dtype(), device);
+  const size_t bytes = static_cast<size_t>(from.numel()) * dtype_size(from.dtype());
+  on_cuda("copy between devices", [&] {
+    if (device == Device::cuda) cuda::copy_to_device(to.raw_data(), from.raw_data(), bytes);
+    else cuda::copy_to_host(to.raw_data(), from.raw_data(), bytes);
+  });
+  return to;
+}
+
 // dst[...] = src[...] for every element of dst's shape; src may broadcast (stride 0) into dst.
 void copy_strided(const Tensor& dst, const Tensor& src) {
   if (!dst.defined() || !src.defined()) fail("copy", "undefined tensor");
@@ -317,8 +335,9 @@ void copy_strided(const Tensor& dst, const Tensor& src) {
     broadcasts = s == 1 || s == dst.shape()[dst.dim() - src.dim() + d];
   }
   if (!broadcasts) fail("copy", "cannot copy " + src.str() + " into " + dst.str() + ": the shapes do not broadcast");
-  if (src.device() != dst.device())
-    fail("copy", std::string("source on ") + device_name(src.device()) + ", destination on " + device_name(dst.device()));
+  // Across devices the source's own elements move as they are (a broadcast source moves once, not expanded);
+  // the strides, broadcast and dtype conversion then happen on the destination's device.
+  if (src.device() != dst.device()) return copy_strided(dst, moved_contiguous(src, dst.device()));
   const Shape src_strides = [&] {
     Shape s(dst.dim(), 0);
     const int64_t lead = dst.dim() - src.dim();
@@ -334,7 +353,9 @@ void copy_strided(const Tensor& dst, const Tensor& src) {
         case DType::i64: copy_from<int64_t>(dst, src, plan); break;
       }
       break;
-    case Device::cuda: fail("copy", "this build has no CUDA backend");
+    case Device::cuda:
+      on_cuda("copy", [&] { cuda::copy_strided(dst.raw_data(), dst.dtype(), src.raw_data(), src.dtype(), plan); });
+      break;
   }
 }
 
@@ -350,7 +371,7 @@ void Tensor::bump_version() const { ++impl_->storage->version; }
 
 Tensor& Tensor::fill_(double value) {
   check_inplace(*this, "fill_");
-  Tensor source = Tensor::empty({}, dtype(), device());
+  Tensor source = Tensor::empty({}, dtype());  // on the host: copy_strided broadcasts it onto any device
   switch (dtype()) {
     case DType::f32: *source.data<float>() = static_cast<float>(value); break;
     case DType::f64: *source.data<double>() = value; break;
@@ -401,6 +422,16 @@ Tensor Tensor::to(DType target) const {
   if (target == dtype()) return *this;
   Tensor out = Tensor::empty(shape(), target, device());
   copy_strided(out, *this);
+  return out;
+}
+
+Tensor Tensor::to(Device target) const {
+  if (target == device()) return *this;
+  if (target == Device::cuda) check_cuda_dtype("to(cuda)", *this);
+  Tensor out = moved_contiguous(*this, target);
+  record("to", out, {*this}, {}, [source = device()](const Tensor& dy, const BackwardContext&) -> Grads {
+    return {dy.to(source)};
+  });
   return out;
 }
 

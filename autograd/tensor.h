@@ -49,10 +49,11 @@ class Tensor {
   static Tensor zeros(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu);
   static Tensor ones(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu);
   static Tensor full(const Shape& shape, double value, DType dtype = DType::f32, Device device = Device::cpu);
-  static Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType dtype = DType::f32);
-  static Tensor from_indices(const std::vector<int64_t>& values, const Shape& shape);  // i64
-  static Tensor arange(int64_t n, DType dtype = DType::f32);
-  static Tensor scalar(double value, DType dtype = DType::f32);
+  static Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType dtype = DType::f32,
+                            Device device = Device::cpu);
+  static Tensor from_indices(const std::vector<int64_t>& values, const Shape& shape, Device device = Device::cpu);  // i64
+  static Tensor arange(int64_t n, DType dtype = DType::f32, Device device = Device::cpu);
+  static Tensor scalar(double value, DType dtype = DType::f32, Device device = Device::cpu);
   static Tensor empty_like(const Tensor& t);
   static Tensor zeros_like(const Tensor& t);
 
@@ -74,7 +75,8 @@ class Tensor {
   template <class T> T* data() const;
   void* raw_data() const;
 
-  // ---- element access (CPU, for tests and small host code) ----
+  // ---- element access (for tests and small host code; a CUDA tensor is copied to the host first, which waits
+  // for the GPU) ----
   double item() const;                                 // one-element tensors
   double at(std::initializer_list<int64_t> index) const;
   std::vector<double> to_vector() const;               // in row-major order of the logical shape
@@ -102,6 +104,7 @@ class Tensor {
 
   // ---- conversions ----
   Tensor to(DType dtype) const;                         // copy (or self when the dtype matches)
+  Tensor to(Device device) const;                       // contiguous copy on `device` (or self when already there)
   Tensor clone() const;                                 // contiguous copy, no graph
 
   // ---- view and shape methods (forward to ops, recorded in the graph) ----
@@ -131,7 +134,8 @@ struct TensorImpl {
   Tensor grad;                    // accumulated gradient of a leaf
 };
 
-// dst[...] = src[...] over dst's shape, converting the dtype; src may broadcast into dst. No graph.
+// dst[...] = src[...] over dst's shape, converting the dtype; src may broadcast into dst and may sit on another
+// device (it is then moved to dst's device first). No graph.
 void copy_strided(const Tensor& dst, const Tensor& src);
 
 // A view of t's storage with new geometry; no graph (ops wrap this and record their own node).

@@ -31,7 +31,7 @@ PositionEmbedding::PositionEmbedding(Module& owner, const std::string& name, Pos
       trunc_normal_(row_, 0.02);
       trunc_normal_(col_, 0.02);
       break;
-    case PosEmbed::sincos_2d: table_ = sincos_2d_table(grid, dim); break;
+    case PosEmbed::sincos_2d: table_ = owner.register_buffer(sincos_2d_table(grid, dim)); break;
     case PosEmbed::none: break;
   }
 }
@@ -44,7 +44,7 @@ Tensor PositionEmbedding::add_to(const Tensor& tokens) const {
       // Patch (i, j) gets [row_i, col_j]; the class token gets zeros.
       const Shape half = {grid_, grid_, dim_ / 2};
       const Tensor patches = reshape(cat({expand(row_, half), expand(col_, half)}, 2), {1, grid_ * grid_, dim_});  // (1, N, D)
-      const Tensor table = cat({Tensor::zeros({1, 1, dim_}, row_.dtype()), patches}, 1);                        // (1, 1 + N, D)
+      const Tensor table = cat({Tensor::zeros({1, 1, dim_}, row_.dtype(), row_.device()), patches}, 1);        // (1, 1 + N, D)
       return add(tokens, table);
     }
     case PosEmbed::none: return tokens;

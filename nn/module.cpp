@@ -12,9 +12,29 @@ Tensor Module::register_parameter(const std::string& name, Tensor value) {
   return value;
 }
 
+Tensor Module::register_buffer(Tensor value) {
+  if (!value.defined()) fail("register_buffer", "undefined buffer");
+  buffers_.push_back(value);
+  return value;
+}
+
 void Module::collect(const std::string& prefix, std::vector<std::pair<std::string, Tensor>>& out) const {
   for (const auto& [name, tensor] : parameters_) out.emplace_back(prefix + name, tensor);
   for (const auto& [name, child] : children_) child->collect(prefix + name + ".", out);
+}
+
+void Module::collect_buffers(std::vector<Tensor>& out) const {
+  out.insert(out.end(), buffers_.begin(), buffers_.end());
+  for (const auto& [name, child] : children_) child->collect_buffers(out);
+}
+
+// Points `tensor`'s TensorImpl at `converted`'s memory, so that every holder of the tensor sees the change.
+static void replace_storage(const Tensor& tensor, const Tensor& converted) {
+  TensorImpl& impl = *tensor.impl();
+  impl.storage = converted.storage();
+  impl.strides = converted.strides();
+  impl.offset = converted.offset();
+  impl.dtype = converted.dtype();
 }
 
 std::vector<std::pair<std::string, Tensor>> Module::named_parameters() const {
@@ -40,17 +60,29 @@ void Module::zero_grad() {
 }
 
 void Module::to(DType dtype) {
-  for (auto& [name, tensor] : named_parameters()) {
+  NoGradGuard no_grad;
+  std::vector<Tensor> tensors;
+  for (auto& [name, tensor] : named_parameters()) tensors.push_back(tensor);
+  collect_buffers(tensors);
+  for (const Tensor& tensor : tensors) {
     if (tensor.dtype() == dtype) continue;
-    // Layers and the registry share the parameter's TensorImpl, so swapping its storage converts both.
-    const Tensor converted = tensor.to(dtype);
-    TensorImpl& impl = *tensor.impl();
-    impl.storage = converted.storage();
-    impl.strides = converted.strides();
-    impl.offset = 0;
-    impl.dtype = dtype;
-    impl.grad = Tensor();
+    replace_storage(tensor, tensor.to(dtype));
+    tensor.zero_grad();
   }
+}
+
+void Module::to(Device device) {
+  NoGradGuard no_grad;
+  for (auto& [name, tensor] : named_parameters()) {
+    if (tensor.device() == device) continue;
+    const Tensor grad = tensor.grad();
+    replace_storage(tensor, tensor.to(device));
+    if (grad.defined()) tensor.set_grad(grad.to(device));
+  }
+  std::vector<Tensor> buffers;
+  collect_buffers(buffers);
+  for (const Tensor& buffer : buffers)
+    if (buffer.device() != device) replace_storage(buffer, buffer.to(device));
 }
 
 void Module::train(bool training) {

@@ -25,8 +25,13 @@ class Module {
   int64_t parameter_count() const;
   void zero_grad();
 
-  // Converts every parameter to `dtype` in place (float64 models for gradient checks).
+  // Converts every parameter and buffer to `dtype` in place (float64 models for gradient checks); gradients
+  // are dropped.
   void to(DType dtype);
+  // Moves every parameter, its gradient and every buffer to `device` in place: the layers that hold them see
+  // the move, since they share the tensors' TensorImpl with the registry. An optimizer or EMA built over the
+  // parameters moves with its own to(Device).
+  void to(Device device);
 
   void train(bool training = true);
   void eval() { train(false); }
@@ -34,6 +39,9 @@ class Module {
 
   // Registers a parameter (it is made a leaf that requires grad) and returns it.
   Tensor register_parameter(const std::string& name, Tensor value);
+  // Registers a constant tensor the module uses (a sin-cos table): it moves with the module, is not trained,
+  // and is not part of the checkpoint (timm's state_dict has no such entry).
+  Tensor register_buffer(Tensor value);
 
  protected:
   // Registers a child module; an empty pointer is allowed and skipped (an optional layer).
@@ -46,7 +54,9 @@ class Module {
 
  private:
   void collect(const std::string& prefix, std::vector<std::pair<std::string, Tensor>>& out) const;
+  void collect_buffers(std::vector<Tensor>& out) const;
   std::vector<std::pair<std::string, Tensor>> parameters_;
+  std::vector<Tensor> buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
 };
 

@@ -8,7 +8,9 @@
 #include <map>
 #include <set>
 
+#include "autograd/device.h"
 #include "autograd/parallel.h"
+#include "ops/cuda/kernels.h"
 
 namespace vt::nn {
 
@@ -202,7 +204,8 @@ Optimizer::Optimizer(const char* name, const std::vector<ParamGroup>& groups, do
       ParamSlot slot{param_name, param, group.weight_decay, group.lr_scale, 0, {}};
       // Zero buffers are PyTorch's initial state for AdamW's moments, and for SGD's momentum they give the
       // first step's buf = g (momentum * 0 + g) with dampening 0.
-      for (size_t b = 0; b < buffer_names_.size(); ++b) slot.buffers.push_back(Tensor::zeros(param.shape(), param.dtype()));
+      for (size_t b = 0; b < buffer_names_.size(); ++b)
+        slot.buffers.push_back(Tensor::zeros(param.shape(), param.dtype(), param.device()));
       slots_.push_back(std::move(slot));
     }
   }
@@ -232,20 +235,26 @@ void Optimizer::step() {
         fail(name_, "buffer '" + buffer_names_[b] + "' " + slot.buffers[b].str() + " of parameter '" + slot.name +
                         "' does not match the parameter " + slot.param.str() +
                         " (was the model converted after the optimizer was built?)");
-    switch (slot.param.device()) {
-      case Device::cpu: break;
-      case Device::cuda: fail(name_, "this build has no CUDA backend");
-    }
+    if (slot.param.device() != slots_.front().param.device())
+      fail(name_, "parameter '" + slot.name + "' is on " + device_name(slot.param.device()) + ", parameter '" +
+                      slots_.front().name + "' on " + device_name(slots_.front().param.device()) +
+                      ": an optimizer's parameters share one device");
+    check_cuda_dtype(name_, slot.param);
     pending_slots_.push_back(&slot);
     pending_grads_.push_back(grad);
     pending_offsets_.push_back(pending_offsets_.back() + slot.param.numel());
   }
   for (ParamSlot* slot : pending_slots_) ++slot->steps;
-  parallel_for(0, pending_offsets_.back(), kUpdateGrain, [&](int64_t lo, int64_t hi) {
-    for_each_piece(pending_offsets_, lo, hi, [&](size_t i, int64_t begin, int64_t end) {
-      update(*pending_slots_[i], pending_grads_[i], lr * pending_slots_[i]->lr_scale, begin, end);
-    });
-  });
+  switch (slots_.front().param.device()) {
+    case Device::cpu:
+      parallel_for(0, pending_offsets_.back(), kUpdateGrain, [&](int64_t lo, int64_t hi) {
+        for_each_piece(pending_offsets_, lo, hi, [&](size_t i, int64_t begin, int64_t end) {
+          update(*pending_slots_[i], pending_grads_[i], lr * pending_slots_[i]->lr_scale, begin, end);
+        });
+      });
+      break;
+    case Device::cuda: update_cuda(pending_slots_, pending_grads_, lr); break;
+  }
   // In-place writes bump the version, so a graph still holding the old values refuses to run backward.
   for (const ParamSlot* slot : pending_slots_) slot->param.bump_version();
   pending_grads_.clear();  // drops the gradient references; every vector keeps its capacity
@@ -254,6 +263,12 @@ void Optimizer::step() {
 
 void Optimizer::zero_grad() {
   for (const ParamSlot& slot : slots_) slot.param.zero_grad();
+}
+
+void Optimizer::to(Device device) {
+  NoGradGuard no_grad;
+  for (ParamSlot& slot : slots_)
+    for (Tensor& buffer : slot.buffers) buffer = buffer.to(device);
 }
 
 NamedTensors Optimizer::state() const {
@@ -342,6 +357,24 @@ void SGD::update(const ParamSlot& slot, const Tensor& grad, double group_lr, int
   }
 }
 
+void SGD::update_cuda(const std::vector<ParamSlot*>& slots, const std::vector<Tensor>& grads, double group_lr) const {
+  on_cuda(name_, [&] {
+    std::vector<cuda::ParamUpdate> updates;
+    for (size_t i = 0; i < slots.size(); ++i) {
+      const ParamSlot& slot = *slots[i];
+      cuda::ParamUpdate u{};
+      u.param = slot.param.data<float>();
+      u.grad = grads[i].data<float>();
+      u.first = momentum != 0 ? slot.buffers[0].data<float>() : nullptr;
+      u.n = slot.param.numel();
+      u.lr = static_cast<float>(group_lr * slot.lr_scale);  // rounded as sgd_update_cpu rounds them
+      u.weight_decay = static_cast<float>(slot.weight_decay);
+      updates.push_back(u);
+    }
+    cuda::sgd_update(updates.data(), static_cast<int>(updates.size()), static_cast<float>(momentum), nesterov);
+  });
+}
+
 // ---- AdamW ----
 
 AdamW::AdamW(const std::vector<ParamGroup>& groups, double lr_, double beta1_, double beta2_, double eps_)
@@ -361,25 +394,35 @@ void AdamW::update(const ParamSlot& slot, const Tensor& grad, double group_lr, i
                              slot.buffers[1].data<double>() + begin, grad.data<double>() + begin, end - begin, hyper);
 }
 
+void AdamW::update_cuda(const std::vector<ParamSlot*>& slots, const std::vector<Tensor>& grads, double group_lr) const {
+  on_cuda(name_, [&] {
+    std::vector<cuda::ParamUpdate> updates;
+    for (size_t i = 0; i < slots.size(); ++i) {
+      const ParamSlot& slot = *slots[i];
+      // The per-parameter scalars computed in double and rounded to float, as adamw_update_cpu does.
+      const double lr = group_lr * slot.lr_scale, t = static_cast<double>(slot.steps);
+      cuda::ParamUpdate u{};
+      u.param = slot.param.data<float>();
+      u.grad = grads[i].data<float>();
+      u.first = slot.buffers[0].data<float>();
+      u.second = slot.buffers[1].data<float>();
+      u.n = slot.param.numel();
+      u.decay = static_cast<float>(1.0 - lr * slot.weight_decay);
+      u.step_size = static_cast<float>(lr / (1.0 - std::pow(beta1, t)));
+      u.bias_correction2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(beta2, t)));
+      updates.push_back(u);
+    }
+    const cuda::AdamWConstants constants{static_cast<float>(beta1), static_cast<float>(1.0 - beta1),
+                                         static_cast<float>(beta2), static_cast<float>(1.0 - beta2),
+                                         static_cast<float>(eps)};
+    cuda::adamw_update(updates.data(), static_cast<int>(updates.size()), constants);
+  });
+}
+
 // ---- gradient clipping ----
 
-double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
-  if (!(max_norm >= 0)) fail("clip_grad_norm", "max_norm must be >= 0, got " + std::to_string(max_norm));
-  std::vector<Tensor> grads;
-  std::vector<int64_t> offsets = {0};
-  for (const Tensor& param : params) {
-    if (!param.defined()) fail("clip_grad_norm", "undefined parameter");
-    const Tensor grad = param.grad();
-    if (!grad.defined()) continue;
-    if (!grad.is_contiguous()) fail("clip_grad_norm", "gradient " + grad.str() + " is not contiguous");
-    if (grad.dtype() == DType::i64) fail("clip_grad_norm", "gradient " + grad.str() + " is not float");
-    switch (grad.device()) {
-      case Device::cpu: break;
-      case Device::cuda: fail("clip_grad_norm", "this build has no CUDA backend");
-    }
-    grads.push_back(grad);
-    offsets.push_back(offsets.back() + grad.numel());
-  }
+// The squares summed in chunks on the CPU threads; see clip_grad_norm.
+static double clip_grad_norm_cpu(const std::vector<Tensor>& grads, const std::vector<int64_t>& offsets, double max_norm) {
   auto sum_of_squares = [&](size_t i, int64_t begin, int64_t end) {
     const Tensor& grad = grads[i];
     return grad.dtype() == DType::f32 ? sum_of_squares_cpu(grad.data<float>() + begin, end - begin)
@@ -413,9 +456,41 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
           scale_cpu(grad.data<double>() + begin, end - begin, scale);
       });
     });
-    for (const Tensor& grad : grads) grad.bump_version();
   }
   return total_norm;
+}
+
+Tensor clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
+  if (!(max_norm >= 0)) fail("clip_grad_norm", "max_norm must be >= 0, got " + std::to_string(max_norm));
+  std::vector<Tensor> grads;
+  std::vector<int64_t> offsets = {0};
+  for (const Tensor& param : params) {
+    if (!param.defined()) fail("clip_grad_norm", "undefined parameter");
+    const Tensor grad = param.grad();
+    if (!grad.defined()) continue;
+    if (!grad.is_contiguous()) fail("clip_grad_norm", "gradient " + grad.str() + " is not contiguous");
+    if (grad.dtype() == DType::i64) fail("clip_grad_norm", "gradient " + grad.str() + " is not float");
+    if (!grads.empty()) check_same_device("clip_grad_norm", {grads.front(), grad});
+    check_cuda_dtype("clip_grad_norm", grad);
+    grads.push_back(grad);
+    offsets.push_back(offsets.back() + grad.numel());
+  }
+  const Device device = grads.empty() ? Device::cpu : grads.front().device();
+  Tensor norm;  // ()
+  switch (device) {
+    case Device::cpu: norm = Tensor::scalar(clip_grad_norm_cpu(grads, offsets, max_norm), DType::f64); break;
+    case Device::cuda:
+      norm = Tensor::empty({}, DType::f32, device);
+      on_cuda("clip_grad_norm", [&] {
+        std::vector<float*> pointers;
+        std::vector<int64_t> sizes;
+        for (const Tensor& grad : grads) pointers.push_back(grad.data<float>()), sizes.push_back(grad.numel());
+        cuda::clip_grad_norm(norm.data<float>(), pointers.data(), sizes.data(), static_cast<int>(grads.size()), max_norm);
+      });
+      break;
+  }
+  for (const Tensor& grad : grads) grad.bump_version();
+  return norm;
 }
 
 // ---- ModelEma ----
@@ -446,23 +521,42 @@ void ModelEma::update(const Module& model) {
   std::vector<int64_t> offsets = {0};
   for (const auto& [name, param] : params) {
     if (!param.is_contiguous()) fail("ModelEma.update", "parameter '" + name + "' is not contiguous");
-    switch (param.device()) {
-      case Device::cpu: break;
-      case Device::cuda: fail("ModelEma.update", "this build has no CUDA backend");
-    }
+    check_same_device("ModelEma.update", {param, weights_[offsets.size() - 1].second});
     offsets.push_back(offsets.back() + param.numel());
   }
-  parallel_for(0, offsets.back(), kUpdateGrain, [&](int64_t lo, int64_t hi) {
-    for_each_piece(offsets, lo, hi, [&](size_t i, int64_t begin, int64_t end) {
-      const Tensor& ema = weights_[i].second;
-      const Tensor& param = params[i].second;
-      if (param.dtype() == DType::f32)
-        ema_update_cpu(ema.data<float>() + begin, param.data<float>() + begin, end - begin, decay);
-      else
-        ema_update_cpu(ema.data<double>() + begin, param.data<double>() + begin, end - begin, decay);
-    });
-  });
+  switch (params.empty() ? Device::cpu : params.front().second.device()) {
+    case Device::cpu:
+      parallel_for(0, offsets.back(), kUpdateGrain, [&](int64_t lo, int64_t hi) {
+        for_each_piece(offsets, lo, hi, [&](size_t i, int64_t begin, int64_t end) {
+          const Tensor& ema = weights_[i].second;
+          const Tensor& param = params[i].second;
+          if (param.dtype() == DType::f32)
+            ema_update_cpu(ema.data<float>() + begin, param.data<float>() + begin, end - begin, decay);
+          else
+            ema_update_cpu(ema.data<double>() + begin, param.data<double>() + begin, end - begin, decay);
+        });
+      });
+      break;
+    case Device::cuda:
+      on_cuda("ModelEma.update", [&] {
+        std::vector<float*> averages;
+        std::vector<const float*> sources;
+        std::vector<int64_t> sizes;
+        for (size_t i = 0; i < params.size(); ++i) {
+          averages.push_back(weights_[i].second.data<float>());
+          sources.push_back(params[i].second.data<float>());
+          sizes.push_back(params[i].second.numel());
+        }
+        cuda::ema_update(averages.data(), sources.data(), sizes.data(), static_cast<int>(params.size()), decay);
+      });
+      break;
+  }
   for (const auto& [name, ema] : weights_) ema.bump_version();
+}
+
+void ModelEma::to(Device device) {
+  NoGradGuard no_grad;
+  for (auto& [name, tensor] : weights_) tensor = tensor.to(device);
 }
 
 void ModelEma::copy_to(Module& model) const {

@@ -1,6 +1,7 @@
 // Optimizers (SGD, AdamW), weight-decay parameter groups, gradient clipping and weight EMA, with PyTorch's
-// and timm's semantics. Conventions: parameters are contiguous float32 (or float64) leaves updated in place
-// by one fused CPU pass each under NoGradGuard; a parameter whose .grad() is undefined is skipped.
+// and timm's semantics. Conventions: parameters are contiguous float32 (or, on the CPU, float64) leaves on one
+// device, updated in place under NoGradGuard: on the CPU by one fused pass each, split across the threads
+// together; on the GPU by one launch for all of them. A parameter whose .grad() is undefined is skipped.
 #pragma once
 
 #include <cstdint>
@@ -55,6 +56,8 @@ class Optimizer {
   void step();
   // Drops every parameter's gradient (PyTorch's zero_grad(set_to_none=True)).
   void zero_grad();
+  // Moves the state (moments, momentum buffers) to `device`, after the model's parameters moved there.
+  void to(Device device);
 
   // Named state for an exact resume: "step_count" (i64 scalar), then per parameter "step.NAME" (i64
   // scalar) and one "BUFFER.NAME" per buffer (e.g. "exp_avg.blocks.0.attn.qkv.weight"). The buffers are
@@ -75,6 +78,8 @@ class Optimizer {
   // Applies the update rule to elements [begin, end) of one parameter (a piece of it or all of it), its
   // gradient and its buffers, with the group's learning rate. Runs inside the step's parallel loop.
   virtual void update(const ParamSlot& slot, const Tensor& grad, double lr, int64_t begin, int64_t end) const = 0;
+  // The same rule for every pending parameter at once, on the GPU (float32).
+  virtual void update_cuda(const std::vector<ParamSlot*>& slots, const std::vector<Tensor>& grads, double lr) const = 0;
 
   const char* name_;
 
@@ -99,6 +104,7 @@ class SGD : public Optimizer {
 
  protected:
   void update(const ParamSlot& slot, const Tensor& grad, double lr, int64_t begin, int64_t end) const override;
+  void update_cuda(const std::vector<ParamSlot*>& slots, const std::vector<Tensor>& grads, double lr) const override;
 };
 
 // PyTorch's AdamW (decoupled weight decay), in its order: p *= 1 - lr * wd; m = b1 m + (1 - b1) g;
@@ -112,14 +118,17 @@ class AdamW : public Optimizer {
 
  protected:
   void update(const ParamSlot& slot, const Tensor& grad, double lr, int64_t begin, int64_t end) const override;
+  void update_cuda(const std::vector<ParamSlot*>& slots, const std::vector<Tensor>& grads, double lr) const override;
 };
 
 // ---- gradient clipping ----
 
-// torch.nn.utils.clip_grad_norm_ with the L2 norm: returns the norm of all gradients together (squares
-// summed in double), and when it exceeds max_norm scales every gradient in place by
-// max_norm / (norm + 1e-6). Parameters without a gradient are skipped.
-double clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
+// torch.nn.utils.clip_grad_norm_ with the L2 norm: the norm of all gradients together (squares summed in
+// double), and when it exceeds max_norm every gradient scaled in place by max_norm / (norm + 1e-6).
+// Parameters without a gradient are skipped. The norm comes back as a 0-dim tensor on the gradients' device
+// (float64 on the CPU, float32 on the GPU): on the GPU it is decided and applied there, and only .item()
+// brings it to the host.
+Tensor clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
 
 // ---- exponential moving average of weights ----
 
@@ -130,6 +139,7 @@ class ModelEma {
   void update(const Module& model);
   NamedTensors named_parameters() const { return weights_; }  // the averaged weights, under the model's names
   void copy_to(Module& model) const;                           // writes the averaged weights into the model
+  void to(Device device);                                      // after the model moved there
   const double decay;
 
  private:

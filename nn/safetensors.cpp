@@ -354,10 +354,6 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
   std::set<std::string_view> names;
   for (const auto& [name, tensor] : tensors) {
     if (!tensor.defined()) file_error(op, path, "tensor '" + name + "' is undefined");
-    switch (tensor.device()) {
-      case Device::cpu: break;
-      case Device::cuda: file_error(op, path, "tensor '" + name + "' is on cuda; this build has no CUDA backend");
-    }
     if (name == "__metadata__") file_error(op, path, "'__metadata__' is reserved and cannot name a tensor");
     if (!valid_utf8(name)) file_error(op, path, "tensor name '" + name + "' is not valid UTF-8");
     if (!names.insert(name).second) file_error(op, path, "tensor '" + name + "' is given twice");
@@ -415,7 +411,8 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
   for (const size_t i : order) {
     const Tensor& tensor = tensors[i].second;
     if (tensor.numel() == 0) continue;
-    const Tensor row_major = tensor.is_contiguous() ? tensor : tensor.clone();
+    const Tensor host = tensor.to(Device::cpu);  // a GPU tensor is copied to the host first
+    const Tensor row_major = host.is_contiguous() ? host : host.clone();
     file.write(row_major.raw_data(), static_cast<uint64_t>(row_major.numel()) * dtype_size(row_major.dtype()));
   }
   file.commit();

@@ -1,6 +1,7 @@
 // Safetensors files (Hugging Face's checkpoint format) and model weights stored in them. Conventions: tensors
-// are stored row-major and little-endian under their exact names (timm's state_dict keys for a model); every
-// write is atomic (temporary file, fsync, rename) and every read checks the whole file before trusting it.
+// are stored row-major and little-endian under their exact names (timm's state_dict keys for a model), from
+// either device; every write is atomic (temporary file, fsync, rename) and every read checks the whole file
+// before trusting it. Reads give CPU tensors; load_weights copies them onto the parameters' device.
 #pragma once
 
 #include <map>

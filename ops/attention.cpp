@@ -8,8 +8,10 @@
 #include "autograd/blas.h"
 #include "autograd/parallel.h"
 #include "ops/attention_kernels.h"
-#include "ops/softmax_kernels.h"
+#include "ops/cuda/kernels.h"
+#include "ops/dispatch.h"
 #include "ops/ops.h"
+#include "ops/softmax_kernels.h"
 
 namespace vt {
 
@@ -215,7 +217,7 @@ void check_attention_inputs(const Tensor& q, const Tensor& k, const Tensor& v, d
   if (!q.defined() || !k.defined() || !v.defined()) fail(op, "undefined input");
   if (q.dtype() == DType::i64 || q.dtype() != k.dtype() || q.dtype() != v.dtype())
     fail(op, "needs q, k, v float tensors of one dtype, got " + q.str() + ", " + k.str() + ", " + v.str());
-  if (q.device() != k.device() || q.device() != v.device()) fail(op, "q, k, v on different devices");
+  check_same_device(op, {q, k, v});
   if (q.dim() != 4) fail(op, "needs q, k, v of shape (B, H, N, hd), got " + q.str());
   if (k.shape() != q.shape() || v.shape() != q.shape())
     fail(op, "q, k, v shapes differ: " + q.str() + ", " + k.str() + ", " + v.str());
@@ -236,7 +238,6 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   const Tensor out_memory = Tensor::empty({batch, tokens, heads, head_dim}, q.dtype(), q.device());  // (B, N, H, hd)
   Tensor out = make_view(out_memory, {batch, heads, tokens, head_dim},
                          {tokens * heads * head_dim, head_dim, heads * head_dim, 1}, 0);  // (B, H, N, hd)
-  const Tensor probs = Tensor::empty({batch, heads, tokens, tokens}, q.dtype(), q.device());  // (B, H, N, N)
   Tensor qc, kc, vc;  // (B, H, N, hd) each, copied only when GEMM cannot read the layout
   {
     NoGradGuard no_grad;
@@ -244,35 +245,48 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
     kc = gemm_readable(k) ? k : contiguous(k);
     vc = gemm_readable(v) ? v : contiguous(v);
   }
-  switch (q.device()) {
-    case Device::cpu:
-      if (q.dtype() == DType::f32)
-        forward_cpu<float>(out, probs, qc, kc, vc, sizes, scale);
-      else
-        forward_cpu<double>(out, probs, qc, kc, vc, sizes, scale);
-      break;
-    case Device::cuda: fail("scaled_dot_product_attention", "this build has no CUDA backend");
-  }
-  record("scaled_dot_product_attention", out, {q, k, v}, {probs, qc, kc, vc},
+  // The CPU keeps the probabilities P (B, H, N, N) for backward; the GPU kernel keeps only each row's
+  // logsumexp (B, H, N) and recomputes P from q and k, so that no (N, N) matrix is ever stored there.
+  Tensor probs, logsumexp;
+  if (q.device() == Device::cpu) probs = Tensor::empty({batch, heads, tokens, tokens}, q.dtype(), q.device());
+  else logsumexp = Tensor::empty({batch, heads, tokens}, q.dtype(), q.device());
+  dispatch_float(
+      q, "scaled_dot_product_attention",
+      [&](auto zero) { forward_cpu<decltype(zero)>(out, probs, qc, kc, vc, sizes, scale); },
+      [&] {
+        cuda::attention_forward(out.data<float>(), logsumexp.data<float>(), qc.data<float>(), kc.data<float>(),
+                                vc.data<float>(), head_strides(out), head_strides(qc), head_strides(kc), head_strides(vc),
+                                sizes, static_cast<float>(scale));
+      });
+  const std::vector<Tensor> saved = q.device() == Device::cpu ? std::vector<Tensor>{probs, qc, kc, vc}
+                                                               : std::vector<Tensor>{logsumexp, qc, kc, vc, out};
+  record("scaled_dot_product_attention", out, {q, k, v}, saved,
          [sizes, scale](const Tensor& dy, const BackwardContext& ctx) -> Grads {
-           const Tensor &probs = ctx.saved[0], &q = ctx.saved[1], &k = ctx.saved[2], &v = ctx.saved[3];
+           const Tensor &q = ctx.saved[1], &k = ctx.saved[2], &v = ctx.saved[3];
            const Tensor dout = gemm_readable(dy) ? dy : contiguous(dy);  // (B, H, N, hd)
            const Shape shape = q.shape();
-           Tensor dq, dk, dv, scores_grad;
+           Tensor dq, dk, dv;
            if (ctx.needs_input_grad[0]) dq = Tensor::empty(shape, dy.dtype(), dy.device());  // (B, H, N, hd)
            if (ctx.needs_input_grad[1]) dk = Tensor::empty(shape, dy.dtype(), dy.device());  // (B, H, N, hd)
            if (ctx.needs_input_grad[2]) dv = Tensor::empty(shape, dy.dtype(), dy.device());  // (B, H, N, hd)
-           if (dq.defined() || dk.defined())
-             scores_grad = Tensor::empty(probs.shape(), dy.dtype(), dy.device());  // (B, H, N, N)
-           switch (dy.device()) {
-             case Device::cpu:
-               if (dy.dtype() == DType::f32)
-                 backward_cpu<float>(dq, dk, dv, scores_grad, dout, probs, q, k, v, sizes, scale);
-               else
-                 backward_cpu<double>(dq, dk, dv, scores_grad, dout, probs, q, k, v, sizes, scale);
-               break;
-             case Device::cuda: fail("scaled_dot_product_attention", "this build has no CUDA backend");
-           }
+           dispatch_float(
+               dy, "scaled_dot_product_attention backward",
+               [&](auto zero) {
+                 const Tensor& probs = ctx.saved[0];  // (B, H, N, N)
+                 Tensor scores_grad;                  // (B, H, N, N)
+                 if (dq.defined() || dk.defined()) scores_grad = Tensor::empty(probs.shape(), dy.dtype(), dy.device());
+                 backward_cpu<decltype(zero)>(dq, dk, dv, scores_grad, dout, probs, q, k, v, sizes, scale);
+               },
+               [&] {
+                 const Tensor &logsumexp = ctx.saved[0], &out = ctx.saved[4];
+                 const Tensor delta = Tensor::empty(logsumexp.shape(), dy.dtype(), dy.device());  // (B, H, N)
+                 cuda::attention_backward(data_or_null<float>(dq), data_or_null<float>(dk), data_or_null<float>(dv),
+                                          delta.data<float>(), dout.data<float>(), out.data<float>(),
+                                          logsumexp.data<float>(), q.data<float>(), k.data<float>(), v.data<float>(),
+                                          head_strides_or_none(dq), head_strides_or_none(dk), head_strides_or_none(dv),
+                                          head_strides(dout), head_strides(out), head_strides(q), head_strides(k),
+                                          head_strides(v), sizes, static_cast<float>(scale));
+               });
            return {dq, dk, dv};
          });
   return out;

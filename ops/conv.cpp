@@ -7,6 +7,8 @@
 
 #include "autograd/blas.h"
 #include "autograd/parallel.h"
+#include "ops/cuda/kernels.h"
+#include "ops/dispatch.h"
 #include "ops/ops.h"
 
 namespace vt {
@@ -335,13 +337,9 @@ Tensor unfold(const Tensor& x, int64_t kernel_h, int64_t kernel_w, int64_t strid
   {
     NoGradGuard no_grad;
     const Tensor xc = contiguous(x);  // (B, C, H, W)
-    switch (x.device()) {
-      case Device::cpu:
-        if (x.dtype() == DType::f32) im2col_cpu(patches.data<float>(), xc.data<float>(), g);
-        else im2col_cpu(patches.data<double>(), xc.data<double>(), g);
-        break;
-      case Device::cuda: fail("unfold", "this build has no CUDA backend");
-    }
+    dispatch_float(
+        x, "unfold", [&](auto zero) { im2col_cpu(patches.data<decltype(zero)>(), xc.data<decltype(zero)>(), g); },
+        [&] { cuda::im2col(patches.data<float>(), xc.data<float>(), g); });
   }
   // F.unfold's (B, C*kh*kw, L) as a transposed view of the patch rows: the usual consumer is a patch
   // embedding, unfold(x).transpose(1, 2) (B, L, C*kh*kw), which then reads contiguous memory with no copy.
@@ -349,13 +347,9 @@ Tensor unfold(const Tensor& x, int64_t kernel_h, int64_t kernel_w, int64_t strid
   record("unfold", y, {x}, {}, [g](const Tensor& dy, const BackwardContext&) -> Grads {
     const Tensor dpatches = contiguous(transpose(dy, 1, 2));  // (B, L, C*kh*kw)
     Tensor dx = Tensor::empty({g.batch, g.channels, g.height, g.width}, dy.dtype(), dy.device());  // (B, C, H, W)
-    switch (dy.device()) {
-      case Device::cpu:
-        if (dy.dtype() == DType::f32) col2im_cpu(dx.data<float>(), dpatches.data<float>(), g);
-        else col2im_cpu(dx.data<double>(), dpatches.data<double>(), g);
-        break;
-      case Device::cuda: fail("unfold", "this build has no CUDA backend");
-    }
+    dispatch_float(
+        dy, "unfold backward", [&](auto zero) { col2im_cpu(dx.data<decltype(zero)>(), dpatches.data<decltype(zero)>(), g); },
+        [&] { cuda::col2im(dx.data<float>(), dpatches.data<float>(), g); });
     return {dx};
   });
   return y;
@@ -369,8 +363,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
   if (weight.dtype() != x.dtype() || (bias.defined() && bias.dtype() != x.dtype()))
     fail("conv2d", "needs one float dtype, got x " + x.str() + ", weight " + weight.str() +
                        (bias.defined() ? ", bias " + bias.str() : std::string()));
-  if (weight.device() != x.device() || (bias.defined() && bias.device() != x.device()))
-    fail("conv2d", "inputs on different devices");
+  check_same_device("conv2d", {x, weight, bias});
   if (weight.size(1) != g.channels)
     fail("conv2d", "x " + x.str() + " has " + std::to_string(g.channels) + " channels but weight " + weight.str() +
                        " (O, C, kh, kw) expects " + std::to_string(weight.size(1)));
@@ -387,17 +380,20 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
     const Tensor xc = contiguous(x);  // (B, C, H, W)
     w = contiguous(weight);
     const Tensor b = bias.defined() ? contiguous(bias) : Tensor();  // (O)
-    switch (x.device()) {
-      case Device::cpu:
-        if (x.dtype() == DType::f32)
-          conv2d_forward_cpu(out.data<float>(), patches.data<float>(), xc.data<float>(), w.data<float>(),
-                             data_or_null<float>(b), g, out_channels);
-        else
-          conv2d_forward_cpu(out.data<double>(), patches.data<double>(), xc.data<double>(), w.data<double>(),
-                             data_or_null<double>(b), g, out_channels);
-        break;
-      case Device::cuda: fail("conv2d", "this build has no CUDA backend");
-    }
+    dispatch_float(
+        x, "conv2d",
+        [&](auto zero) {
+          using T = decltype(zero);
+          conv2d_forward_cpu(out.data<T>(), patches.data<T>(), xc.data<T>(), w.data<T>(), data_or_null<T>(b), g,
+                             out_channels);
+        },
+        [&] {  // the CPU kernel's steps: im2col, the bias rows, every image's positions in one GEMM
+          const int64_t rows = g.batch * positions;
+          cuda::im2col(patches.data<float>(), xc.data<float>(), g);
+          if (b.defined()) cuda::fill_rows(out.data<float>(), b.data<float>(), rows, out_channels);
+          cuda::gemm(false, true, rows, out_channels, patch_size, 1.0f, patches.data<float>(), patch_size,
+                     w.data<float>(), patch_size, b.defined() ? 1.0f : 0.0f, out.data<float>(), out_channels);
+        });
   }
   // (B, O, Ho, Wo) over channels-last memory, as GEMM wrote it. Patch embeddings continue with
   // flatten(2).transpose(1, 2) (B, L, O), which is then contiguous: no transposing copy either way.
@@ -418,17 +414,24 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
            }
            if (ctx.needs_input_grad[1])  // (O, C, kh, kw)
              dw = Tensor::empty({out_channels, g.channels, g.kernel_h, g.kernel_w}, dtype, dy.device());
-           auto run = [&]<class T>(T) {
-             conv2d_backward_cpu(data_or_null<T>(dx), data_or_null<T>(dw), data_or_null<T>(dpatches),
-                                 dy_rows.data<T>(), data_or_null<T>(patches), data_or_null<T>(w), g, out_channels);
-           };
-           switch (dy.device()) {
-             case Device::cpu:
-               if (dtype == DType::f32) run(float{});
-               else run(double{});
-               break;
-             case Device::cuda: fail("conv2d", "this build has no CUDA backend");
-           }
+           dispatch_float(
+               dy, "conv2d backward",
+               [&](auto zero) {
+                 using T = decltype(zero);
+                 conv2d_backward_cpu(data_or_null<T>(dx), data_or_null<T>(dw), data_or_null<T>(dpatches),
+                                     dy_rows.data<T>(), data_or_null<T>(patches), data_or_null<T>(w), g, out_channels);
+               },
+               [&] {  // dw = dy^T patches; dpatches = dy w, folded back onto the pixels
+                 const int64_t rows = g.batch * g.positions(), patch_size = g.patch_size();
+                 if (dw.defined())
+                   cuda::gemm(true, false, out_channels, patch_size, rows, 1.0f, dy_rows.data<float>(), out_channels,
+                              patches.data<float>(), patch_size, 0.0f, dw.data<float>(), patch_size);
+                 if (dx.defined()) {
+                   cuda::gemm(false, false, rows, patch_size, out_channels, 1.0f, dy_rows.data<float>(), out_channels,
+                              w.data<float>(), patch_size, 0.0f, dpatches.data<float>(), patch_size);
+                   cuda::col2im(dx.data<float>(), dpatches.data<float>(), g);
+                 }
+               });
            Tensor db;  // (O)
            if (ctx.needs_input_grad[2]) db = sum(reshape(dy_rows, {-1, out_channels}), {0});
            return {dx, dw, db};

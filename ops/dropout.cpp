@@ -4,6 +4,8 @@
 #include <cmath>
 
 #include "autograd/parallel.h"
+#include "ops/cuda/kernels.h"
+#include "ops/dispatch.h"
 #include "ops/ops.h"
 
 namespace vt {
@@ -62,17 +64,16 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& generator) {
   {
     NoGradGuard no_grad;
     const Tensor x_flat = contiguous(x);  // (...), a copy only when x is not contiguous: i is the row-major index
-    switch (x.device()) {
-      case Device::cpu:
-        if (x.dtype() == DType::f32)
-          dropout_forward_cpu(y.data<float>(), save_mask ? mask.data<float>() : nullptr, x_flat.data<float>(),
-                              x.numel(), p, key, first);
-        else
-          dropout_forward_cpu(y.data<double>(), save_mask ? mask.data<double>() : nullptr, x_flat.data<double>(),
-                              x.numel(), p, key, first);
-        break;
-      case Device::cuda: fail("dropout", "this build has no CUDA backend");
-    }
+    dispatch_float(
+        x, "dropout",
+        [&](auto zero) {
+          using T = decltype(zero);
+          dropout_forward_cpu(y.data<T>(), save_mask ? mask.data<T>() : nullptr, x_flat.data<T>(), x.numel(), p, key, first);
+        },
+        [&] {
+          cuda::dropout_forward(y.data<float>(), save_mask ? mask.data<float>() : nullptr, x_flat.data<float>(), x.numel(),
+                                p, key, first);
+        });
   }
   record("dropout", y, {x}, {mask}, [](const Tensor& dy, const BackwardContext& ctx) -> Grads {
     return {mul(dy, ctx.saved[0])};  // dx = dy * mask, mask = 1 / (1 - p) or 0
@@ -90,13 +91,9 @@ Tensor drop_path(const Tensor& x, double p, bool training, Generator& generator)
   if (p == 1) return mul(x, Tensor::zeros(mask_shape, x.dtype(), x.device()));
   const uint64_t key = generator.key(), first = generator.reserve(static_cast<uint64_t>(batch));
   Tensor mask = Tensor::empty(mask_shape, x.dtype(), x.device());  // (B, 1, ..., 1)
-  switch (x.device()) {
-    case Device::cpu:
-      if (x.dtype() == DType::f32) drop_mask_cpu(mask.data<float>(), batch, p, key, first);
-      else drop_mask_cpu(mask.data<double>(), batch, p, key, first);
-      break;
-    case Device::cuda: fail("drop_path", "this build has no CUDA backend");
-  }
+  dispatch_float(
+      x, "drop_path", [&](auto zero) { drop_mask_cpu(mask.data<decltype(zero)>(), batch, p, key, first); },
+      [&] { cuda::drop_mask(mask.data<float>(), batch, p, key, first); });
   return mul(x, mask);  // mul saves the mask for its backward: dx = dy * mask
 }
 

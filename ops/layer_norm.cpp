@@ -5,6 +5,8 @@
 #include <vector>
 
 #include "autograd/parallel.h"
+#include "ops/cuda/kernels.h"
+#include "ops/dispatch.h"
 #include "ops/layer_norm_kernels.h"
 #include "ops/ops.h"
 
@@ -240,15 +242,13 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
     weight_row = weight.defined() ? contiguous(weight) : Tensor();  // (D)
     bias_row = bias.defined() ? contiguous(bias) : Tensor();        // (D)
   }
-  switch (x.device()) {
-    case Device::cpu:
-      if (x.dtype() == DType::f32)
-        layer_norm_forward_typed<float>(y, mean, rstd, x_rows, weight_row, bias_row, rows, cols, eps);
-      else
-        layer_norm_forward_typed<double>(y, mean, rstd, x_rows, weight_row, bias_row, rows, cols, eps);
-      break;
-    case Device::cuda: fail("layer_norm", "this build has no CUDA backend");
-  }
+  dispatch_float(
+      x, "layer_norm",
+      [&](auto zero) { layer_norm_forward_typed<decltype(zero)>(y, mean, rstd, x_rows, weight_row, bias_row, rows, cols, eps); },
+      [&] {
+        cuda::layer_norm_forward(y.data<float>(), mean.data<float>(), rstd.data<float>(), x_rows.data<float>(),
+                                 data_or_null<float>(weight_row), data_or_null<float>(bias_row), rows, cols, eps);
+      });
   record("layer_norm", y, {x, weight, bias}, {x_rows, mean, rstd, weight_row},
          [rows, cols](const Tensor& dy, const BackwardContext& ctx) -> Grads {
            const Tensor &x = ctx.saved[0], &mean = ctx.saved[1], &rstd = ctx.saved[2], &weight = ctx.saved[3];
@@ -257,15 +257,16 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
            if (ctx.needs_input_grad[0]) dx = Tensor::empty(x.shape(), dy.dtype(), dy.device());  // (..., D)
            if (ctx.needs_input_grad[1]) dweight = Tensor::empty({cols}, dy.dtype(), dy.device());  // (D)
            if (ctx.needs_input_grad[2]) dbias = Tensor::empty({cols}, dy.dtype(), dy.device());    // (D)
-           switch (dy.device()) {
-             case Device::cpu:
-               if (dy.dtype() == DType::f32)
-                 layer_norm_backward_typed<float>(dx, dweight, dbias, dy_rows, x, mean, rstd, weight, rows, cols);
-               else
-                 layer_norm_backward_typed<double>(dx, dweight, dbias, dy_rows, x, mean, rstd, weight, rows, cols);
-               break;
-             case Device::cuda: fail("layer_norm", "this build has no CUDA backend");
-           }
+           dispatch_float(
+               dy, "layer_norm backward",
+               [&](auto zero) {
+                 layer_norm_backward_typed<decltype(zero)>(dx, dweight, dbias, dy_rows, x, mean, rstd, weight, rows, cols);
+               },
+               [&] {
+                 cuda::layer_norm_backward(data_or_null<float>(dx), data_or_null<float>(dweight),
+                                           data_or_null<float>(dbias), dy_rows.data<float>(), x.data<float>(),
+                                           mean.data<float>(), rstd.data<float>(), data_or_null<float>(weight), rows, cols);
+               });
            return {dx, dweight, dbias};
          });
   return y;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "autograd/parallel.h"
+#include "ops/cuda/kernels.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"
 #include "ops/softmax_kernels.h"
@@ -276,40 +277,59 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, double label_sm
     logits_c = contiguous(logits);  // (B, C)
     target_c = contiguous(target);  // (B) class indices or (B, C) probabilities
   }
-  const Tensor row_loss = Tensor::empty({rows}, logits.dtype(), logits.device());  // (B)
-  const Tensor logsumexp = Tensor::empty({rows}, DType::f64, logits.device());     // (B)
-  double total = 0;
-  dispatch_float(logits, "cross_entropy", [&](auto zero) {
-    using T = decltype(zero);
-    if (labels) {
-      check_labels(target_c.data<int64_t>(), rows, cols);
-      cross_entropy_labels_forward_cpu(row_loss.data<T>(), logsumexp.data<double>(), logits_c.data<T>(),
-                                       target_c.data<int64_t>(), rows, cols, label_smoothing);
-    } else {
-      cross_entropy_probs_forward_cpu(row_loss.data<T>(), logsumexp.data<double>(), logits_c.data<T>(),
-                                      target_c.data<T>(), rows, cols, label_smoothing);
-    }
-    for (int64_t r = 0; r < rows; ++r) total += double(row_loss.data<T>()[r]);
-  });
-  Tensor loss = Tensor::full({}, total / double(rows), logits.dtype());  // ()
+  const Tensor logsumexp = Tensor::empty({rows}, DType::f64, logits.device());  // (B)
+  Tensor loss = Tensor::empty({}, logits.dtype(), logits.device());              // ()
+  dispatch_float(
+      logits, "cross_entropy",
+      [&](auto zero) {
+        using T = decltype(zero);
+        const Tensor row_loss = Tensor::empty({rows}, logits.dtype());  // (B)
+        if (labels) {
+          check_labels(target_c.data<int64_t>(), rows, cols);
+          cross_entropy_labels_forward_cpu(row_loss.data<T>(), logsumexp.data<double>(), logits_c.data<T>(),
+                                           target_c.data<int64_t>(), rows, cols, label_smoothing);
+        } else {
+          cross_entropy_probs_forward_cpu(row_loss.data<T>(), logsumexp.data<double>(), logits_c.data<T>(),
+                                          target_c.data<T>(), rows, cols, label_smoothing);
+        }
+        double total = 0;
+        for (int64_t r = 0; r < rows; ++r) total += double(row_loss.data<T>()[r]);
+        *loss.data<T>() = T(total / double(rows));
+      },
+      [&] {
+        // The loss stays on the device. Labels are not read back to be checked: the kernel gives an out-of-range
+        // label's row a NaN loss, which the training loop's non-finite check reports.
+        cuda::cross_entropy_forward(loss.data<float>(), logsumexp.data<double>(), logits_c.data<float>(),
+                                    labels ? target_c.data<int64_t>() : nullptr, labels ? nullptr : target_c.data<float>(),
+                                    rows, cols, label_smoothing);
+      });
   record("cross_entropy", loss, {logits, target}, {logits_c, target_c, logsumexp},
          [=](const Tensor& dloss, const BackwardContext& ctx) -> Grads {
            const Tensor &logits_c = ctx.saved[0], &target_c = ctx.saved[1], &logsumexp = ctx.saved[2];
-           const double scale = dloss.item() / double(rows);  // d mean / d row_loss = dloss / B
            const DType dtype = logits_c.dtype();
            const Tensor dlogits = Tensor::empty({rows, cols}, dtype, logits_c.device());  // (B, C)
            Tensor dtarget;                                                                 // (B, C)
            if (ctx.needs_input_grad[1]) dtarget = Tensor::empty({rows, cols}, dtype, logits_c.device());
-           dispatch_float(logits_c, "cross_entropy backward", [&](auto zero) {
-             using T = decltype(zero);
-             if (labels)
-               cross_entropy_labels_backward_cpu(dlogits.data<T>(), logits_c.data<T>(), logsumexp.data<double>(),
-                                                 target_c.data<int64_t>(), scale, rows, cols, label_smoothing);
-             else
-               cross_entropy_probs_backward_cpu(dlogits.data<T>(), dtarget.defined() ? dtarget.data<T>() : nullptr,
-                                                logits_c.data<T>(), logsumexp.data<double>(), target_c.data<T>(),
-                                                scale, rows, cols, label_smoothing);
-           });
+           dispatch_float(
+               logits_c, "cross_entropy backward",
+               [&](auto zero) {
+                 using T = decltype(zero);
+                 const double scale = dloss.item() / double(rows);  // d mean / d row_loss = dloss / B
+                 if (labels)
+                   cross_entropy_labels_backward_cpu(dlogits.data<T>(), logits_c.data<T>(), logsumexp.data<double>(),
+                                                     target_c.data<int64_t>(), scale, rows, cols, label_smoothing);
+                 else
+                   cross_entropy_probs_backward_cpu(dlogits.data<T>(), dtarget.defined() ? dtarget.data<T>() : nullptr,
+                                                    logits_c.data<T>(), logsumexp.data<double>(), target_c.data<T>(),
+                                                    scale, rows, cols, label_smoothing);
+               },
+               [&] {  // dloss is read on the device: no host synchronisation in the backward pass
+                 const Tensor dloss_c = contiguous(dloss);
+                 cuda::cross_entropy_backward(dlogits.data<float>(), dtarget.defined() ? dtarget.data<float>() : nullptr,
+                                              dloss_c.data<float>(), logits_c.data<float>(), logsumexp.data<double>(),
+                                              labels ? target_c.data<int64_t>() : nullptr,
+                                              labels ? nullptr : target_c.data<float>(), rows, cols, label_smoothing);
+               });
            return {ctx.needs_input_grad[0] ? dlogits : Tensor(), dtarget};
          });
   return loss;

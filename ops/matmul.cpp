@@ -3,6 +3,8 @@
 // batched products run one GEMM per batch, in parallel over batches when each GEMM is too small to thread.
 #include "autograd/blas.h"
 #include "autograd/parallel.h"
+#include "ops/cuda/kernels.h"
+#include "ops/dispatch.h"
 #include "ops/ops.h"
 
 namespace vt {
@@ -70,11 +72,30 @@ std::vector<int64_t> batch_offsets(const Tensor& t, const Shape& batch_shape) {
   return offsets;
 }
 
+// The batches on cuBLAS: one strided-batched call when the batch offsets are evenly spaced (any batch of a
+// contiguous or broadcast operand), else one call per batch.
+void batched_gemm_cuda(float* y, const float* a, const float* b, const std::vector<int64_t>& a_offsets,
+                       const std::vector<int64_t>& b_offsets, GemmLayout la, GemmLayout lb, int64_t m, int64_t n,
+                       int64_t k) {
+  const int64_t batch = static_cast<int64_t>(a_offsets.size());
+  const int64_t stride_a = batch > 1 ? a_offsets[1] - a_offsets[0] : 0, stride_b = batch > 1 ? b_offsets[1] - b_offsets[0] : 0;
+  bool even = true;
+  for (int64_t i = 0; i < batch && even; ++i)
+    even = a_offsets[i] == a_offsets[0] + i * stride_a && b_offsets[i] == b_offsets[0] + i * stride_b;
+  if (even) {
+    cuda::gemm(la.trans, lb.trans, m, n, k, 1.0f, a + a_offsets[0], la.ld, b + b_offsets[0], lb.ld, 0.0f, y, n, batch,
+               stride_a, stride_b, m * n);
+    return;
+  }
+  for (int64_t i = 0; i < batch; ++i)
+    cuda::gemm(la.trans, lb.trans, m, n, k, 1.0f, a + a_offsets[i], la.ld, b + b_offsets[i], lb.ld, 0.0f, y + i * m * n, n);
+}
+
 void check_matmul_inputs(const Tensor& a, const Tensor& b, const char* op) {
   if (!a.defined() || !b.defined()) fail(op, "undefined input");
   if (a.dtype() != b.dtype() || a.dtype() == DType::i64)
     fail(op, "needs two float tensors of one dtype, got " + a.str() + " and " + b.str());
-  if (a.device() != b.device()) fail(op, "inputs on different devices");
+  check_same_device(op, {a, b});
 }
 
 }  // namespace
@@ -111,15 +132,13 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
         b_offsets.assign(1, 0);
       }
     }
-    switch (a.device()) {
-      case Device::cpu:
-        if (a.dtype() == DType::f32)
-          batched_gemm_cpu(y.data<float>(), ac.data<float>(), bc.data<float>(), a_offsets, b_offsets, la, lb, rows, n, k);
-        else
-          batched_gemm_cpu(y.data<double>(), ac.data<double>(), bc.data<double>(), a_offsets, b_offsets, la, lb, rows, n, k);
-        break;
-      case Device::cuda: fail("matmul", "this build has no CUDA backend");
-    }
+    dispatch_float(
+        a, "matmul",
+        [&](auto zero) {
+          using T = decltype(zero);
+          batched_gemm_cpu(y.data<T>(), ac.data<T>(), bc.data<T>(), a_offsets, b_offsets, la, lb, rows, n, k);
+        },
+        [&] { batched_gemm_cuda(y.data<float>(), ac.data<float>(), bc.data<float>(), a_offsets, b_offsets, la, lb, rows, n, k); });
   }
   record("matmul", y, {a, b}, {a, b}, [](const Tensor& dy, const BackwardContext& ctx) -> Grads {
     const Tensor &a = ctx.saved[0], &b = ctx.saved[1];
@@ -177,17 +196,17 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     x2 = contiguous(reshape(x, {rows, in}));  // (rows, in), a view unless x's rows are scattered
     w = contiguous(weight);       // (out, in)
     const Tensor b = bias.defined() ? contiguous(bias) : Tensor();
-    switch (x.device()) {
-      case Device::cpu:
-        if (x.dtype() == DType::f32)
-          linear_forward_cpu(y.data<float>(), x2.data<float>(), w.data<float>(),
-                             b.defined() ? b.data<float>() : nullptr, rows, in, out);
-        else
-          linear_forward_cpu(y.data<double>(), x2.data<double>(), w.data<double>(),
-                             b.defined() ? b.data<double>() : nullptr, rows, in, out);
-        break;
-      case Device::cuda: fail("linear", "this build has no CUDA backend");
-    }
+    dispatch_float(
+        x, "linear",
+        [&](auto zero) {
+          using T = decltype(zero);
+          linear_forward_cpu(y.data<T>(), x2.data<T>(), w.data<T>(), b.defined() ? b.data<T>() : nullptr, rows, in, out);
+        },
+        [&] {  // the bias rows first, then GEMM adds x w^T onto them
+          if (b.defined()) cuda::fill_rows(y.data<float>(), b.data<float>(), rows, out);
+          cuda::gemm(false, true, rows, out, in, 1.0f, x2.data<float>(), in, w.data<float>(), in,
+                     b.defined() ? 1.0f : 0.0f, y.data<float>(), out);
+        });
   }
   const Shape x_shape = x.shape();
   record("linear", y, {x, weight, bias}, {x2, w},
@@ -196,12 +215,21 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
            const Tensor g = reshape(contiguous(dy), {rows, out});  // (rows, out)
            Tensor dx = ctx.needs_input_grad[0] ? Tensor::empty(x_shape, g.dtype(), g.device()) : Tensor();
            Tensor dw = ctx.needs_input_grad[1] ? Tensor::empty({out, in}, g.dtype(), g.device()) : Tensor();
-           if (g.dtype() == DType::f32)
-             linear_backward_cpu(dx.defined() ? dx.data<float>() : nullptr, dw.defined() ? dw.data<float>() : nullptr,
-                                 g.data<float>(), x2.data<float>(), w.data<float>(), rows, in, out);
-           else
-             linear_backward_cpu(dx.defined() ? dx.data<double>() : nullptr, dw.defined() ? dw.data<double>() : nullptr,
-                                 g.data<double>(), x2.data<double>(), w.data<double>(), rows, in, out);
+           dispatch_float(
+               g, "linear backward",
+               [&](auto zero) {
+                 using T = decltype(zero);
+                 linear_backward_cpu(dx.defined() ? dx.data<T>() : nullptr, dw.defined() ? dw.data<T>() : nullptr,
+                                     g.data<T>(), x2.data<T>(), w.data<T>(), rows, in, out);
+               },
+               [&] {  // dx = dy w, dw = dy^T x
+                 if (dx.defined())
+                   cuda::gemm(false, false, rows, in, out, 1.0f, g.data<float>(), out, w.data<float>(), in, 0.0f,
+                              dx.data<float>(), in);
+                 if (dw.defined())
+                   cuda::gemm(true, false, out, in, rows, 1.0f, g.data<float>(), out, x2.data<float>(), in, 0.0f,
+                              dw.data<float>(), in);
+               });
            const Tensor db = ctx.needs_input_grad[2] ? sum(g, {0}) : Tensor();  // (out)
            return {dx, dw, db};
          });

@@ -49,6 +49,9 @@ Tensor sum(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim 
 Tensor mean(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
 Tensor max(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim = false);  // i64, not differentiable
+// count (an i64 scalar) += the rows of logits (B, C) whose first maximal logit is at labels (B, i64): accuracy
+// counted where the logits are, so a GPU step needs no host round-trip. Not differentiable.
+void accumulate_correct(const Tensor& count, const Tensor& logits, const Tensor& labels);
 
 // ---- shape ops (ops/shape.cpp); views share storage with their input ----
 Tensor reshape(const Tensor& x, const Shape& shape);  // a view when the strides allow, else a copy; one -1 allowed

@@ -5,7 +5,9 @@
 #include <cmath>
 #include <limits>
 
+#include "autograd/device.h"
 #include "autograd/parallel.h"
+#include "ops/cuda/kernels.h"
 #include "ops/ops.h"
 
 namespace vt {
@@ -127,7 +129,22 @@ Tensor rows_by_cols(const Tensor& x, const Reduction& r) {
 void check_reducible(const Tensor& x, const char* op) {
   if (!x.defined()) fail(op, "undefined input");
   if (x.dtype() == DType::i64) fail(op, "needs a float tensor, got " + x.str());
-  if (x.device() != Device::cpu) fail(op, "this build has no CUDA backend");
+  check_cuda_dtype(op, x);
+}
+
+// values (rows) and index (rows) of each row's first maximum, on x's device.
+void max_of_rows(const Tensor& values, const Tensor& index, const Tensor& source, int64_t rows, int64_t cols) {
+  switch (source.device()) {
+    case Device::cpu:
+      if (source.dtype() == DType::f32)
+        max_rows_cpu(values.data<float>(), index.data<int64_t>(), source.data<float>(), rows, cols);
+      else
+        max_rows_cpu(values.data<double>(), index.data<int64_t>(), source.data<double>(), rows, cols);
+      break;
+    case Device::cuda:
+      on_cuda("max", [&] { cuda::max_rows(values.data<float>(), index.data<int64_t>(), source.data<float>(), rows, cols); });
+      break;
+  }
 }
 
 }  // namespace
@@ -140,12 +157,22 @@ Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
     NoGradGuard no_grad;  // the permuted copy below is an implementation detail, not part of the graph
     const bool columns = reduces_leading_dims(x, r);
     const Tensor source = columns ? x : rows_by_cols(x, r);
-    if (x.dtype() == DType::f32) {
-      if (columns) sum_columns_cpu(y.data<float>(), source.data<float>(), r.rows, r.cols);
-      else sum_rows_cpu(y.data<float>(), source.data<float>(), r.rows, r.cols);
-    } else {
-      if (columns) sum_columns_cpu(y.data<double>(), source.data<double>(), r.rows, r.cols);
-      else sum_rows_cpu(y.data<double>(), source.data<double>(), r.rows, r.cols);
+    switch (x.device()) {
+      case Device::cpu:
+        if (x.dtype() == DType::f32) {
+          if (columns) sum_columns_cpu(y.data<float>(), source.data<float>(), r.rows, r.cols);
+          else sum_rows_cpu(y.data<float>(), source.data<float>(), r.rows, r.cols);
+        } else {
+          if (columns) sum_columns_cpu(y.data<double>(), source.data<double>(), r.rows, r.cols);
+          else sum_rows_cpu(y.data<double>(), source.data<double>(), r.rows, r.cols);
+        }
+        break;
+      case Device::cuda:
+        on_cuda("sum", [&] {
+          if (columns) cuda::sum_columns(y.data<float>(), source.data<float>(), r.rows, r.cols);
+          else cuda::sum_rows(y.data<float>(), source.data<float>(), r.rows, r.cols);
+        });
+        break;
     }
   }
   const Shape input_shape = x.shape(), kept_shape = r.kept_shape;
@@ -170,11 +197,7 @@ Tensor max(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   Tensor index = Tensor::empty({r.rows}, DType::i64, x.device());
   {
     NoGradGuard no_grad;
-    const Tensor source = rows_by_cols(x, r);
-    if (x.dtype() == DType::f32)
-      max_rows_cpu(y.data<float>(), index.data<int64_t>(), source.data<float>(), r.rows, r.cols);
-    else
-      max_rows_cpu(y.data<double>(), index.data<int64_t>(), source.data<double>(), r.rows, r.cols);
+    max_of_rows(y, index, rows_by_cols(x, r), r.rows, r.cols);
   }
   const Shape permutation = r.permutation;
   const int64_t rows = r.rows, cols = r.cols;
@@ -185,12 +208,24 @@ Tensor max(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   }();
   record("max", y, {x}, {index}, [=](const Tensor& dy, const BackwardContext& ctx) -> Grads {
     // The gradient goes to the first maximal element of each reduced group only.
-    Tensor dx = Tensor::zeros({rows, cols}, dy.dtype(), dy.device());
     const Tensor g = contiguous(dy);
-    const int64_t* best = ctx.saved[0].data<int64_t>();
-    for (int64_t row = 0; row < rows; ++row) {
-      if (dy.dtype() == DType::f32) dx.data<float>()[row * cols + best[row]] = g.data<float>()[row];
-      else dx.data<double>()[row * cols + best[row]] = g.data<double>()[row];
+    Tensor dx;  // (rows, cols)
+    switch (dy.device()) {
+      case Device::cpu: {
+        dx = Tensor::zeros({rows, cols}, dy.dtype(), dy.device());
+        const int64_t* best = ctx.saved[0].data<int64_t>();
+        for (int64_t row = 0; row < rows; ++row) {
+          if (dy.dtype() == DType::f32) dx.data<float>()[row * cols + best[row]] = g.data<float>()[row];
+          else dx.data<double>()[row * cols + best[row]] = g.data<double>()[row];
+        }
+        break;
+      }
+      case Device::cuda:
+        dx = Tensor::empty({rows, cols}, dy.dtype(), dy.device());
+        on_cuda("max backward", [&] {
+          cuda::max_rows_backward(dx.data<float>(), g.data<float>(), ctx.saved[0].data<int64_t>(), rows, cols);
+        });
+        break;
     }
     Shape inverse(permutation.size());
     for (size_t i = 0; i < permutation.size(); ++i) inverse[permutation[i]] = static_cast<int64_t>(i);
@@ -206,12 +241,38 @@ Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
   Tensor values = Tensor::empty({r.rows}, x.dtype(), x.device());
   Tensor index = Tensor::empty(r.out_shape, DType::i64, x.device());
   NoGradGuard no_grad;
-  const Tensor source = rows_by_cols(x, r);
-  if (x.dtype() == DType::f32)
-    max_rows_cpu(values.data<float>(), index.data<int64_t>(), source.data<float>(), r.rows, r.cols);
-  else
-    max_rows_cpu(values.data<double>(), index.data<int64_t>(), source.data<double>(), r.rows, r.cols);
+  max_of_rows(values, index, rows_by_cols(x, r), r.rows, r.cols);
   return index;
+}
+
+void accumulate_correct(const Tensor& count, const Tensor& logits, const Tensor& labels) {
+  const char* op = "accumulate_correct";
+  if (!count.defined() || !logits.defined() || !labels.defined()) fail(op, "undefined input");
+  if (count.dtype() != DType::i64 || count.numel() != 1 || logits.dim() != 2 || labels.dtype() != DType::i64 ||
+      labels.shape() != Shape{logits.size(0)})
+    fail(op, "needs an i64 count, logits (B, C) and i64 labels (B), got " + count.str() + ", " + logits.str() + ", " +
+                 labels.str());
+  check_same_device(op, {count, logits, labels});
+  NoGradGuard no_grad;
+  const Tensor logits_c = contiguous(logits), labels_c = contiguous(labels);
+  switch (logits.device()) {
+    case Device::cpu: {
+      const std::vector<int64_t> predicted = argmax(logits_c, 1).to_indices();
+      const int64_t* label = labels_c.data<int64_t>();
+      int64_t correct = 0;
+      for (size_t i = 0; i < predicted.size(); ++i) correct += predicted[i] == label[i];
+      *count.data<int64_t>() += correct;
+      break;
+    }
+    case Device::cuda:
+      check_cuda_dtype(op, logits);
+      on_cuda(op, [&] {
+        cuda::count_correct(count.data<int64_t>(), logits_c.data<float>(), labels_c.data<int64_t>(), logits.size(0),
+                            logits.size(1));
+      });
+      break;
+  }
+  count.bump_version();
 }
 
 }  // namespace vt

@@ -5,6 +5,8 @@
 #include <optional>
 
 #include "autograd/parallel.h"
+#include "ops/cuda/kernels.h"
+#include "ops/dispatch.h"
 #include "ops/ops.h"
 
 namespace vt {
@@ -324,25 +326,26 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   {
     NoGradGuard no_grad;
     const Tensor xc = contiguous(x);
-    switch (x.device()) {
-      case Device::cpu:
-        if (x.dtype() == DType::f32)
-          index_select_forward_cpu(y.data<float>(), xc.data<float>(), idx.data<int64_t>(), outer, n, k, inner);
-        else
-          index_select_forward_cpu(y.data<double>(), xc.data<double>(), idx.data<int64_t>(), outer, n, k, inner);
-        break;
-      case Device::cuda: fail("index_select", "this build has no CUDA backend");
-    }
+    dispatch_float(
+        x, "index_select",
+        [&](auto zero) {
+          using T = decltype(zero);
+          index_select_forward_cpu(y.data<T>(), xc.data<T>(), idx.data<int64_t>(), outer, n, k, inner);
+        },
+        [&] { cuda::index_select_forward(y.data<float>(), xc.data<float>(), idx.data<int64_t>(), outer, n, k, inner); });
   }
   const Shape input_shape = x.shape();
   record("index_select", y, {x}, {idx}, [=](const Tensor& dy, const BackwardContext& ctx) -> Grads {
     Tensor dx = Tensor::zeros(input_shape, dy.dtype(), dy.device());
     const Tensor g = contiguous(dy);
     const int64_t* indices = ctx.saved[0].data<int64_t>();
-    if (dy.dtype() == DType::f32)
-      index_select_backward_cpu(dx.data<float>(), g.data<float>(), indices, outer, n, k, inner);
-    else
-      index_select_backward_cpu(dx.data<double>(), g.data<double>(), indices, outer, n, k, inner);
+    dispatch_float(
+        dy, "index_select backward",
+        [&](auto zero) {
+          using T = decltype(zero);
+          index_select_backward_cpu(dx.data<T>(), g.data<T>(), indices, outer, n, k, inner);
+        },
+        [&] { cuda::index_select_backward(dx.data<float>(), g.data<float>(), indices, outer, n, k, inner); });
     return {dx};
   });
   return y;

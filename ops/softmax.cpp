@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "autograd/parallel.h"
+#include "ops/cuda/kernels.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"
 #include "ops/softmax_kernels.h"
@@ -218,43 +219,53 @@ Tensor from_rows(const Tensor& t_rows, const SoftmaxLayout& layout) {
 
 // softmax and log_softmax share everything but their kernels: rows of the softmax dim, the forward kernel
 // y = f(x) row by row, and a backward kernel that needs only dy and the output y.
-template <class Forward, class Backward>
-static Tensor row_softmax_op(const char* name, const Tensor& x, int64_t dim, Forward forward, Backward backward) {
+enum class SoftmaxKind { softmax, log_softmax };
+
+static Tensor row_softmax_op(const char* name, SoftmaxKind kind, const Tensor& x, int64_t dim) {
   const SoftmaxLayout layout = plan_layout(x, dim, name);
   const Tensor x_rows = to_rows(x, layout);                  // (..., D)
   const Tensor y_rows = Tensor::empty_like(x_rows);          // (..., D)
-  dispatch_float(x, name, [&](auto zero) {
-    using T = decltype(zero);
-    forward(y_rows.data<T>(), x_rows.data<T>(), layout.rows, layout.cols);
-  });
+  const bool log = kind == SoftmaxKind::log_softmax;
+  dispatch_float(
+      x, name,
+      [&](auto zero) {
+        using T = decltype(zero);
+        if (log) log_softmax_forward_cpu(y_rows.data<T>(), x_rows.data<T>(), layout.rows, layout.cols);
+        else softmax_forward_cpu(y_rows.data<T>(), x_rows.data<T>(), layout.rows, layout.cols);
+      },
+      [&] {
+        if (log) cuda::log_softmax_forward(y_rows.data<float>(), x_rows.data<float>(), layout.rows, layout.cols);
+        else cuda::softmax_forward(y_rows.data<float>(), x_rows.data<float>(), layout.rows, layout.cols);
+      });
   Tensor y = from_rows(y_rows, layout);                      // input order
-  record(name, y, {x}, {y_rows}, [name, layout, backward](const Tensor& dy, const BackwardContext& ctx) -> Grads {
+  record(name, y, {x}, {y_rows}, [name, layout, log](const Tensor& dy, const BackwardContext& ctx) -> Grads {
     const Tensor& y_rows = ctx.saved[0];                     // (..., D)
     const Tensor dy_rows = to_rows(dy, layout);              // (..., D)
     const Tensor dx_rows = Tensor::empty_like(y_rows);       // (..., D)
-    dispatch_float(y_rows, name, [&](auto zero) {
-      using T = decltype(zero);
-      backward(dx_rows.data<T>(), dy_rows.data<T>(), y_rows.data<T>(), layout.rows, layout.cols);
-    });
+    dispatch_float(
+        y_rows, name,
+        [&](auto zero) {
+          using T = decltype(zero);
+          if (log) log_softmax_backward_cpu(dx_rows.data<T>(), dy_rows.data<T>(), y_rows.data<T>(), layout.rows, layout.cols);
+          else softmax_backward_cpu(dx_rows.data<T>(), dy_rows.data<T>(), y_rows.data<T>(), layout.rows, layout.cols);
+        },
+        [&] {
+          if (log)
+            cuda::log_softmax_backward(dx_rows.data<float>(), dy_rows.data<float>(), y_rows.data<float>(), layout.rows,
+                                       layout.cols);
+          else
+            cuda::softmax_backward(dx_rows.data<float>(), dy_rows.data<float>(), y_rows.data<float>(), layout.rows,
+                                   layout.cols);
+        });
     return {from_rows(dx_rows, layout)};
   });
   return y;
 }
 
-Tensor softmax(const Tensor& x, int64_t dim) {
-  return row_softmax_op("softmax", x, dim,
-                        [](auto* y, const auto* in, int64_t rows, int64_t cols) { softmax_forward_cpu(y, in, rows, cols); },
-                        [](auto* dx, const auto* dy, const auto* y, int64_t rows, int64_t cols) {
-                          softmax_backward_cpu(dx, dy, y, rows, cols);
-                        });
-}
+Tensor softmax(const Tensor& x, int64_t dim) { return row_softmax_op("softmax", SoftmaxKind::softmax, x, dim); }
 
 Tensor log_softmax(const Tensor& x, int64_t dim) {
-  return row_softmax_op("log_softmax", x, dim,
-                        [](auto* y, const auto* in, int64_t rows, int64_t cols) { log_softmax_forward_cpu(y, in, rows, cols); },
-                        [](auto* dx, const auto* dy, const auto* y, int64_t rows, int64_t cols) {
-                          log_softmax_backward_cpu(dx, dy, y, rows, cols);
-                        });
+  return row_softmax_op("log_softmax", SoftmaxKind::log_softmax, x, dim);
 }
 
 }  // namespace vt

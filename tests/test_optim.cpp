@@ -373,7 +373,7 @@ TEST_CASE("optim: a threaded step over many tensors matches the references tenso
     sum_squares += nn::sum_of_squares_reference(float_grads.back());
   }
   const double norm = std::sqrt(sum_squares);
-  CHECK(nn::clip_grad_norm(model.parameters(), 1.0) == doctest::Approx(norm).epsilon(1e-12));
+  CHECK(nn::clip_grad_norm(model.parameters(), 1.0).item() == doctest::Approx(norm).epsilon(1e-12));
   for (size_t k = 0; k < sizes.size(); ++k) {
     for (double& g : float_grads[k]) g *= 1.0 / (norm + 1e-6);
     expect_all_close(params[k].second.grad(), float_grads[k], 1e-6);
@@ -386,20 +386,20 @@ TEST_CASE("optim: clip_grad_norm returns the total norm and scales gradients abo
   set_grad(a, {3, 4});
   set_grad(b, {12});
   // norm = sqrt(9 + 16 + 144) = 13 < 20: nothing changes.
-  CHECK(nn::clip_grad_norm({a, b, no_grad}, 20.0) == doctest::Approx(13.0).epsilon(1e-12));
+  CHECK(nn::clip_grad_norm({a, b, no_grad}, 20.0).item() == doctest::Approx(13.0).epsilon(1e-12));
   expect_close(a.grad(), {3, 4});
   // max_norm 6.5: scale = 6.5 / (13 + 1e-6) = 0.49999996, so [3, 4] -> [1.5, 2] and [12] -> [6].
-  CHECK(nn::clip_grad_norm({a, b, no_grad}, 6.5) == doctest::Approx(13.0).epsilon(1e-12));
+  CHECK(nn::clip_grad_norm({a, b, no_grad}, 6.5).item() == doctest::Approx(13.0).epsilon(1e-12));
   expect_close(a.grad(), {1.5, 2.0}, 1e-6);
   expect_close(b.grad(), {6.0}, 1e-6);
   CHECK(!no_grad.grad().defined());
   // The clipped norm is now just under 6.5 and is returned as such.
-  CHECK(nn::clip_grad_norm({a, b}, 6.5) == doctest::Approx(6.5).epsilon(1e-6));
+  CHECK(nn::clip_grad_norm({a, b}, 6.5).item() == doctest::Approx(6.5).epsilon(1e-6));
   // Long gradients: squares summed in double over the threaded chunks, sqrt(100003 * 0.01) = 31.6233.
   Tensor big = Tensor::zeros({100003}).requires_grad_();
   big.set_grad(Tensor::full({100003}, 0.1));
-  CHECK(nn::clip_grad_norm({big}, 100.0) == doctest::Approx(std::sqrt(100003 * 0.01)).epsilon(1e-7));
-  CHECK(nn::clip_grad_norm({}, 1.0) == 0.0);
+  CHECK(nn::clip_grad_norm({big}, 100.0).item() == doctest::Approx(std::sqrt(100003 * 0.01)).epsilon(1e-7));
+  CHECK(nn::clip_grad_norm({}, 1.0).item() == 0.0);
 }
 
 TEST_CASE("optim: ModelEma averages the weights as timm's ModelEmaV2") {

@@ -98,23 +98,29 @@ void index_select_backward(float* dx, const float* dy, const int64_t* index, int
 
 // ---- optimizers (ops/cuda/optim.cu): every parameter in one launch ----
 
-// One parameter's buffers; `step` is its count of updates including this one (AdamW's bias correction).
-struct ParamBuffers {
+// One parameter's buffers and its hyperparameters, rounded to float by the host exactly as the CPU kernels
+// round them (nn/optim.cpp), so that both devices run the same arithmetic.
+struct ParamUpdate {
   float* param;
   const float* grad;
-  float* first;   // AdamW's exp_avg, SGD's momentum buffer (null without momentum)
+  float* first;   // AdamW's exp_avg; SGD's momentum buffer (null without momentum)
   float* second;  // AdamW's exp_avg_sq
   int64_t n;
-  int64_t step;
-  float lr, weight_decay;
+  float lr, weight_decay;           // SGD
+  float decay, step_size, bias_correction2_sqrt;  // AdamW: 1 - lr wd, lr / (1 - b1^t), sqrt(1 - b2^t)
 };
-void adamw_update(const ParamBuffers* params, int count, double beta1, double beta2, double eps);
-void sgd_update(const ParamBuffers* params, int count, double momentum, bool nesterov);
-// sum_squares[0] = sum of every gradient's squares (double), then, when it exceeds max_norm^2, every gradient
-// scaled by max_norm / (norm + 1e-6); the norm never leaves the device.
-void clip_grad_norm(double* sum_squares, float** grads, const int64_t* sizes, int count, double max_norm);
-// ema = decay ema + (1 - decay) param, over `count` tensors.
-void ema_update(float** ema, const float* const* params, const int64_t* sizes, int count, double decay);
+// `updates` is a host array of `count`; it is copied to the device (no synchronisation) before the launch.
+struct AdamWConstants {
+  float beta1, one_minus_beta1, beta2, one_minus_beta2, eps;  // each rounded from double, as on the CPU
+};
+void adamw_update(const ParamUpdate* updates, int count, const AdamWConstants& constants);
+void sgd_update(const ParamUpdate* updates, int count, float momentum, bool nesterov);
+// norm[0] = sqrt of the sum of every gradient's squares (summed in double), and when it exceeds max_norm every
+// gradient is scaled by max_norm / (norm + 1e-6), the factor read on the device: the norm never reaches the host.
+// `grads` and `sizes` are host arrays of `count`.
+void clip_grad_norm(float* norm, float* const* grads, const int64_t* sizes, int count, double max_norm);
+// ema = decay ema + (1 - decay) param, over `count` tensors (host arrays).
+void ema_update(float* const* ema, const float* const* params, const int64_t* sizes, int count, double decay);
 
 // flag[0] = 1 when any of x (n) is not finite: the non-finite-loss check, read when the host syncs.
 void flag_non_finite(int32_t* flag, const float* x, int64_t n);

@@ -27,6 +27,7 @@ int command_forward(const ForwardOptions& o) {
   const std::string &checkpoint = o.checkpoint, &input = o.input, &output = o.output;
   const models::ModelConfig config = checkpoint_config(o.model, checkpoint);
   const auto model = models::load_model(checkpoint, config);
+  model->to(o.device);
   model->eval();
   Tensor x;
   for (const auto& [name, tensor] : nn::load_safetensors(input).tensors)
@@ -36,7 +37,7 @@ int command_forward(const ForwardOptions& o) {
     fail("forward", "x in " + input + " is " + x.str() + "; the model takes (B, " + std::to_string(config.in_channels) +
                         ", " + std::to_string(config.image_size) + ", " + std::to_string(config.image_size) + ")");
   NoGradGuard no_grad;
-  const Tensor logits = model->forward(x.to(DType::f32));  // (B, classes)
+  const Tensor logits = model->forward(x.to(DType::f32).to(o.device));  // (B, classes)
   nn::save_safetensors(output, {{"logits", logits}}, {{"format", "pt"}});
   std::printf("wrote %s: logits %s\n", output.c_str(), shape_str(logits.shape()).c_str());
   return 0;

@@ -10,6 +10,7 @@
 #include <functional>
 #include <limits>
 
+#include "autograd/device.h"
 #include "autograd/parallel.h"
 #include "autograd/text.h"
 #include "train/lib/commands.h"
@@ -107,6 +108,28 @@ void add_model_options(CLI::App& command, ModelSpec& spec, bool required) {
   command.add_option("overrides", spec.overrides, "model settings key=value, e.g. dim=256 depth=9 (any field of vt info --json)");
 }
 
+// --device cpu|cuda, by default cuda when a GPU is visible. Choosing cuda without one fails when the command
+// line is parsed, saying why there is none.
+void add_device_option(CLI::App& command, Device& device) {
+  device = cuda_available() ? Device::cuda : Device::cpu;
+  command
+      .add_option_function<std::string>(
+          "--device", [&device](const std::string& name) { device = name == "cuda" ? Device::cuda : Device::cpu; },
+          std::string("where the model runs (default here: ") + device_name(device) + ")")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->check(CLI::Validator(
+          [](std::string& name) -> std::string {
+            return name == "cuda" && !cuda_available() ? "no GPU to run on: " + cuda_description() : "";
+          },
+          ""));
+}
+
+// The first line of every command that runs a model: the device, and the GPU's name.
+void print_device(Device device) {
+  if (device == Device::cuda) std::printf("device: cuda, %s\n", cuda_description().c_str());
+  else std::printf("device: cpu, %d threads\n", num_threads());
+}
+
 void add_max_pixels(CLI::App& command, int64_t& max_pixels) {
   command.add_option("--max-image-pixels", max_pixels, "refuse images with more pixels (checked before decoding)")
       ->check(integer_in(1, int64_t{1} << 40))
@@ -145,6 +168,7 @@ void add_train_options(CLI::App& command, TrainOptions& o, std::string& augment)
       ->check(integer_in(0, std::numeric_limits<int64_t>::max()));
   add_max_pixels(command, o.dataset.max_pixels);
   command.add_option("--workers", o.workers, "data loading threads")->check(integer_in(1, 256))->capture_default_str();
+  add_device_option(command, o.device);
   command.add_option("--seed", o.seed)->check(integer_in(0, std::numeric_limits<int64_t>::max()))->capture_default_str();
   command.add_flag("--resume", o.resume, "continue the run in --out from its training state")->configurable(false);
   command.add_flag("--allow-changed-config", o.allow_changed_config,
@@ -196,6 +220,7 @@ int run_cli(int argc, const char* const* argv) {
       ->configurable(false);
   train_command->callback([&] {
     run = [&] {
+      print_device(train.device);
       train.model = train_model.config();
       apply_augment(train_augment, train.augment);
       return command_train(train);
@@ -212,7 +237,13 @@ int run_cli(int argc, const char* const* argv) {
   eval_command->add_option("--batch", eval.batch_size)->check(integer_in(1, 1 << 20))->capture_default_str();
   eval_command->add_option("--workers", eval.workers)->check(integer_in(1, 256))->capture_default_str();
   add_max_pixels(*eval_command, eval.max_pixels);
-  eval_command->callback([&] { run = [&] { return command_eval(eval); }; });
+  add_device_option(*eval_command, eval.device);
+  eval_command->callback([&] {
+    run = [&] {
+      print_device(eval.device);
+      return command_eval(eval);
+    };
+  });
 
   PredictOptions predict;
   auto* predict_command = app.add_subcommand("predict", "the top classes of images, with probabilities");
@@ -221,7 +252,13 @@ int run_cli(int argc, const char* const* argv) {
   predict_command->add_option("--top", predict.top)->check(integer_in(1, 1'000'000))->capture_default_str();
   add_max_pixels(*predict_command, predict.max_pixels);
   predict_command->add_option("images", predict.images, "image files")->required();
-  predict_command->callback([&] { run = [&] { return command_predict(predict); }; });
+  add_device_option(*predict_command, predict.device);
+  predict_command->callback([&] {
+    run = [&] {
+      print_device(predict.device);
+      return command_predict(predict);
+    };
+  });
 
   CompareOptions compare;
   std::string compare_augment;
@@ -233,6 +270,7 @@ int run_cli(int argc, const char* const* argv) {
   compare_command->add_option("overrides", compare.overrides, "model settings key=value, applied to every model");
   compare_command->callback([&] {
     run = [&] {
+      print_device(compare.base.device);
       apply_augment(compare_augment, compare.base.augment);
       return command_compare(compare);
     };
@@ -257,7 +295,13 @@ int run_cli(int argc, const char* const* argv) {
   forward_command->add_option("--input", forward.input, "safetensors file holding x")->required();
   forward_command->add_option("--output", forward.output, "safetensors file to write the logits to")->required();
   forward_command->add_option("--model", forward.model.name, "preset (default: the checkpoint's metadata)");
-  forward_command->callback([&] { run = [&] { return command_forward(forward); }; });
+  add_device_option(*forward_command, forward.device);
+  forward_command->callback([&] {
+    run = [&] {
+      print_device(forward.device);
+      return command_forward(forward);
+    };
+  });
 
   app.add_subcommand("demo", "a small graph, its backward, and its gradients")->callback([&] { run = command_demo; });
   app.add_subcommand("bench-gemm", "float32 GEMM GFLOP/s for a few shapes")->callback([&] { run = command_bench_gemm; });
@@ -266,7 +310,13 @@ int run_cli(int argc, const char* const* argv) {
   auto* bench_train_command = app.add_subcommand("bench-train", "training images/s of a model on random data");
   add_model_options(*bench_train_command, bench_train.model, true);
   bench_train_command->add_option("--batch", bench_train.batch_size)->check(integer_in(1, 1 << 20))->capture_default_str();
-  bench_train_command->callback([&] { run = [&] { return command_bench_train(bench_train); }; });
+  add_device_option(*bench_train_command, bench_train.device);
+  bench_train_command->callback([&] {
+    run = [&] {
+      print_device(bench_train.device);
+      return command_bench_train(bench_train);
+    };
+  });
 
   BenchDataOptions bench_data;
   auto* bench_data_command = app.add_subcommand("bench-data", "decoding and loader images/s");

@@ -22,6 +22,7 @@ struct ModelSpec {
 struct EvalOptions {
   std::string checkpoint, data_dir = "data", split = "test";
   ModelSpec model;  // empty name: the checkpoint's metadata says which model it holds
+  Device device = Device::cpu;
   bool skip_bad = false;
   int64_t batch_size = 256, max_pixels = data::kDefaultMaxPixels;
   int workers = 2;
@@ -30,6 +31,7 @@ struct EvalOptions {
 struct PredictOptions {
   std::string checkpoint;
   ModelSpec model;
+  Device device = Device::cpu;
   std::vector<std::string> images;
   int64_t top = 5, max_pixels = data::kDefaultMaxPixels;
 };
@@ -55,11 +57,13 @@ struct InitOptions {
 struct ForwardOptions {
   std::string checkpoint, input, output;
   ModelSpec model;
+  Device device = Device::cpu;
 };
 
 struct BenchTrainOptions {
   ModelSpec model;
   int64_t batch_size = 128;
+  Device device = Device::cpu;
 };
 
 struct BenchDataOptions {

@@ -38,19 +38,22 @@ double median_seconds(int repeats, const F& f) {
 
 // Images per second of the model alone on random inputs: training steps (forward and backward; the
 // optimizer step is left out) and eval-mode forwards. Data loading is left out too: models compare on compute.
-std::pair<double, double> model_throughput(const models::ModelConfig& config, int64_t batch) {
+std::pair<double, double> model_throughput(const models::ModelConfig& config, int64_t batch, Device device) {
   manual_seed(0);
   const auto model = models::create_model(config);
-  const Tensor images = randn({batch, config.in_channels, config.image_size, config.image_size});
-  const Tensor labels = Tensor::from_indices(std::vector<int64_t>(batch, 0), {batch});
+  model->to(device);
+  const Tensor images = randn({batch, config.in_channels, config.image_size, config.image_size}).to(device);
+  const Tensor labels = Tensor::from_indices(std::vector<int64_t>(batch, 0), {batch}, device);
   const double train_seconds = median_seconds(3, [&] {
     model->zero_grad();
     cross_entropy(model->forward(images), labels).backward();
+    synchronize(device);
   });
   model->eval();
   const double infer_seconds = median_seconds(3, [&] {
     NoGradGuard no_grad;
     model->forward(images);
+    synchronize(device);
   });
   return {batch / train_seconds, batch / infer_seconds};
 }
@@ -87,7 +90,7 @@ int command_compare(const CompareOptions& o) {
     r.config = ModelSpec{name, {}, o.overrides}.config();
     r.params = static_cast<int64_t>(models::parameter_count(r.config));
     r.gmacs = models::macs_per_image(r.config) / 1e9;
-    std::tie(r.train_images_per_s, r.infer_images_per_s) = model_throughput(r.config, base.batch_size);
+    std::tie(r.train_images_per_s, r.infer_images_per_s) = model_throughput(r.config, base.batch_size, base.device);
     std::printf("%s: %s parameters, %.3f GMACs/image, %.0f training images/s, %.0f inference images/s (model alone)\n",
                 name.c_str(), format_count(r.params).c_str(), r.gmacs, r.train_images_per_s, r.infer_images_per_s);
     reports.push_back(r);

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "autograd/blas.h"
+#include "autograd/device.h"
 #include "autograd/parallel.h"
 #include "datasets/loader.h"
 #include "models/config.h"
@@ -65,30 +66,47 @@ int command_bench_gemm() {
   return 0;
 }
 
-// Training-step speed of a model on random data: forward, backward and AdamW, median of 5 steps after 2
-// warm-up steps (the same measurement as bench/pytorch_train_step.py, for a side-by-side comparison).
+// Training and inference speed of a model on random data: a training step is forward, backward and AdamW, the
+// median of 5 steps after 2 warm-up steps (the measurement of bench/pytorch_train_step.py, for a side-by-side
+// comparison); inference is an eval-mode forward, median of 5 after 2. Each timing waits for the device.
 int command_bench_train(const BenchTrainOptions& o) {
   const models::ModelConfig config = o.model.config();
   const int64_t batch = o.batch_size;
   manual_seed(0);
   const auto model = models::create_model(config);
+  model->to(o.device);
   nn::AdamW optimizer(nn::weight_decay_groups(*model, 0.05), 1e-3);
-  const Tensor images = randn({batch, config.in_channels, config.image_size, config.image_size});  // (B, C, H, W)
+  const Tensor images = randn({batch, config.in_channels, config.image_size, config.image_size}).to(o.device);  // (B, C, H, W)
   std::vector<int64_t> labels(batch);
   for (int64_t i = 0; i < batch; ++i) labels[i] = i % config.num_classes;
-  const Tensor target = Tensor::from_indices(labels, {batch});
-  std::vector<double> times;
-  for (int step = 0; step < 7; ++step) {
-    const auto start = std::chrono::steady_clock::now();
+  const Tensor target = Tensor::from_indices(labels, {batch}, o.device);
+  auto median_seconds = [&](const auto& step) {
+    std::vector<double> times;
+    for (int repeat = 0; repeat < 7; ++repeat) {
+      const auto start = std::chrono::steady_clock::now();
+      step();
+      synchronize(o.device);
+      if (repeat >= 2) times.push_back(seconds_since(start));
+    }
+    std::sort(times.begin(), times.end());
+    return times[times.size() / 2];
+  };
+  reset_peak_memory(o.device);
+  const double train_seconds = median_seconds([&] {
     const Tensor loss = cross_entropy(model->forward(images), target, 0.1);
     optimizer.zero_grad();
     loss.backward();
     optimizer.step();
-    if (step >= 2) times.push_back(seconds_since(start));
-  }
-  std::sort(times.begin(), times.end());
-  std::printf("vt %s batch %ld: %.1f images/s (threads %d)\n", config.name.c_str(), static_cast<long>(batch),
-              batch / times[times.size() / 2], num_threads());
+  });
+  const uint64_t train_peak = peak_memory_bytes(o.device);
+  model->eval();
+  const double infer_seconds = median_seconds([&] {
+    NoGradGuard no_grad;
+    model->forward(images);
+  });
+  std::printf("vt %s batch %ld on %s: training %.1f images/s, inference %.1f images/s, peak memory %.2f GiB (threads %d)\n",
+              config.name.c_str(), static_cast<long>(batch), device_name(o.device), batch / train_seconds,
+              batch / infer_seconds, static_cast<double>(train_peak) / (1 << 30), num_threads());
   return 0;
 }
 

@@ -2,6 +2,9 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "autograd/blas.h"
+#include "autograd/device.h"
+#include "autograd/parallel.h"
 #include "models/config.h"
 #include "train/lib/commands.h"
 
@@ -53,6 +56,8 @@ int command_info(const InfoOptions& o) {
     std::printf("}, \"params\": %ld, \"gmacs\": %.6f}\n", static_cast<long>(params), gmacs);
     return 0;
   }
+  std::printf("backends: cpu (OpenBLAS %s, %d threads); cuda: %s\n", blas_core_name().c_str(), num_threads(),
+              kCudaBuild ? cuda_description().c_str() : "not in this build");
   std::printf("model: %s (%s)\n", config.name.c_str(), config.arch == "vit" ? "Vision Transformer" : "Transformer in Transformer");
   std::printf("input: %ldx%ld, %ld channels; %ldx%ld patches -> %ld tokens + class token; %ld classes\n",
               static_cast<long>(config.image_size), static_cast<long>(config.image_size), static_cast<long>(config.in_channels),

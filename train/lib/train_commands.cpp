@@ -43,6 +43,7 @@ int command_eval(const EvalOptions& o) {
   dataset_options.classes = checkpoint_classes(metadata, config);
   const auto dataset = data::open_dataset(o.data_dir, o.split, dataset_options);
   const auto model = models::load_model(checkpoint, config);
+  model->to(o.device);
   const Evaluation e = evaluate(*model, *dataset, normalization_from_metadata(metadata), o.batch_size, o.workers);
   const size_t classes = e.classes.size();
   std::printf("%s on %s/%s: %ld images, %.0f images/s\n", config.name.c_str(), o.data_dir.c_str(), o.split.c_str(),
@@ -74,13 +75,14 @@ int command_predict(const PredictOptions& o) {
   if (classes.empty())
     for (int64_t c = 0; c < config.num_classes; ++c) classes.push_back("class " + std::to_string(c));
   const auto model = models::load_model(checkpoint, config);
+  model->to(o.device);
   model->eval();
   NoGradGuard no_grad;
   for (const std::string& path : o.images) {
     const data::Image image =
         data::load_image_file(path, static_cast<int>(config.in_channels), static_cast<int>(config.image_size), o.max_pixels);
     const Tensor x = data::image_to_tensor(image, normalization);                 // (1, C, H, W)
-    const std::vector<double> probabilities = softmax(model->forward(x), -1).to_vector();  // (classes)
+    const std::vector<double> probabilities = softmax(model->forward(x.to(o.device)), -1).to_vector();  // (classes)
     std::vector<size_t> order(probabilities.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
     std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return probabilities[a] > probabilities[b]; });

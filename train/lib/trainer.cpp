@@ -95,13 +95,6 @@ class ProgressBar {
   bool quiet_, terminal_;
 };
 
-int64_t count_correct(const Tensor& logits, const std::vector<int64_t>& labels) {
-  const std::vector<int64_t> predicted = argmax(logits, 1).to_indices();
-  int64_t correct = 0;
-  for (size_t i = 0; i < labels.size(); ++i) correct += predicted[i] == labels[i];
-  return correct;
-}
-
 bool all_finite(const Tensor& t) {
   for (double v : t.to_vector())
     if (!std::isfinite(v)) return false;
@@ -236,7 +229,8 @@ void set_up(Run& run) {
     fail("train", std::to_string(o.epochs) + " epochs of " + std::to_string(run.steps_per_epoch) + " steps are too many");
 
   manual_seed(o.seed);
-  run.model = models::create_model(run.model_config);
+  run.model = models::create_model(run.model_config);  // initialised on the CPU, so both devices start alike
+  run.model->to(o.device);
   run.optimizer = make_optimizer(o, *run.model);
   // Warm-up never longer than a tenth of the run, so a one-epoch run still spends most steps learning.
   const int64_t warmup_steps = std::min<int64_t>(static_cast<int64_t>(o.warmup_epochs * run.steps_per_epoch), run.total_steps / 10);
@@ -244,6 +238,7 @@ void set_up(Run& run) {
   if (o.ema_decay > 0) {
     run.ema = std::make_unique<nn::ModelEma>(*run.model, o.ema_decay);
     run.ema_model = models::create_model(run.model_config);
+    run.ema_model->to(o.device);
   }
   run.checkpoint_metadata = models::config_metadata(run.model_config);
   run.checkpoint_metadata.merge(data_metadata(l.normalization, run.train_set->classes()));
@@ -251,9 +246,11 @@ void set_up(Run& run) {
 
 // ---- the training state: saved, loaded, checked ----
 
-// The keys the settings a resume may differ in without --allow-changed-config: where the data lives, how many
-// workers and threads do the work; none changes a result (the data itself is compared by its fingerprint).
-bool free_to_change(const std::string& key) { return key == "data" || key == "workers" || key == "threads"; }
+// The settings a resume may differ in without --allow-changed-config: where the data lives, which device and how
+// many workers and threads do the work (the data itself is compared by its fingerprint).
+bool free_to_change(const std::string& key) {
+  return key == "data" || key == "workers" || key == "threads" || key == "device";
+}
 
 void save_state(const Run& run, const Standing& standing) {
   nn::TrainingState state;
@@ -420,40 +417,67 @@ bool train_epoch(Run& run, Standing& standing, int64_t epoch, double& lr) {
   for (int64_t skip = standing.batches_done; skip > 0 && run.loader->next(batch);) --skip;  // resumed: same batches
   const auto start = std::chrono::steady_clock::now();
   const double seconds_before = standing.seconds;
-  while (run.loader->next(batch)) {
-    lr = run.schedule->at(optimizer.step_count);
-    optimizer.lr = lr;
-    const Tensor logits = run.model->forward(batch.images);  // (B, classes)
-    const int64_t b = static_cast<int64_t>(batch.labels.size());
-    const Tensor target = batch.targets.defined() ? batch.targets : Tensor::from_indices(batch.labels, {b});
-    const Tensor loss = cross_entropy(logits, target, o.label_smoothing);
-    const double loss_value = loss.item();
-    if (!std::isfinite(loss_value)) {
+  // The loss and the correct count are summed where the model runs, and read (which waits for the GPU) only
+  // every `sync_every` steps: every step on the CPU, where reading costs nothing, and twenty times an epoch on
+  // the GPU, which then never waits for the host inside a step. A non-finite loss is caught at those reads.
+  const int64_t sync_every = o.device == Device::cpu ? 1 : std::max<int64_t>(1, run.steps_per_epoch / 20);
+  Tensor loss_sum = Tensor::zeros({}, DType::f32, o.device);  // ()
+  Tensor correct = Tensor::zeros({}, DType::i64, o.device);   // ()
+  int64_t unread_steps = 0, first_unread_step = optimizer.step_count + 1;
+  auto read_sums = [&] {
+    const double losses = loss_sum.item();
+    if (!std::isfinite(losses)) {
       const std::string cause = !all_finite(batch.images) ? "the input batch holds non-finite values (check the data and --normalize)"
                                 : batch.targets.defined() && !all_finite(batch.targets) ? "the Mixup/CutMix targets are not finite (check --aug)"
                                 : "lower --lr or set --clip-grad";
-      fail("train", "the loss became " + std::to_string(loss_value) + " at epoch " + std::to_string(epoch + 1) + ", step " +
-                        std::to_string(optimizer.step_count + 1) + "; stopped. The last good state is " + run.state + " (" +
-                        cause + ")");
+      const std::string steps = first_unread_step == optimizer.step_count
+                                    ? "step " + std::to_string(optimizer.step_count)
+                                    : "steps " + std::to_string(first_unread_step) + " to " + std::to_string(optimizer.step_count);
+      fail("train", "the loss became " + std::to_string(losses) + " at epoch " + std::to_string(epoch + 1) + ", " + steps +
+                        "; stopped. The last good state is " + run.state + " (" + cause + ")");
     }
+    standing.loss_sum += losses;
+    standing.correct += static_cast<int64_t>(correct.item());
+    NoGradGuard no_grad;
+    loss_sum.zero_();
+    correct.zero_();
+    unread_steps = 0;
+    first_unread_step = optimizer.step_count + 1;
+  };
+  while (run.loader->next(batch)) {
+    lr = run.schedule->at(optimizer.step_count);
+    optimizer.lr = lr;
+    const int64_t b = static_cast<int64_t>(batch.labels.size());
+    const Tensor images = batch.images.to(o.device);                                   // (B, C, H, W)
+    const Tensor labels = Tensor::from_indices(batch.labels, {b}, o.device);            // (B)
+    const Tensor target = batch.targets.defined() ? batch.targets.to(o.device) : labels;  // (B) or (B, classes)
+    const Tensor logits = run.model->forward(images);                                   // (B, classes)
+    const Tensor loss = cross_entropy(logits, target, o.label_smoothing);                // ()
     optimizer.zero_grad();
     loss.backward();
     if (o.clip_grad > 0) nn::clip_grad_norm(run.model->parameters(), o.clip_grad);
     optimizer.step();
     if (run.ema) run.ema->update(*run.model);
-    standing.loss_sum += loss_value * b;
-    standing.correct += count_correct(logits.detach(), batch.labels);
+    {
+      NoGradGuard no_grad;
+      loss_sum.add_(loss, static_cast<double>(b));
+      accumulate_correct(correct, logits, labels);
+    }
     standing.seen += b;
     ++standing.batches_done;
-    standing.seconds = seconds_before + seconds_since(start);
-    progress.update(standing.batches_done, standing.loss_sum / standing.seen,
-                    static_cast<double>(standing.correct) / standing.seen, standing.seen / standing.seconds, standing.seconds);
     const bool stop = g_interrupted || optimizer.step_count == o.stop_after_steps;
+    if (++unread_steps == sync_every || stop || standing.batches_done == run.steps_per_epoch) read_sums();
+    standing.seconds = seconds_before + seconds_since(start);
+    if (unread_steps == 0)
+      progress.update(standing.batches_done, standing.loss_sum / standing.seen,
+                      static_cast<double>(standing.correct) / standing.seen, standing.seen / standing.seconds,
+                      standing.seconds);
     if (stop && standing.batches_done < run.steps_per_epoch) {
       progress.finish();
       return true;
     }
   }
+  if (unread_steps > 0) read_sums();
   progress.finish();
   return false;
 }
@@ -519,6 +543,7 @@ std::vector<std::pair<std::string, std::string>> run_settings(const TrainOptions
                      {"test-limit", std::to_string(o.test_limit)},
                      {"max-image-pixels", std::to_string(o.dataset.max_pixels)},
                      {"seed", std::to_string(o.seed)},
+                     {"device", device_name(o.device)},
                      {"workers", std::to_string(o.workers)},
                      {"threads", std::to_string(num_threads())}});
   return s;
@@ -600,10 +625,11 @@ Evaluation evaluate(models::Classifier& model, const data::Dataset& dataset, con
   double loss_sum = 0;
   int64_t seen = 0, correct = 0;
   const auto start = std::chrono::steady_clock::now();
+  const Device device = model.parameters().front().device();
   while (loader.next(batch)) {
-    const Tensor logits = model.forward(batch.images);  // (B, classes)
+    const Tensor logits = model.forward(batch.images.to(device));  // (B, classes)
     const int64_t b = static_cast<int64_t>(batch.labels.size());
-    loss_sum += cross_entropy(logits, Tensor::from_indices(batch.labels, {b})).item() * b;
+    loss_sum += cross_entropy(logits, Tensor::from_indices(batch.labels, {b}, device)).item() * b;
     const std::vector<int64_t> predicted = argmax(logits, 1).to_indices();
     for (int64_t i = 0; i < b; ++i) {
       result.confusion[batch.labels[i]][predicted[i]] += 1;

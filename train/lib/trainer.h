@@ -34,6 +34,7 @@ struct TrainOptions {
   std::string normalize = "cifar10";  // or "computed": the training set's own per-channel statistics
   int workers = 2;
   uint64_t seed = 0;
+  Device device = Device::cpu;    // where the model trains (the command line picks cuda when a GPU is visible)
   bool resume = false;
   bool allow_changed_config = false;  // resume although the options or the data differ from the run's
   int64_t stop_after_steps = 0;   // stop as Ctrl-C would after this many optimizer steps (0: never)

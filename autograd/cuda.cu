@@ -1,0 +1,210 @@
+// The CUDA runtime behind autograd/cuda.h: lazy initialisation of the first GPU, its stream and cuBLAS handle,
+// the caching device allocator, copies, and the checked-call helpers of cuda_runtime.cuh.
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "autograd/cuda.h"
+#include "autograd/cuda_runtime.cuh"
+#include "autograd/tensor.h"
+
+namespace vt::cuda {
+
+namespace {
+
+const char* file_name(const char* path) {
+  const char* base = path;
+  for (const char* p = path; *p; ++p)
+    if (*p == '/') base = p + 1;
+  return base;
+}
+
+[[noreturn]] void fail_at(const char* op, const std::string& problem, const char* file, int line) {
+  fail(op, problem + " (CUDA call at " + file_name(file) + ":" + std::to_string(line) + ")");
+}
+
+bool sync_every_launch() {
+  static const bool value = [] {
+    const char* text = std::getenv("VT_CUDA_SYNC");
+    return text && std::string(text) == "1";
+  }();
+  return value;
+}
+
+// The device, its stream and its cuBLAS handle, made on first use.
+struct Context {
+  cudaStream_t stream = nullptr;
+  cublasHandle_t cublas = nullptr;
+  void* cublas_workspace = nullptr;
+  Context() {
+    check(cudaSetDevice(0), "cuda init");
+    check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cuda init");
+    check(cublasCreate(&cublas), "cuda init");
+    check(cublasSetStream(cublas, stream), "cuda init");
+    // A workspace of our own, so that cuBLAS allocates nothing per call (32 MiB, its recommendation for Hopper).
+    constexpr size_t kWorkspace = size_t{32} << 20;
+    check(cudaMalloc(&cublas_workspace, kWorkspace), "cuda init");
+    check(cublasSetWorkspace(cublas, cublas_workspace, kWorkspace), "cuda init");
+    check(cublasSetMathMode(cublas, CUBLAS_DEFAULT_MATH), "cuda init");  // fp32 without TF32, as PyTorch's default
+  }
+};
+
+Context& context() {
+  static Context* instance = new Context();  // never destroyed: tensors in static storage may outlive main
+  return *instance;
+}
+
+struct Cache {
+  std::mutex mutex;
+  std::unordered_map<size_t, std::vector<void*>> free_blocks;
+  AllocatorStats stats;
+};
+
+Cache& cache() {
+  static Cache* instance = new Cache();
+  return *instance;
+}
+
+// 512-byte granules: every block is aligned for any vector access, and nearby sizes share a free list.
+size_t round_up(size_t bytes) { return ((bytes == 0 ? 1 : bytes) + 511) / 512 * 512; }
+
+std::string gib(uint64_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.2f GiB", static_cast<double>(bytes) / (1 << 30));
+  return text;
+}
+
+}  // namespace
+
+void check(cudaError_t error, const char* op, const char* file, int line) {
+  if (error != cudaSuccess) fail_at(op, std::string(cudaGetErrorName(error)) + ": " + cudaGetErrorString(error), file, line);
+}
+
+void check(cublasStatus_t status, const char* op, const char* file, int line) {
+  if (status != CUBLAS_STATUS_SUCCESS)
+    fail_at(op, std::string("cuBLAS ") + cublasGetStatusName(status) + ": " + cublasGetStatusString(status), file, line);
+}
+
+void check_launch(const char* op, const char* file, int line) {
+  check(cudaGetLastError(), op, file, line);
+  if (sync_every_launch()) check(cudaStreamSynchronize(stream()), op, file, line);
+}
+
+cudaStream_t stream() { return context().stream; }
+cublasHandle_t cublas() { return context().cublas; }
+
+void set_tf32(bool allowed) {
+  check(cublasSetMathMode(cublas(), allowed ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH), "set_tf32");
+}
+
+bool available() {
+  static const bool visible = [] {
+    int count = 0;
+    return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+  }();
+  return visible;
+}
+
+std::string device_description() {
+  int count = 0;
+  const cudaError_t error = cudaGetDeviceCount(&count);
+  if (error != cudaSuccess) return std::string("no GPU (") + cudaGetErrorString(error) + ")";
+  if (count == 0) return "no GPU";
+  cudaDeviceProp properties;
+  check(cudaGetDeviceProperties(&properties, 0), "device_description");
+  char text[512];
+  std::snprintf(text, sizeof text, "%s (compute capability %d.%d, %d SMs, %s)", properties.name, properties.major,
+                properties.minor, properties.multiProcessorCount, gib(properties.totalGlobalMem).c_str());
+  return text;
+}
+
+void* allocate(size_t bytes) {
+  const size_t size = round_up(bytes);
+  Cache& c = cache();
+  {
+    std::lock_guard<std::mutex> lock(c.mutex);
+    auto found = c.free_blocks.find(size);
+    if (found != c.free_blocks.end() && !found->second.empty()) {
+      void* block = found->second.back();
+      found->second.pop_back();
+      c.stats.cached_bytes -= size;
+      c.stats.live_bytes += size;
+      c.stats.peak_live_bytes = std::max(c.stats.peak_live_bytes, c.stats.live_bytes);
+      return block;
+    }
+  }
+  context();
+  void* block = nullptr;
+  cudaError_t error = cudaMalloc(&block, size);
+  if (error == cudaErrorMemoryAllocation) {  // the cached blocks may be what is missing: give them back, retry once
+    cudaGetLastError();                       // clears the error, which is not sticky
+    empty_cache();
+    error = cudaMalloc(&block, size);
+  }
+  std::lock_guard<std::mutex> lock(c.mutex);
+  if (error != cudaSuccess) {
+    cudaGetLastError();
+    fail("cuda allocate", "out of device memory: " + gib(size) + " requested, " + gib(c.stats.live_bytes) +
+                              " in use by tensors, " + gib(c.stats.cached_bytes) + " cached (" + cudaGetErrorString(error) + ")");
+  }
+  ++c.stats.device_allocations;
+  c.stats.live_bytes += size;
+  c.stats.peak_live_bytes = std::max(c.stats.peak_live_bytes, c.stats.live_bytes);
+  return block;
+}
+
+void release(void* data, size_t bytes) {
+  if (!data) return;
+  const size_t size = round_up(bytes);
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  c.free_blocks[size].push_back(data);
+  c.stats.cached_bytes += size;
+  c.stats.live_bytes -= size;
+}
+
+AllocatorStats allocator_stats() {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  return c.stats;
+}
+
+void reset_peak_live_bytes() {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  c.stats.peak_live_bytes = c.stats.live_bytes;
+}
+
+void empty_cache() {
+  // Cached blocks may still be read by queued kernels that finished with them: wait before freeing.
+  synchronize();
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  for (auto& [size, blocks] : c.free_blocks)
+    for (void* block : blocks) check(cudaFree(block), "cuda empty_cache");
+  c.free_blocks.clear();
+  c.stats.cached_bytes = 0;
+}
+
+void copy_to_device(void* destination, const void* source, size_t bytes) {
+  if (bytes == 0) return;
+  check(cudaMemcpyAsync(destination, source, bytes, cudaMemcpyHostToDevice, stream()), "copy to device");
+  // Pageable host memory is staged by the driver before cudaMemcpyAsync returns, so `source` may be reused.
+}
+
+void copy_to_host(void* destination, const void* source, size_t bytes) {
+  if (bytes == 0) return;
+  check(cudaMemcpyAsync(destination, source, bytes, cudaMemcpyDeviceToHost, stream()), "copy to host");
+  check(cudaStreamSynchronize(stream()), "copy to host");
+}
+
+void copy_on_device(void* destination, const void* source, size_t bytes) {
+  if (bytes == 0) return;
+  check(cudaMemcpyAsync(destination, source, bytes, cudaMemcpyDeviceToDevice, stream()), "copy on device");
+}
+
+void synchronize() { check(cudaStreamSynchronize(stream()), "synchronize"); }
+
+}  // namespace vt::cuda

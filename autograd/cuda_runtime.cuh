@@ -1,0 +1,48 @@
+// For .cu files only: the stream and the cuBLAS handle every kernel uses, checked CUDA and cuBLAS calls, and
+// the launch check. Conventions: kernels are launched on stream() with grid-stride loops (any size fits in a
+// bounded grid); after each launch, check_launch(op) turns a launch error, or with VT_CUDA_SYNC=1 any error
+// of the kernel itself, into a vt error naming the op, CUDA's error string and the file:line of the launch.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "autograd/cuda.h"
+#include "autograd/tensor.h"
+
+namespace vt::cuda {
+
+cudaStream_t stream();
+cublasHandle_t cublas();  // bound to stream(), with a workspace; TF32 only when set_tf32(true)
+void set_tf32(bool allowed);
+
+void check(cudaError_t error, const char* op, const char* file = __builtin_FILE(), int line = __builtin_LINE());
+void check(cublasStatus_t status, const char* op, const char* file = __builtin_FILE(), int line = __builtin_LINE());
+void check_launch(const char* op, const char* file = __builtin_FILE(), int line = __builtin_LINE());
+
+// Scratch memory from the caching allocator for one launcher, released when it goes out of scope: in stream
+// order, so the kernels queued before still see it, and the next user is queued after them.
+class Scratch {
+ public:
+  explicit Scratch(size_t bytes) : bytes_(bytes), data_(allocate(bytes)) {}
+  ~Scratch() { release(data_, bytes_); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  template <class T> T* as() const { return static_cast<T*>(data_); }
+
+ private:
+  size_t bytes_;
+  void* data_;
+};
+
+constexpr int kThreads = 256;  // threads per block of the elementwise and row kernels
+
+// Blocks for a grid-stride loop over n items: enough to fill the GPU several times, never more than needed.
+inline unsigned int blocks_for(int64_t n, int threads = kThreads) {
+  const int64_t wanted = (n + threads - 1) / threads;
+  return static_cast<unsigned int>(wanted < 1 ? 1 : (wanted > 65536 ? 65536 : wanted));
+}
+
+}  // namespace vt::cuda

@@ -102,7 +102,7 @@ std::string error_of(const std::function<void()>& f) {
 
 }  // namespace
 
-TEST_CASE("cifar10: records round-trip with their labels and pixels, HWC; standard class names") {
+TEST_CASE("cifar10: records round-trip with their labels and pixels, HWC, standard class names") {
   TemporaryDirectory tmp("cifar");
   write_bytes(tmp.path / "test_batch.bin", cifar_records({3, 0, 9, 3}));
   const auto dataset = open_dataset(tmp.path.string(), "test", DatasetOptions());
@@ -161,7 +161,7 @@ TEST_CASE("cifar10: a truncated file, a bad label, a missing batch and a bad met
                     "batches.meta.txt names 2 classes"));
 }
 
-TEST_CASE("cifar10: converted to gray and resized; limit takes the first examples of each class") {
+TEST_CASE("cifar10: converted to gray and resized, limit takes the first examples of each class") {
   TemporaryDirectory tmp("cifar_options");
   // 30 records: labels 0..9, three times over; record r has pixel values from cifar_pixel(r, ...).
   std::vector<int> labels;
@@ -353,7 +353,7 @@ TEST_CASE("image folder: skip_bad keeps every label right, converts channels and
   }
 }
 
-TEST_CASE("image folder: RGB to gray uses the ITU-R 601 luma; gray + alpha and RGBA targets") {
+TEST_CASE("image folder: RGB to gray uses the ITU-R 601 luma, gray + alpha and RGBA targets") {
   TemporaryDirectory tmp("folder_gray");
   write_tree(tmp.path);
   DatasetOptions options;
@@ -431,7 +431,7 @@ TEST_CASE("image folder: truncated BMP, TGA and GIF files are refused (stb_image
   }
 }
 
-TEST_CASE("image folder: limit takes the first files of each class in name order; hidden files are ignored") {
+TEST_CASE("image folder: limit takes the first files of each class in name order, hidden files are ignored") {
   TemporaryDirectory tmp("folder_limit");
   // Three classes of five 1 x 1 gray PNGs; file k of class c has value 10 * c + k.
   for (int c = 0; c < 3; ++c)
@@ -457,7 +457,7 @@ TEST_CASE("image folder: limit takes the first files of each class in name order
   CHECK(labels == std::vector<int64_t>{0, 0, 0, 1, 1, 2, 2});
 }
 
-TEST_CASE("image folder: many files decode on several threads into file order; skipped files shift nothing") {
+TEST_CASE("image folder: many files decode on several threads into file order, skipped files shift nothing") {
   TemporaryDirectory tmp("folder_many");
   // Two classes of 120 1 x 2 gray PNGs: file k of class c holds (k, c); class 1's file 57 is not an image.
   for (int c = 0; c < 2; ++c)
@@ -663,7 +663,7 @@ TEST_CASE("image folder: a FIFO and a symlink loop are bad files, not a hang or 
   CHECK(message_has(error_of([&] { load_image_file((only / "pipe.png").string(), 1, 4); }), "not a regular file"));
 }
 
-TEST_CASE("image folder: test/ classes map onto the training classes by name; an unknown class fails") {
+TEST_CASE("image folder: test/ classes map onto the training classes by name, an unknown class fails") {
   TemporaryDirectory tmp("folder_classes");
   const std::vector<uint8_t> gray(4 * 4, 7);
   for (const char* path : {"train/ant/a.png", "train/bee/a.png", "train/cat/a.png", "test/ant/a.png", "test/cat/a.png"}) {

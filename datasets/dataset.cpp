@@ -370,7 +370,11 @@ std::string bmp_truncation(const std::vector<uint8_t>& bytes) {
   const uint32_t compression = core_header ? 0 : little_endian(bytes, 30, 4);
   if (compression == 1 || compression == 2) return "";  // run-length encoded: no fixed size to check
   const int64_t row_bytes = (bits * std::abs(width) + 31) / 32 * 4;  // rows pad to 4 bytes
-  const int64_t needed = little_endian(bytes, 10, 4) + row_bytes * std::abs(height);
+  // A hostile header can declare 2^31 rows of 2^47 bytes: a product past int64 is certainly truncated.
+  int64_t pixel_bytes = 0;
+  if (__builtin_mul_overflow(row_bytes, std::abs(height), &pixel_bytes))
+    return "truncated BMP: its header declares more pixel data than any file holds";
+  const int64_t needed = little_endian(bytes, 10, 4) + pixel_bytes;
   if (static_cast<int64_t>(bytes.size()) < needed)
     return "truncated BMP: " + std::to_string(bytes.size()) + " bytes, its pixel data needs " + std::to_string(needed);
   return "";

@@ -622,6 +622,21 @@ TEST_CASE("image folder: a top-down BMP (negative height) counts its pixels too 
   CHECK(message_has(error_of([&] { load_image_file(file.string(), 3, 4, 15); }), "4 x 4 pixels, more than the limit of 15"));
 }
 
+TEST_CASE("image folder: a BMP header whose pixel data overflows 64 bits is truncated, not undefined (found by fuzzing)") {
+  TemporaryDirectory tmp("folder_bmp_overflow");
+  const fs::path file = tmp.path / "huge.bmp";
+  const std::vector<uint8_t> rgb(4 * 4 * 3, 9);
+  REQUIRE(stbi_write_bmp(file.c_str(), 4, 4, 3, rgb.data()));
+  std::vector<uint8_t> bytes = read_bytes(file);
+  // width 2^31 - 1 and height 2^31 - 1 at 65535 bits per pixel: (65535 * (2^31 - 1) + 31) / 32 * 4 bytes a row
+  // is about 2^44, times 2^31 rows is past 2^63 (UBSan: signed overflow in the truncation check).
+  for (int field : {18, 22}) bytes[field] = bytes[field + 1] = bytes[field + 2] = 0xff, bytes[field + 3] = 0x7f;
+  bytes[28] = bytes[29] = 0xff;
+  write_bytes(file, bytes);
+  CHECK(message_has(error_of([&] { load_image_file(file.string(), 3, 4); }),
+                    "truncated BMP: its header declares more pixel data than any file holds"));
+}
+
 TEST_CASE("image folder: images over the pixel limit are refused from their header, before decoding") {
   TemporaryDirectory tmp("folder_bomb");
   const fs::path file = tmp.path / "test/only/bomb.png";

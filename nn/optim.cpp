@@ -10,6 +10,7 @@
 
 #include "autograd/device.h"
 #include "autograd/parallel.h"
+#include "autograd/text.h"
 #include "ops/cuda/kernels.h"
 
 namespace vt::nn {
@@ -285,8 +286,10 @@ NamedTensors Optimizer::state() const {
 static int64_t read_count(const char* op, const std::string& key, const Tensor& t) {
   if (t.numel() != 1) fail(op, "load_state: entry '" + key + "' must hold one count, got " + t.str());
   const double value = t.item();
-  if (!(value >= 0) || value != std::floor(value))
-    fail(op, "load_state: entry '" + key + "' must be a count >= 0, got " + std::to_string(value));
+  // Read through a double, which holds every integer up to 2^53 exactly; a larger count is corrupt, not a
+  // long run (2^53 steps), and casting one past 2^63 to int64_t is undefined.
+  if (!(value >= 0 && value <= 0x1p53) || value != std::floor(value))
+    fail(op, "load_state: entry '" + key + "' must be a count in [0, 2^53], got " + shortest_text(value));
   return static_cast<int64_t>(value);
 }
 

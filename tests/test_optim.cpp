@@ -615,8 +615,14 @@ TEST_CASE("optim: misuse fails loudly") {
   CHECK_THROWS_WITH_AS(target.load_state(extra), doctest::Contains("unexpected entry 'exp_avg.layer.bias'"), std::runtime_error);
   nn::NamedTensors bad_count = state;
   bad_count[0].second = Tensor::from_vector({-1.0}, {});
-  CHECK_THROWS_WITH_AS(target.load_state(bad_count), doctest::Contains("entry 'step_count' must be a count >= 0"),
+  CHECK_THROWS_WITH_AS(target.load_state(bad_count), doctest::Contains("entry 'step_count' must be a count in [0, 2^53], got -1"),
                        std::runtime_error);
+  // 2.16e233 used to be cast to int64_t (UBSan: outside the range of representable values; found by fuzzing).
+  bad_count[0].second = Tensor::from_vector({2.1621e233}, {}, DType::f64);
+  CHECK_THROWS_WITH_AS(target.load_state(bad_count), doctest::Contains("must be a count in [0, 2^53], got 2.1621e+233"),
+                       std::runtime_error);
+  bad_count[0].second = Tensor::from_indices({(int64_t{1} << 53) + 2}, {});  // an integer, but past 2^53
+  CHECK_THROWS_WITH_AS(target.load_state(bad_count), doctest::Contains("must be a count in [0, 2^53]"), std::runtime_error);
   nn::NamedTensors loaded_then_failed = state;
   loaded_then_failed[1].second = Tensor::from_indices({7}, {});
   loaded_then_failed.emplace_back("junk", Tensor::zeros({1}));

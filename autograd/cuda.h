@@ -41,4 +41,8 @@ void copy_to_host(void* destination, const void* source, size_t bytes);
 void copy_on_device(void* destination, const void* source, size_t bytes);
 void synchronize();
 
+// float32 GEMMs on TF32 tensor cores (inputs rounded to a 10-bit mantissa, fp32 accumulation), or exact fp32
+// (the default, as PyTorch's).
+void set_tf32(bool allowed);
+
 }  // namespace vt::cuda

@@ -37,6 +37,11 @@ void reset_peak_memory(Device device) {
   else on_cuda("reset_peak_memory", [] { cuda::reset_peak_live_bytes(); });
 }
 
+void set_tf32(Device device, bool allowed) {
+  if (device == Device::cuda) on_cuda("set_tf32", [&] { cuda::set_tf32(allowed); });
+  else if (allowed) fail("set_tf32", "TF32 is a mode of the GPU's matmuls: it needs --device cuda");
+}
+
 void check_same_device(const char* op, std::initializer_list<Tensor> tensors) {
   const Tensor* first = nullptr;
   for (const Tensor& t : tensors) {

@@ -175,6 +175,19 @@ TEST_CASE("cuda: conv2d, unfold, matmul and linear on cuBLAS (rtol 1e-5, fp32 wi
                 1e-5, 1e-5);
 }
 
+TEST_CASE("cuda: --tf32 rounds matmul inputs to a 10-bit mantissa, and without it the GEMM is exact fp32") {
+  if (!gpu()) return;
+  // A dot product of 512 terms: TF32 keeps 10 of float32's 23 mantissa bits of each input, so each product is off
+  // by up to ~2^-10 relative; summed, the result moves by ~1e-3 relative, far past fp32's ~1e-6.
+  const Tensor a = input({64, 512}, 22), b = input({512, 64}, 23);
+  const Tensor exact = matmul(a, b);
+  set_tf32(Device::cuda, true);
+  const double tf32_excess = excess(matmul(a.to(Device::cuda), b.to(Device::cuda)), exact, 1e-5, 1e-5);
+  set_tf32(Device::cuda, false);
+  CHECK(tf32_excess > 1.0);
+  CHECK(excess(matmul(a.to(Device::cuda), b.to(Device::cuda)), exact, 1e-5, 1e-5) <= 1.0);
+}
+
 TEST_CASE("cuda: fused attention against the CPU's, ViT-sized heads and TNT's tiny ones, strided q k v (rtol 2e-5)") {
   if (!gpu()) return;
   // (B, N, 3, H, hd) as a fused qkv projection gives them: q, k, v are strided views of one tensor.

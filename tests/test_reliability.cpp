@@ -294,6 +294,10 @@ TEST_CASE("reliability: the command line checks every flag's type and range, and
     CHECK(outcome.exit_code == 2);
     CHECK(has(outcome.output, bad.substr(0, bad.find(' ')) + ":"));
   }
+  // TF32 is a GPU matmul mode: on the CPU the flag is refused, not ignored.
+  const Outcome tf32 = vt("bench-train --model vit_cifar --device cpu --tf32");
+  CHECK(tf32.exit_code == 1);
+  CHECK(has(tf32.output, "set_tf32: TF32 is a mode of the GPU's matmuls: it needs --device cuda"));
   CHECK(has(vt("train --model vit_cifar head_hidden=-5").output, "head_hidden=-5 is outside [0, 65536]"));
   CHECK(has(vt("train --model vit_cifar --aug auto=rand-m9-n2000000000").output, "layer count must be an integer in [0, 16]"));
 }

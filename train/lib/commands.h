@@ -64,6 +64,7 @@ struct BenchTrainOptions {
   ModelSpec model;
   int64_t batch_size = 128;
   Device device = Device::cpu;
+  bool tf32 = false;
 };
 
 struct BenchDataOptions {

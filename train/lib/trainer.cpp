@@ -229,6 +229,7 @@ void set_up(Run& run) {
     fail("train", std::to_string(o.epochs) + " epochs of " + std::to_string(run.steps_per_epoch) + " steps are too many");
 
   manual_seed(o.seed);
+  set_tf32(o.device, o.tf32);
   run.model = models::create_model(run.model_config);  // initialised on the CPU, so both devices start alike
   run.model->to(o.device);
   run.optimizer = make_optimizer(o, *run.model);
@@ -249,7 +250,7 @@ void set_up(Run& run) {
 // The settings a resume may differ in without --allow-changed-config: where the data lives, which device and how
 // many workers and threads do the work (the data itself is compared by its fingerprint).
 bool free_to_change(const std::string& key) {
-  return key == "data" || key == "workers" || key == "threads" || key == "device";
+  return key == "data" || key == "workers" || key == "threads" || key == "device" || key == "tf32";
 }
 
 void save_state(const Run& run, const Standing& standing) {
@@ -544,6 +545,7 @@ std::vector<std::pair<std::string, std::string>> run_settings(const TrainOptions
                      {"max-image-pixels", std::to_string(o.dataset.max_pixels)},
                      {"seed", std::to_string(o.seed)},
                      {"device", device_name(o.device)},
+                     {"tf32", o.tf32 ? "1" : "0"},
                      {"workers", std::to_string(o.workers)},
                      {"threads", std::to_string(num_threads())}});
   return s;

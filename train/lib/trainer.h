@@ -35,6 +35,7 @@ struct TrainOptions {
   int workers = 2;
   uint64_t seed = 0;
   Device device = Device::cpu;    // where the model trains (the command line picks cuda when a GPU is visible)
+  bool tf32 = false;              // float32 GEMMs on the GPU's TF32 tensor cores
   bool resume = false;
   bool allow_changed_config = false;  // resume although the options or the data differ from the run's
   int64_t stop_after_steps = 0;   // stop as Ctrl-C would after this many optimizer steps (0: never)

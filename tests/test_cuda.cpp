@@ -90,6 +90,17 @@ TEST_CASE("cuda: tensors move between devices exactly, strided, broadcast and co
                        std::runtime_error);
 }
 
+TEST_CASE("cuda: uploads through the pinned staging ring: larger than a buffer, and more in flight than buffers") {
+  if (!gpu()) return;
+  // 5 * 2^20 floats are 20 MiB: three 8 MiB chunks. Then 9 uploads in a row reuse each of the 4 buffers twice;
+  // each must hold its own values once the device has them (a buffer overwritten before its DMA would not).
+  const Tensor big = input({5, 1 << 20}, 2);
+  CHECK(big.to(Device::cuda).to(Device::cpu).to_vector() == big.to_vector());
+  std::vector<Tensor> uploads;
+  for (int i = 0; i < 9; ++i) uploads.push_back(Tensor::full({1 << 20}, i, DType::f32).to(Device::cuda));
+  for (int i = 0; i < 9; ++i) CHECK(sum(uploads[i]).item() == double(i) * (1 << 20));
+}
+
 TEST_CASE("cuda: elementwise ops, forward and backward, plain, broadcast and non-contiguous (rtol 1e-5)") {
   if (!gpu()) return;
   const Tensor a = input({6, 7}, 2), b = input({7}, 3), positive = add(mul(input({6, 7}, 4), 0.1), 2.0).detach();

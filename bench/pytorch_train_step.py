@@ -66,11 +66,11 @@ def bench(name, batch, device, mode):
         torch.cuda.reset_peak_memory_stats()
     model.train()
     train = median_seconds(train_step, device)
-    peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
+    peak = f", peak memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if device == "cuda" else ""
     model.eval()
     infer = median_seconds(infer_step, device)
     print(f"pytorch {torch.__version__} {mode} {name} batch {batch} on {device}: training {batch / train:.1f} images/s, "
-          f"inference {batch / infer:.1f} images/s, peak memory {peak:.2f} GiB (threads {torch.get_num_threads()})")
+          f"inference {batch / infer:.1f} images/s{peak} (threads {torch.get_num_threads()})")
 
 
 def main():
@@ -89,7 +89,7 @@ def main():
         if mode not in ("eager", "amp", "compile"):
             parser.error(f"unknown mode {mode!r}")
         if mode == "amp" and args.device != "cuda":
-            parser.error("--modes amp needs --device cuda (vt's bf16 path is GPU-only)")
+            parser.error("--modes amp needs --device cuda (bf16 autocast is the GPU comparison)")
         bench(args.model, args.batch, args.device, mode)
 
 

@@ -37,6 +37,12 @@ void reset_peak_memory(Device device) {
   else on_cuda("reset_peak_memory", [] { cuda::reset_peak_live_bytes(); });
 }
 
+uint64_t system_allocations(Device device) {
+  uint64_t count = allocator_stats().system_allocations;
+  if (device == Device::cuda) on_cuda("system_allocations", [&] { count = cuda::allocator_stats().device_allocations; });
+  return count;
+}
+
 void set_tf32(Device device, bool allowed) {
   if (device == Device::cuda) on_cuda("set_tf32", [&] { cuda::set_tf32(allowed); });
   else if (allowed) fail("set_tf32", "TF32 is a mode of the GPU's matmuls: it needs --device cuda");

@@ -39,6 +39,9 @@ void synchronize(Device device);
 // The most bytes tensors held on `device` at once since the last reset (the caching allocators' count).
 uint64_t peak_memory_bytes(Device device);
 void reset_peak_memory(Device device);
+// Blocks the caching allocator of `device` has ever taken from the system (malloc, or cudaMalloc): a warmed-up
+// training step adds none.
+uint64_t system_allocations(Device device);
 // Lets the GPU's float32 GEMMs use TF32 tensor cores (about 8x the fp32 rate on an H100, with a 10-bit mantissa
 // on their inputs); off by default. Asking for it on the CPU fails: it has no such mode.
 void set_tf32(Device device, bool allowed);

@@ -40,6 +40,7 @@ struct Context {
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
   void* cublas_workspace = nullptr;
+  cublasComputeType_t gemm_compute_type = CUBLAS_COMPUTE_32F;  // fp32 without TF32, as PyTorch's default
   Context() {
     check(cudaSetDevice(0), "cuda init");
     check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cuda init");
@@ -49,7 +50,6 @@ struct Context {
     constexpr size_t kWorkspace = size_t{32} << 20;
     check(cudaMalloc(&cublas_workspace, kWorkspace), "cuda init");
     check(cublasSetWorkspace(cublas, cublas_workspace, kWorkspace), "cuda init");
-    check(cublasSetMathMode(cublas, CUBLAS_DEFAULT_MATH), "cuda init");  // fp32 without TF32, as PyTorch's default
   }
 };
 
@@ -97,8 +97,14 @@ void check_launch(const char* op, const char* file, int line) {
 cudaStream_t stream() { return context().stream; }
 cublasHandle_t cublas() { return context().cublas; }
 
-void set_tf32(bool allowed) {
-  check(cublasSetMathMode(cublas(), allowed ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH), "set_tf32");
+cublasComputeType_t gemm_compute_type() { return context().gemm_compute_type; }
+
+void set_matmul_precision(MatmulPrecision precision) {
+  switch (precision) {
+    case MatmulPrecision::fp32: context().gemm_compute_type = CUBLAS_COMPUTE_32F; break;
+    case MatmulPrecision::tf32: context().gemm_compute_type = CUBLAS_COMPUTE_32F_FAST_TF32; break;
+    case MatmulPrecision::bf16: context().gemm_compute_type = CUBLAS_COMPUTE_32F_FAST_16BF; break;
+  }
 }
 
 bool available() {

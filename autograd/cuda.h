@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <string>
 
+#include "autograd/tensor.h"
+
 namespace vt::cuda {
 
 // A GPU is visible, and this build has the CUDA backend. Never fails: no GPU and no driver are both "false".
@@ -41,8 +43,8 @@ void copy_to_host(void* destination, const void* source, size_t bytes);
 void copy_on_device(void* destination, const void* source, size_t bytes);
 void synchronize();
 
-// float32 GEMMs on TF32 tensor cores (inputs rounded to a 10-bit mantissa, fp32 accumulation), or exact fp32
-// (the default, as PyTorch's).
-void set_tf32(bool allowed);
+// The compute type of every float32 GEMM from now on: exact fp32 (the default, as PyTorch's), or TF32 or bf16
+// tensor cores with fp32 accumulation (vt::set_matmul_precision explains the trade).
+void set_matmul_precision(MatmulPrecision precision);
 
 }  // namespace vt::cuda

@@ -15,8 +15,9 @@
 namespace vt::cuda {
 
 cudaStream_t stream();
-cublasHandle_t cublas();  // bound to stream(), with a workspace; TF32 only when set_tf32(true)
-void set_tf32(bool allowed);
+cublasHandle_t cublas();  // bound to stream(), with a workspace
+// CUBLAS_COMPUTE_32F, or its TF32 or bf16 tensor-core variant after set_matmul_precision.
+cublasComputeType_t gemm_compute_type();
 
 void check(cudaError_t error, const char* op, const char* file = __builtin_FILE(), int line = __builtin_LINE());
 void check(cublasStatus_t status, const char* op, const char* file = __builtin_FILE(), int line = __builtin_LINE());

@@ -43,9 +43,21 @@ uint64_t system_allocations(Device device) {
   return count;
 }
 
-void set_tf32(Device device, bool allowed) {
-  if (device == Device::cuda) on_cuda("set_tf32", [&] { cuda::set_tf32(allowed); });
-  else if (allowed) fail("set_tf32", "TF32 is a mode of the GPU's matmuls: it needs --device cuda");
+void set_matmul_precision(Device device, MatmulPrecision precision) {
+  const char* op = "set_matmul_precision";
+  if (device == Device::cuda) on_cuda(op, [&] { cuda::set_matmul_precision(precision); });
+  else if (precision == MatmulPrecision::tf32) fail(op, "TF32 is a mode of the GPU's matmuls: it needs --device cuda");
+  else if (precision == MatmulPrecision::bf16)
+    fail(op, "bf16 matmuls run on the GPU only so far (no CPU kernels for AVX512-BF16 or AMX yet): they need --device cuda");
+}
+
+const char* matmul_precision_name(MatmulPrecision precision) {
+  switch (precision) {
+    case MatmulPrecision::fp32: return "fp32";
+    case MatmulPrecision::tf32: return "tf32";
+    case MatmulPrecision::bf16: return "bf16";
+  }
+  return "?";
 }
 
 void check_same_device(const char* op, std::initializer_list<Tensor> tensors) {

@@ -42,9 +42,13 @@ void reset_peak_memory(Device device);
 // Blocks the caching allocator of `device` has ever taken from the system (malloc, or cudaMalloc): a warmed-up
 // training step adds none.
 uint64_t system_allocations(Device device);
-// Lets the GPU's float32 GEMMs use TF32 tensor cores (about 8x the fp32 rate on an H100, with a 10-bit mantissa
-// on their inputs); off by default. Asking for it on the CPU fails: it has no such mode.
-void set_tf32(Device device, bool allowed);
+// The arithmetic of float32 GEMMs on `device`: exact fp32 by default, as PyTorch's. On the GPU, tf32 lets cuBLAS
+// round the inputs to TF32 (about 8x the fp32 rate on an H100) and bf16 to bfloat16 (twice TF32's rate; cuBLAS
+// may still pick TF32 where bf16 is no faster). Outputs and accumulation stay fp32, so weights, activations and
+// the LayerNorm and softmax statistics are fp32 throughout. The CPU computes exact fp32 only: asking it for
+// another precision fails.
+void set_matmul_precision(Device device, MatmulPrecision precision);
+const char* matmul_precision_name(MatmulPrecision precision);  // "fp32", "tf32" or "bf16"
 
 // Fails naming the op and both devices unless every defined tensor sits on the first one's device.
 void check_same_device(const char* op, std::initializer_list<Tensor> tensors);

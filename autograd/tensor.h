@@ -13,6 +13,9 @@ namespace vt {
 
 enum class DType { f32, f64, i64 };
 enum class Device { cpu, cuda };
+// How float32 matmuls may round their inputs on tensor cores: not at all, to TF32 (10-bit mantissa) or to bf16
+// (7-bit mantissa); all three accumulate in fp32 into fp32 outputs. See set_matmul_precision in device.h.
+enum class MatmulPrecision { fp32, tf32, bf16 };
 
 using Shape = std::vector<int64_t>;
 

@@ -185,16 +185,32 @@ TEST_CASE("cuda: conv2d, unfold, matmul and linear on cuBLAS (rtol 1e-5, fp32 wi
                 1e-5, 1e-5);
 }
 
-TEST_CASE("cuda: --tf32 rounds matmul inputs to a 10-bit mantissa, and without it the GEMM is exact fp32") {
+TEST_CASE("cuda: --tf32 and --amp bf16 round matmul inputs within their mantissa's bound, and fp32 is exact") {
   if (!gpu()) return;
-  // A dot product of 512 terms: TF32 keeps 10 of float32's 23 mantissa bits of each input, so each product is off
-  // by up to ~2^-10 relative; summed, the result moves by ~1e-3 relative, far past fp32's ~1e-6.
+  // A dot product of 512 terms: TF32 keeps 10 of float32's 23 mantissa bits of each input, bf16 7, so each input
+  // is off by less than 2^-10 or 2^-7 relative (rounded or truncated), each product by twice that, and the dot
+  // product by twice that times sum_k |a_ik b_kj|. Summed, the result moves far past fp32's ~1e-6.
   const Tensor a = input({64, 512}, 22), b = input({512, 64}, 23);
-  const Tensor exact = matmul(a, b);
-  set_tf32(Device::cuda, true);
-  const double tf32_excess = excess(matmul(a.to(Device::cuda), b.to(Device::cuda)), exact, 1e-5, 1e-5);
-  set_tf32(Device::cuda, false);
-  CHECK(tf32_excess > 1.0);
+  const Tensor exact = matmul(a, b);                                   // (64, 64)
+  std::vector<double> magnitude(64 * 64, 0.0);  // sum_k |a_ik b_kj|
+  const std::vector<double> av = a.to_vector(), bv = b.to_vector();
+  for (int i = 0; i < 64; ++i)
+    for (int k = 0; k < 512; ++k)
+      for (int j = 0; j < 64; ++j) magnitude[i * 64 + j] += std::abs(av[i * 512 + k] * bv[k * 64 + j]);
+  auto rounded = [&](MatmulPrecision precision) {
+    set_matmul_precision(Device::cuda, precision);
+    const Tensor c = matmul(a.to(Device::cuda), b.to(Device::cuda));
+    set_matmul_precision(Device::cuda, MatmulPrecision::fp32);
+    return c;
+  };
+  for (const auto& [precision, mantissa_bits] : {std::pair{MatmulPrecision::tf32, 10}, {MatmulPrecision::bf16, 7}}) {
+    CAPTURE(matmul_precision_name(precision));
+    const Tensor c = rounded(precision);
+    CHECK(excess(c, exact, 1e-5, 1e-5) > 1.0);
+    const std::vector<double> got = c.to_vector(), want = exact.to_vector();
+    for (size_t i = 0; i < got.size(); ++i)
+      REQUIRE(std::abs(got[i] - want[i]) <= std::ldexp(magnitude[i], 1 - mantissa_bits) + 1e-5);
+  }
   CHECK(excess(matmul(a.to(Device::cuda), b.to(Device::cuda)), exact, 1e-5, 1e-5) <= 1.0);
 }
 

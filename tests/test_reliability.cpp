@@ -294,10 +294,15 @@ TEST_CASE("reliability: the command line checks every flag's type and range, and
     CHECK(outcome.exit_code == 2);
     CHECK(has(outcome.output, bad.substr(0, bad.find(' ')) + ":"));
   }
-  // TF32 is a GPU matmul mode: on the CPU the flag is refused, not ignored.
+  // TF32 and bf16 are GPU matmul modes: on the CPU the flags are refused, not ignored.
   const Outcome tf32 = vt("bench-train --model vit_cifar --device cpu --tf32");
   CHECK(tf32.exit_code == 1);
-  CHECK(has(tf32.output, "set_tf32: TF32 is a mode of the GPU's matmuls: it needs --device cuda"));
+  CHECK(has(tf32.output, "set_matmul_precision: TF32 is a mode of the GPU's matmuls: it needs --device cuda"));
+  const Outcome bf16 = vt("bench-train --model vit_cifar --device cpu --amp bf16");
+  CHECK(bf16.exit_code == 1);
+  CHECK(has(bf16.output, "set_matmul_precision: bf16 matmuls run on the GPU only so far"));
+  CHECK(has(vt("bench-train --model vit_cifar --tf32 --amp bf16").output, "--tf32 and --amp bf16 are two matmul precisions: choose one"));
+  CHECK(vt("train --model vit_cifar --amp fp16").exit_code == 2);
   CHECK(has(vt("train --model vit_cifar head_hidden=-5").output, "head_hidden=-5 is outside [0, 65536]"));
   CHECK(has(vt("train --model vit_cifar --aug auto=rand-m9-n2000000000").output, "layer count must be an integer in [0, 16]"));
 }

@@ -1,6 +1,7 @@
 // Row-major GEMM on cuBLAS (which is column-major): a row-major C = op(A) op(B) is the column-major
 // C^T = op(B)^T op(A)^T, so cuBLAS gets B first and A second with the sizes swapped, and transposed views
-// travel as transpose flags, as on the CPU. fp32 without TF32 unless set_tf32(true).
+// travel as transpose flags, as on the CPU. Inputs and outputs are fp32; the compute type (exact fp32 unless
+// set_matmul_precision chose TF32 or bf16 tensor cores) is the only thing the precision changes.
 #include <limits>
 #include <string>
 
@@ -23,10 +24,11 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
           const float* b, int64_t ldb, float beta, float* c, int64_t ldc, int64_t batch, int64_t stride_a,
           int64_t stride_b, int64_t stride_c) {
   if (m == 0 || n == 0 || batch == 0) return;
-  check(cublasSgemmStridedBatched(cublas(), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                  checked_int(n, "n"), checked_int(m, "m"), checked_int(k, "k"), &alpha, b,
-                                  checked_int(ldb, "ldb"), stride_b, a, checked_int(lda, "lda"), stride_a, &beta, c,
-                                  checked_int(ldc, "ldc"), stride_c, checked_int(batch, "batch")),
+  check(cublasGemmStridedBatchedEx(cublas(), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                   checked_int(n, "n"), checked_int(m, "m"), checked_int(k, "k"), &alpha, b, CUDA_R_32F,
+                                   checked_int(ldb, "ldb"), stride_b, a, CUDA_R_32F, checked_int(lda, "lda"), stride_a,
+                                   &beta, c, CUDA_R_32F, checked_int(ldc, "ldc"), stride_c, checked_int(batch, "batch"),
+                                   gemm_compute_type(), CUBLAS_GEMM_DEFAULT),
         "gemm");
 }
 

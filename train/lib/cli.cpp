@@ -124,8 +124,14 @@ void add_device_option(CLI::App& command, Device& device) {
           ""));
 }
 
-void add_tf32_option(CLI::App& command, bool& tf32) {
+// The GPU's matmul arithmetic: exact fp32 unless one of these is given.
+void add_precision_options(CLI::App& command, bool& tf32, std::string& amp) {
   command.add_flag("--tf32", tf32, "float32 matmuls on the GPU's TF32 tensor cores (10-bit mantissa inputs; default: exact fp32)");
+  command.add_option("--amp", amp,
+                     "bf16: float32 matmuls on the GPU's bf16 tensor cores (7-bit mantissa inputs), fp32 accumulation, "
+                     "weights, activations and statistics; the fused attention stays fp32")
+      ->check(CLI::IsMember({"none", "bf16"}))
+      ->capture_default_str();
 }
 
 // The first line of every command that runs a model: the device, and the GPU's name.
@@ -173,7 +179,7 @@ void add_train_options(CLI::App& command, TrainOptions& o, std::string& augment)
   add_max_pixels(command, o.dataset.max_pixels);
   command.add_option("--workers", o.workers, "data loading threads")->check(integer_in(1, 256))->capture_default_str();
   add_device_option(command, o.device);
-  add_tf32_option(command, o.tf32);
+  add_precision_options(command, o.tf32, o.amp);
   command.add_option("--seed", o.seed)->check(integer_in(0, std::numeric_limits<int64_t>::max()))->capture_default_str();
   command.add_flag("--resume", o.resume, "continue the run in --out from its training state")->configurable(false);
   command.add_flag("--allow-changed-config", o.allow_changed_config,
@@ -316,7 +322,7 @@ int run_cli(int argc, const char* const* argv) {
   add_model_options(*bench_train_command, bench_train.model, true);
   bench_train_command->add_option("--batch", bench_train.batch_size)->check(integer_in(1, 1 << 20))->capture_default_str();
   add_device_option(*bench_train_command, bench_train.device);
-  add_tf32_option(*bench_train_command, bench_train.tf32);
+  add_precision_options(*bench_train_command, bench_train.tf32, bench_train.amp);
   bench_train_command->callback([&] {
     run = [&] {
       print_device(bench_train.device);

@@ -65,6 +65,7 @@ struct BenchTrainOptions {
   int64_t batch_size = 128;
   Device device = Device::cpu;
   bool tf32 = false;
+  std::string amp = "none";
 };
 
 struct BenchDataOptions {

@@ -73,7 +73,8 @@ int command_bench_train(const BenchTrainOptions& o) {
   const models::ModelConfig config = o.model.config();
   const int64_t batch = o.batch_size;
   manual_seed(0);
-  set_tf32(o.device, o.tf32);
+  const MatmulPrecision precision = matmul_precision(o.tf32, o.amp);
+  set_matmul_precision(o.device, precision);
   const auto model = models::create_model(config);
   model->to(o.device);
   nn::AdamW optimizer(nn::weight_decay_groups(*model, 0.05), 1e-3);
@@ -105,8 +106,8 @@ int command_bench_train(const BenchTrainOptions& o) {
     NoGradGuard no_grad;
     model->forward(images);
   });
-  std::printf("vt %s%s batch %ld on %s: training %.1f images/s, inference %.1f images/s, peak memory %.2f GiB (threads %d)\n",
-              config.name.c_str(), o.tf32 ? " tf32" : "", static_cast<long>(batch), device_name(o.device), batch / train_seconds,
+  std::printf("vt %s %s batch %ld on %s: training %.1f images/s, inference %.1f images/s, peak memory %.2f GiB (threads %d)\n",
+              config.name.c_str(), matmul_precision_name(precision), static_cast<long>(batch), device_name(o.device), batch / train_seconds,
               batch / infer_seconds, static_cast<double>(train_peak) / (1 << 30), num_threads());
   return 0;
 }

@@ -229,7 +229,7 @@ void set_up(Run& run) {
     fail("train", std::to_string(o.epochs) + " epochs of " + std::to_string(run.steps_per_epoch) + " steps are too many");
 
   manual_seed(o.seed);
-  set_tf32(o.device, o.tf32);
+  set_matmul_precision(o.device, matmul_precision(o.tf32, o.amp));
   run.model = models::create_model(run.model_config);  // initialised on the CPU, so both devices start alike
   run.model->to(o.device);
   run.optimizer = make_optimizer(o, *run.model);
@@ -250,7 +250,8 @@ void set_up(Run& run) {
 // The settings a resume may differ in without --allow-changed-config: where the data lives, which device and how
 // many workers and threads do the work (the data itself is compared by its fingerprint).
 bool free_to_change(const std::string& key) {
-  return key == "data" || key == "workers" || key == "threads" || key == "device" || key == "tf32";
+  return key == "data" || key == "workers" || key == "threads" || key == "device" || key == "tf32" ||
+         key == "amp";
 }
 
 void save_state(const Run& run, const Standing& standing) {
@@ -521,6 +522,15 @@ void finish_epoch(Run& run, Standing& standing, int64_t epoch, double lr) {
 
 }  // namespace
 
+MatmulPrecision matmul_precision(bool tf32, const std::string& amp) {
+  if (amp == "bf16") {
+    if (tf32) fail("matmul_precision", "--tf32 and --amp bf16 are two matmul precisions: choose one");
+    return MatmulPrecision::bf16;
+  }
+  if (amp != "none") fail("matmul_precision", "--amp is none or bf16, got '" + amp + "'");
+  return tf32 ? MatmulPrecision::tf32 : MatmulPrecision::fp32;
+}
+
 std::vector<std::pair<std::string, std::string>> run_settings(const TrainOptions& o) {
   std::vector<std::pair<std::string, std::string>> s = {{"model", o.model.name}};
   for (const auto& [key, value] : models::to_map(o.model))
@@ -546,6 +556,7 @@ std::vector<std::pair<std::string, std::string>> run_settings(const TrainOptions
                      {"seed", std::to_string(o.seed)},
                      {"device", device_name(o.device)},
                      {"tf32", o.tf32 ? "1" : "0"},
+                     {"amp", o.amp},
                      {"workers", std::to_string(o.workers)},
                      {"threads", std::to_string(num_threads())}});
   return s;

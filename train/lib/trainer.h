@@ -36,11 +36,15 @@ struct TrainOptions {
   uint64_t seed = 0;
   Device device = Device::cpu;    // where the model trains (the command line picks cuda when a GPU is visible)
   bool tf32 = false;              // float32 GEMMs on the GPU's TF32 tensor cores
+  std::string amp = "none";       // "bf16": float32 GEMMs on the GPU's bf16 tensor cores
   bool resume = false;
   bool allow_changed_config = false;  // resume although the options or the data differ from the run's
   int64_t stop_after_steps = 0;   // stop as Ctrl-C would after this many optimizer steps (0: never)
   bool quiet = false;             // no per-step output (tests)
 };
+
+// The GPU's matmul arithmetic that --tf32 and --amp chose (exact fp32 with neither; both is an error).
+MatmulPrecision matmul_precision(bool tf32, const std::string& amp);
 
 // Every option that shapes a run, as (key, value) text in a fixed order: written to the run's config and
 // into its training state, and compared at resume. The keys are the command-line flags' names.

@@ -1,4 +1,4 @@
-// GEMM on OpenBLAS's CBLAS interface, and the start-up choice of OpenBLAS kernels.
+// GEMM on OpenBLAS's CBLAS interface, and the settings OpenBLAS and libgomp read when they load.
 #include "autograd/blas.h"
 
 #include <cblas.h>
@@ -54,18 +54,29 @@ CpuFeatures this_cpu() {
   return cpu;
 }
 
-void ensure_fast_blas(int argc, char** argv) {
+std::vector<std::pair<std::string, std::string>> library_settings(const std::function<const char*(const char*)>& lookup,
+                                                                  const std::string& blas_core, const CpuFeatures& cpu) {
+  std::vector<std::pair<std::string, std::string>> settings;
+  if (!lookup("OPENBLAS_CORETYPE"))
+    if (const char* better = better_blas_core(blas_core, cpu)) settings.emplace_back("OPENBLAS_CORETYPE", better);
+  if (!lookup("GOMP_SPINCOUNT") && !lookup("OMP_WAIT_POLICY")) settings.emplace_back("GOMP_SPINCOUNT", "1000");
+  return settings;
+}
+
+void restart_with_library_settings(int argc, char** argv) {
   (void)argc;
-  if (std::getenv("OPENBLAS_CORETYPE")) return;  // the user's own choice is left alone
   const std::string core = openblas_get_corename();
-  const char* better = better_blas_core(core, this_cpu());
-  if (!better) return;
-  std::fprintf(stderr, "vt: OpenBLAS picked its '%s' kernels for this CPU; restarting with OPENBLAS_CORETYPE=%s\n",
-               core.c_str(), better);
-  setenv("OPENBLAS_CORETYPE", better, 1);
+  const auto settings = library_settings([](const char* name) { return std::getenv(name); }, core, this_cpu());
+  if (settings.empty()) return;
+  for (const auto& [name, value] : settings) {
+    if (name == "OPENBLAS_CORETYPE")
+      std::fprintf(stderr, "vt: OpenBLAS picked its '%s' kernels for this CPU; restarting with OPENBLAS_CORETYPE=%s\n",
+                   core.c_str(), value.c_str());
+    setenv(name.c_str(), value.c_str(), 1);
+  }
   execv("/proc/self/exe", argv);
-  std::fprintf(stderr, "vt: restart failed (%s); continuing with the '%s' kernels\n", std::strerror(errno),
-               core.c_str());
+  std::fprintf(stderr, "vt: restart failed (%s); continuing with the '%s' kernels and libgomp's default spinning\n",
+               std::strerror(errno), core.c_str());
 }
 
 }  // namespace vt

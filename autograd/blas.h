@@ -1,9 +1,13 @@
-// The BLAS layer: one row-major GEMM entry point for float and double, and the start-up check that gets
-// OpenBLAS's fast kernels on CPUs it does not recognise (see ensure_fast_blas).
+// The BLAS layer: one row-major GEMM entry point for float and double, and the start-up settings of the
+// libraries under it: OpenBLAS's fast kernels on CPUs it does not recognise, and how long libgomp's idle threads
+// spin (see restart_with_library_settings).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace vt {
 
@@ -26,10 +30,19 @@ CpuFeatures this_cpu();
 // this CPU can run.
 const char* better_blas_core(const std::string& detected, const CpuFeatures& cpu);
 
-// OpenBLAS 0.3.21 (Debian 12) reports some newer CPUs as "Prescott" and runs SSE3 kernels, 4-5x slower.
-// When that happens and the user has not set OPENBLAS_CORETYPE, pick the best kernel family the CPU
-// supports, set the variable and re-exec the program (it is read only when the library loads).
-// Logs one line to stderr when it re-execs. Call first thing in main().
-void ensure_fast_blas(int argc, char** argv);
+// The environment variables to set, as (name, value), in an environment that `lookup` reads:
+// - OPENBLAS_CORETYPE: OpenBLAS 0.3.21 (Debian 12) reports some newer CPUs as "Prescott" and runs SSE3
+//   kernels, 4-5x slower; then the best kernel family the CPU supports (better_blas_core).
+// - GOMP_SPINCOUNT=1000: between parallel regions libgomp's threads spin 300,000 times (several ms) before
+//   they sleep. On a machine where another process keeps a core busy, those spins take the time slices our
+//   other thread needs, and training on 2 cores falls to about 0.3 of its idle speed; 1,000 spins (tens of
+//   µs) still bridge the gaps between a step's kernels but leave about half (bench/shared_machine.sh).
+// A variable the user has set is left alone, and OMP_WAIT_POLICY set by the user also decides the spinning.
+std::vector<std::pair<std::string, std::string>> library_settings(const std::function<const char*(const char*)>& lookup,
+                                                                  const std::string& blas_core, const CpuFeatures& cpu);
+
+// Sets library_settings for this process, and when there are any re-executes the program: both libraries read
+// them only when they load. Logs one line to stderr when it changes OpenBLAS's kernels. Call first in main().
+void restart_with_library_settings(int argc, char** argv);
 
 }  // namespace vt

@@ -1,4 +1,7 @@
-// The OpenBLAS kernel choice at start-up, and GEMM's transpose flags against a plain triple loop.
+// The OpenBLAS kernels and libgomp spinning chosen at start-up, and GEMM's transpose flags against a plain
+// triple loop.
+#include <map>
+
 #include "autograd/blas.h"
 #include "tests/helpers.h"
 
@@ -16,9 +19,26 @@ TEST_CASE("blas: an unrecognised CPU gets the best kernels its instruction set a
   CHECK(better_blas_core("Zen", amd_avx2) == nullptr);
   CHECK(better_blas_core("Haswell", intel_avx2) == nullptr);
   CHECK(better_blas_core("Prescott", old_cpu) == nullptr);  // nothing better to offer
-  // This process went through ensure_fast_blas in main: its kernels are the best for this CPU,
+  // This process went through restart_with_library_settings in main: its kernels are the best for this CPU,
   // unless the user chose them with OPENBLAS_CORETYPE.
   if (!std::getenv("OPENBLAS_CORETYPE")) CHECK(better_blas_core(blas_core_name(), this_cpu()) == nullptr);
+}
+
+TEST_CASE("blas: libgomp's threads spin 1,000 times, not 300,000, unless the user chose a wait policy") {
+  const CpuFeatures amd_avx2{false, true, true};
+  using Settings = std::vector<std::pair<std::string, std::string>>;
+  auto settings = [&](std::map<std::string, std::string> environment, const std::string& core) {
+    return library_settings([&](const char* name) {
+      const auto found = environment.find(name);
+      return found == environment.end() ? nullptr : found->second.c_str();
+    }, core, amd_avx2);
+  };
+  CHECK(settings({}, "Zen") == Settings{{"GOMP_SPINCOUNT", "1000"}});
+  CHECK(settings({}, "Prescott") == Settings{{"OPENBLAS_CORETYPE", "Zen"}, {"GOMP_SPINCOUNT", "1000"}});
+  CHECK(settings({{"OMP_WAIT_POLICY", "active"}}, "Zen").empty());
+  CHECK(settings({{"GOMP_SPINCOUNT", "infinite"}, {"OPENBLAS_CORETYPE", "Haswell"}}, "Prescott").empty());
+  // This process was restarted with it, unless the user set either variable.
+  if (!std::getenv("OMP_WAIT_POLICY")) CHECK(std::getenv("GOMP_SPINCOUNT") != nullptr);
 }
 
 TEST_CASE("blas: gemm with every transpose flag matches a triple loop") {

@@ -19,6 +19,30 @@ namespace {
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
+
+// The float32 GEMM peak in GFLOP/s: the best of several runs for each shape (what the kernels can do, not what
+// a noisy neighbour allows), printing each shape's when `print`.
+double sgemm_peak_gflops(bool print) {
+  const std::vector<std::array<int64_t, 3>> shapes = {
+      {512, 512, 512}, {1024, 1024, 1024}, {2048, 2048, 2048}, {8320, 576, 192}, {8320, 192, 768}};
+  double peak = 0;
+  for (const auto& [m, n, k] : shapes) {
+    Tensor a = randn({m, k}), b = randn({k, n}), c = Tensor::empty({m, n});
+    const double flops = 2.0 * m * n * k;
+    double best = 0;
+    for (int rep = 0; rep < 7; ++rep) {
+      const auto start = std::chrono::steady_clock::now();
+      gemm<float>(false, false, m, n, k, 1.0f, a.data<float>(), k, b.data<float>(), n, 0.0f, c.data<float>(), n);
+      best = std::max(best, flops / seconds_since(start) / 1e9);
+    }
+    if (print)
+      std::printf("sgemm %ldx%ldx%ld: %.1f GFLOP/s\n", static_cast<long>(m), static_cast<long>(n), static_cast<long>(k),
+                  best);
+    peak = std::max(peak, best);
+  }
+  return peak;
+}
+
 }  // namespace
 
 // A tiny two-layer network on fixed inputs: y = sum(w2 . gelu(w1 x + b1)), with every gradient printed.
@@ -43,32 +67,18 @@ int command_demo() {
   return 0;
 }
 
-// Best of several runs for each shape: the peak is what the kernels can do, not what a noisy neighbour allows.
+
 int command_bench_gemm() {
   std::printf("OpenBLAS core: %s, threads: %d\n", blas_core_name().c_str(), num_threads());
-  const std::vector<std::array<int64_t, 3>> shapes = {
-      {512, 512, 512}, {1024, 1024, 1024}, {2048, 2048, 2048}, {8320, 576, 192}, {8320, 192, 768}};
-  double peak = 0;
-  for (const auto& [m, n, k] : shapes) {
-    Tensor a = randn({m, k}), b = randn({k, n}), c = Tensor::empty({m, n});
-    const double flops = 2.0 * m * n * k;
-    double best = 0;
-    for (int rep = 0; rep < 7; ++rep) {
-      const auto start = std::chrono::steady_clock::now();
-      gemm<float>(false, false, m, n, k, 1.0f, a.data<float>(), k, b.data<float>(), n, 0.0f, c.data<float>(), n);
-      best = std::max(best, flops / seconds_since(start) / 1e9);
-    }
-    std::printf("sgemm %ldx%ldx%ld: %.1f GFLOP/s\n", static_cast<long>(m), static_cast<long>(n),
-                static_cast<long>(k), best);
-    peak = std::max(peak, best);
-  }
-  std::printf("sgemm peak GFLOP/s: %.1f\n", peak);
+  std::printf("sgemm peak GFLOP/s: %.1f\n", sgemm_peak_gflops(true));
   return 0;
 }
 
 // Training and inference speed of a model on random data: a training step is forward, backward and AdamW, the
 // median of 5 steps after 2 warm-up steps (the measurement of bench/pytorch_train_step.py, for a side-by-side
 // comparison); inference is an eval-mode forward, median of 5 after 2. Each timing waits for the device.
+// On the CPU it also prints the roofline: the sgemm peak measured in the same run over the training FLOPs per
+// image (forward and backward are 3x the forward's multiply-adds, 2 FLOPs each), and the fraction reached.
 int command_bench_train(const BenchTrainOptions& o) {
   const models::ModelConfig config = o.model.config();
   const int64_t batch = o.batch_size;
@@ -109,6 +119,13 @@ int command_bench_train(const BenchTrainOptions& o) {
   std::printf("vt %s %s batch %ld on %s: training %.1f images/s, inference %.1f images/s, peak memory %.2f GiB (threads %d)\n",
               config.name.c_str(), matmul_precision_name(precision), static_cast<long>(batch), device_name(o.device), batch / train_seconds,
               batch / infer_seconds, static_cast<double>(train_peak) / (1 << 30), num_threads());
+  if (o.device == Device::cpu) {
+    const double flops_per_image = 3 * 2 * models::macs_per_image(config), peak = sgemm_peak_gflops(false);
+    const double roofline = peak * 1e9 / flops_per_image;
+    std::printf("roofline: sgemm peak %.1f GFLOP/s over %.3f GFLOP per training image = %.1f images/s; "
+                "this run reached %.0f%% of it\n",
+                peak, flops_per_image / 1e9, roofline, 100 * batch / train_seconds / roofline);
+  }
   return 0;
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, builds, and runs every test in the optimised build (with the CUDA
-# backend where nvcc is installed; its GPU tests skip without a GPU), a few seconds of every fuzz harness, then
+# backend where nvcc is installed; its GPU tests skip without a GPU), every fuzz harness over its seed corpus, then
 # every test under AddressSanitizer + UndefinedBehaviorSanitizer in a CPU-only build (skip that with
 # --no-sanitize), so that a build without CUDA stays tested too.
 set -euo pipefail

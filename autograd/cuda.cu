@@ -5,8 +5,6 @@
 #include <cstring>
 #include <mutex>
 #include <string>
-#include <unordered_map>
-#include <vector>
 
 #include "autograd/cuda.h"
 #include "autograd/cuda_runtime.cuh"
@@ -58,14 +56,8 @@ Context& context() {
   return *instance;
 }
 
-struct Cache {
-  std::mutex mutex;
-  std::unordered_map<size_t, std::vector<void*>> free_blocks;
-  AllocatorStats stats;
-};
-
-Cache& cache() {
-  static Cache* instance = new Cache();
+BlockCache& cache() {
+  static BlockCache* instance = new BlockCache();  // never destroyed, as the context
   return *instance;
 }
 
@@ -130,19 +122,7 @@ std::string device_description() {
 
 void* allocate(size_t bytes) {
   const size_t size = round_up(bytes);
-  Cache& c = cache();
-  {
-    std::lock_guard<std::mutex> lock(c.mutex);
-    auto found = c.free_blocks.find(size);
-    if (found != c.free_blocks.end() && !found->second.empty()) {
-      void* block = found->second.back();
-      found->second.pop_back();
-      c.stats.cached_bytes -= size;
-      c.stats.live_bytes += size;
-      c.stats.peak_live_bytes = std::max(c.stats.peak_live_bytes, c.stats.live_bytes);
-      return block;
-    }
-  }
+  if (void* block = cache().take(size)) return block;
   context();
   void* block = nullptr;
   cudaError_t error = cudaMalloc(&block, size);
@@ -151,49 +131,27 @@ void* allocate(size_t bytes) {
     empty_cache();
     error = cudaMalloc(&block, size);
   }
-  std::lock_guard<std::mutex> lock(c.mutex);
   if (error != cudaSuccess) {
     cudaGetLastError();
-    fail("cuda allocate", "out of device memory: " + gib(size) + " requested, " + gib(c.stats.live_bytes) +
-                              " in use by tensors, " + gib(c.stats.cached_bytes) + " cached (" + cudaGetErrorString(error) + ")");
+    const AllocatorStats stats = cache().stats();
+    fail("cuda allocate", "out of device memory: " + gib(size) + " requested, " + gib(stats.live_bytes) +
+                              " in use by tensors, " + gib(stats.cached_bytes) + " cached (" + cudaGetErrorString(error) + ")");
   }
-  ++c.stats.device_allocations;
-  c.stats.live_bytes += size;
-  c.stats.peak_live_bytes = std::max(c.stats.peak_live_bytes, c.stats.live_bytes);
+  cache().add_new(size);
   return block;
 }
 
 void release(void* data, size_t bytes) {
-  if (!data) return;
-  const size_t size = round_up(bytes);
-  Cache& c = cache();
-  std::lock_guard<std::mutex> lock(c.mutex);
-  c.free_blocks[size].push_back(data);
-  c.stats.cached_bytes += size;
-  c.stats.live_bytes -= size;
+  if (data) cache().put(data, round_up(bytes));
 }
 
-AllocatorStats allocator_stats() {
-  Cache& c = cache();
-  std::lock_guard<std::mutex> lock(c.mutex);
-  return c.stats;
-}
-
-void reset_peak_live_bytes() {
-  Cache& c = cache();
-  std::lock_guard<std::mutex> lock(c.mutex);
-  c.stats.peak_live_bytes = c.stats.live_bytes;
-}
+AllocatorStats allocator_stats() { return cache().stats(); }
+void reset_peak_live_bytes() { cache().reset_peak_live_bytes(); }
 
 void empty_cache() {
   // Cached blocks may still be read by queued kernels that finished with them: wait before freeing.
   synchronize();
-  Cache& c = cache();
-  std::lock_guard<std::mutex> lock(c.mutex);
-  for (auto& [size, blocks] : c.free_blocks)
-    for (void* block : blocks) check(cudaFree(block), "cuda empty_cache");
-  c.free_blocks.clear();
-  c.stats.cached_bytes = 0;
+  cache().drain([](void* block) { check(cudaFree(block), "cuda empty_cache"); });
 }
 
 // Host-to-device copies go through a ring of pinned (page-locked) staging buffers. From pageable memory,

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <string>
 
+#include "autograd/allocator.h"
 #include "autograd/tensor.h"
 
 namespace vt::cuda {
@@ -26,13 +27,7 @@ std::string device_description();
 // fails with the requested, in-use and cached bytes.
 void* allocate(size_t bytes);
 void release(void* data, size_t bytes);
-struct AllocatorStats {
-  uint64_t device_allocations = 0;  // cudaMalloc calls ever made
-  uint64_t cached_bytes = 0;
-  uint64_t live_bytes = 0;
-  uint64_t peak_live_bytes = 0;
-};
-AllocatorStats allocator_stats();
+AllocatorStats allocator_stats();  // system_allocations counts cudaMalloc calls
 void reset_peak_live_bytes();
 void empty_cache();
 

@@ -39,7 +39,7 @@ void reset_peak_memory(Device device) {
 
 uint64_t system_allocations(Device device) {
   uint64_t count = allocator_stats().system_allocations;
-  if (device == Device::cuda) on_cuda("system_allocations", [&] { count = cuda::allocator_stats().device_allocations; });
+  if (device == Device::cuda) on_cuda("system_allocations", [&] { count = cuda::allocator_stats().system_allocations; });
   return count;
 }
 

@@ -353,19 +353,69 @@ std::shared_ptr<Classifier> create_model(const ModelConfig& config) {
   return std::make_shared<VisionTransformer>(config);
 }
 
-std::shared_ptr<Classifier> load_model(const std::string& checkpoint, const ModelConfig& config) {
-  const nn::SafetensorsHeader header = nn::read_safetensors_header(checkpoint);
-  double stored = 0;
-  for (const auto& [name, shape] : header.shapes) stored += static_cast<double>(shape_numel(shape));
-  const double expected = parameter_count(config);
-  if (stored != expected)
-    fail("load_model", "'" + checkpoint + "' holds " + shortest_text(stored) + " values in " +
+namespace {
+
+// Timm's names: ViT's table is "pos_embed", TNT's "patch_pos"; the 2-D kind adds "_row" and "_col".
+std::string position_name(const ModelConfig& c) { return c.arch == "tnt" ? "patch_pos" : "pos_embed"; }
+
+// The patch grid the checkpoint's learned position embedding holds, read from its header: another image size
+// than the config's, when the model was trained at one. The config's own grid when the file holds no learned
+// embedding (sincos_2d is computed, none has none) or one of another form (the count check then refuses it).
+int64_t stored_grid(const nn::SafetensorsHeader& header, const ModelConfig& c) {
+  const std::string name = position_name(c);
+  for (const auto& [key, shape] : header.shapes) {
+    if (c.pos_embed == PosEmbed::learned && key == name && shape.size() == 3 && shape[1] >= 2) {
+      const int64_t g = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(shape[1] - 1))));
+      if (g * g == shape[1] - 1) return g;
+    }
+    if (c.pos_embed == PosEmbed::learned_2d && key == name + "_row" && shape.size() == 3 && shape[0] >= 1) return shape[0];
+  }
+  return c.grid();
+}
+
+// The file's position embedding resampled to the config's grid (timm's resample_abs_pos_embed); the class
+// token's row is kept. TNT's pixel embedding lives on the grid inside a patch, which the image size leaves alone.
+void resample_position_embeddings(nn::NamedTensors& tensors, const ModelConfig& c) {
+  const std::string name = position_name(c);
+  const int64_t grid = c.grid();
+  for (auto& [key, tensor] : tensors) {
+    if (c.pos_embed == PosEmbed::learned && key == name) tensor = nn::resample_position_table(tensor, 1, grid);  // (1, 1 + N, D)
+    if (c.pos_embed == PosEmbed::learned_2d && key == name + "_row") tensor = nn::resample_axis(tensor, 0, grid);  // (g, 1, D/2)
+    if (c.pos_embed == PosEmbed::learned_2d && key == name + "_col") tensor = nn::resample_axis(tensor, 1, grid);  // (1, g, D/2)
+  }
+}
+
+// Checks the header's tensor count against the model the config describes at the file's own grid.
+void check_parameter_count(const std::string& checkpoint, const nn::SafetensorsHeader& header, const ModelConfig& config) {
+  ModelConfig stored = config;
+  stored.image_size = stored_grid(header, config) * config.patch_size;
+  double values = 0;
+  for (const auto& [name, shape] : header.shapes) values += static_cast<double>(shape_numel(shape));
+  const double expected = parameter_count(stored);
+  if (values != expected)
+    fail("load_model", "'" + checkpoint + "' holds " + shortest_text(values) + " values in " +
                            std::to_string(header.shapes.size()) + " tensors, but model " + config.name + " (" +
                            config.arch + ", dim " + std::to_string(config.dim) + ", depth " + std::to_string(config.depth) +
-                           ") has " + shortest_text(expected) +
-                           " parameters: the configuration (the checkpoint's metadata or --model) does not describe these weights");
+                           ") has " + shortest_text(parameter_count(config)) + " parameters" +
+                           (stored.grid() != config.grid() ? " (" + shortest_text(expected) + " on the checkpoint's " +
+                                                                 std::to_string(stored.grid()) + "x" + std::to_string(stored.grid()) + " patch grid)"
+                                                           : "") +
+                           ": the configuration (the checkpoint's metadata or --model) does not describe these weights");
+}
+
+}  // namespace
+
+void load_weights_at_size(const std::string& checkpoint, Classifier& model) {
+  check_parameter_count(checkpoint, nn::read_safetensors_header(checkpoint), model.config);
+  nn::SafetensorsFile file = nn::load_safetensors(checkpoint);
+  resample_position_embeddings(file.tensors, model.config);
+  nn::assign_named_tensors("load_weights", checkpoint, file.tensors, model.named_parameters());
+}
+
+std::shared_ptr<Classifier> load_model(const std::string& checkpoint, const ModelConfig& config) {
+  check_parameter_count(checkpoint, nn::read_safetensors_header(checkpoint), config);
   const auto model = create_model(config);
-  nn::load_weights(checkpoint, *model);
+  load_weights_at_size(checkpoint, *model);
   return model;
 }
 

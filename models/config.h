@@ -67,8 +67,12 @@ class Classifier : public nn::Module {
 std::shared_ptr<Classifier> create_model(const ModelConfig& config);
 // The model `config` describes with the weights of `checkpoint`. The file's header is checked against
 // parameter_count(config) before the model is built, so that metadata describing a huge model over a small
-// file fails at once instead of allocating and initialising the huge model first.
+// file fails at once instead of allocating and initialising the huge model first. A checkpoint trained at
+// another image size (config.image_size set to a new one) gets its learned position embedding resampled to
+// the new patch grid, bicubically as timm does (nn::resample_position_table).
 std::shared_ptr<Classifier> load_model(const std::string& checkpoint, const ModelConfig& config);
+// The same into an existing model: vt train --init-from.
+void load_weights_at_size(const std::string& checkpoint, Classifier& model);
 
 // Checkpoint metadata: {"format": "pt", "vt.model.<field>": value, ...} (Hugging Face files carry "format"),
 // so that a checkpoint alone says which model it holds.

@@ -1,4 +1,25 @@
 // TNT. Registration order follows timm's, so named_parameters() lists timm's state_dict keys in order.
+// Shapes carry tnt_cifar's numbers after the symbols: 32x32 RGB images cut into N = 64 patches of 4x4 pixels;
+// every pixel is a token (stride 1), so M = 16 pixel tokens of d = 12 channels per patch, and patch tokens of
+// D = 192 channels; 7 blocks, 2 inner heads of 6 and 3 outer heads of 64; 10 classes.
+//
+//   images (B, 3, 32, 32)
+//     | unfold into patches, 3x3 conv inside each, + pixel_pos          PixelEmbed
+//     v
+//   pixel tokens (B*N, M, d) = (B*64, 16, 12) ---- flatten each patch's M*d = 192, LN -> Linear -> LN
+//     |                                                   |
+//     |                                                   v
+//     |                       patch tokens (B, 1 + N, D) = (B, 65, 192): [class token; patches] + patch_pos
+//     |                                                   |
+//   +-|---------------------- TNTBlock x 7 ---------------|-------------------------------------------+
+//   | v                                                   v                                           |
+//   | inner transformer: attention over the 16 pixels     patch token += LN(Linear(LN(flat pixels)))  |
+//   | of each patch, then MLP (B*64 tiny sequences)  ---> (the class token gets nothing)               |
+//   |                                                     outer transformer: attention over 65 tokens |
+//   |                                                     then MLP                                    |
+//   +-|---------------------------------------------------|-------------------------------------------+
+//     v (pixel tokens go on to the next block)            v
+//                                                   LN, class token (or mean of patches) -> head -> (B, 10)
 #include "models/tnt.h"
 
 #include "nn/init.h"
@@ -12,11 +33,11 @@ PixelEmbed::PixelEmbed(const ModelConfig& c) : patch_size(c.patch_size), in_chan
 
 Tensor PixelEmbed::forward(const Tensor& images, const Tensor& pixel_pos) const {
   const int64_t batch = images.size(0), p = patch_size;
-  const Tensor columns = unfold(images, p, p, p, 0);                                   // (B, C*p*p, N)
+  const Tensor columns = unfold(images, p, p, p, 0);                                   // (B, C*p*p, N) = (B, 48, 64)
   const int64_t patches = columns.size(2);
-  const Tensor cut = reshape(transpose(columns, 1, 2), {batch * patches, in_channels, p, p});  // (B*N, C, p, p)
-  const Tensor maps = add(proj->forward(cut), pixel_pos);                              // (B*N, d, g, g)
-  return transpose(flatten(maps, 2), 1, 2);                                            // (B*N, M, d)
+  const Tensor cut = reshape(transpose(columns, 1, 2), {batch * patches, in_channels, p, p});  // (B*N, C, p, p) = (B*64, 3, 4, 4)
+  const Tensor maps = add(proj->forward(cut), pixel_pos);                              // (B*N, d, g, g) = (B*64, 12, 4, 4)
+  return transpose(flatten(maps, 2), 1, 2);                                            // (B*N, M, d) = (B*64, 16, 12)
 }
 
 TNTBlock::TNTBlock(const ModelConfig& c, double drop_path_rate) {
@@ -39,13 +60,13 @@ TNTBlock::TNTBlock(const ModelConfig& c, double drop_path_rate) {
 
 std::pair<Tensor, Tensor> TNTBlock::forward(const Tensor& pixels_in, const Tensor& patches_in) const {
   // Inner transformer on every patch's pixel tokens.
-  Tensor pixels = add(pixels_in, drop_path->forward(attn_in->forward(norm_in->forward(pixels_in))));  // (B*N, M, d)
-  pixels = add(pixels, drop_path->forward(mlp_in->forward(norm_mlp_in->forward(pixels))));             // (B*N, M, d)
+  Tensor pixels = add(pixels_in, drop_path->forward(attn_in->forward(norm_in->forward(pixels_in))));  // (B*N, M, d) = (B*64, 16, 12)
+  pixels = add(pixels, drop_path->forward(mlp_in->forward(norm_mlp_in->forward(pixels))));             // (B*64, 16, 12)
   // Each patch token (not the class token) gets LN -> Linear -> LN of its flattened pixel tokens.
   const int64_t batch = patches_in.size(0), tokens = patches_in.size(1);
-  const Tensor flat = reshape(pixels, {batch, tokens - 1, -1});                                         // (B, N, M*d)
-  const Tensor from_pixels = norm2_proj->forward(proj->forward(norm1_proj->forward(flat)));            // (B, N, D)
-  Tensor patches = cat({slice(patches_in, 1, 0, 1), add(slice(patches_in, 1, 1, tokens), from_pixels)}, 1);  // (B, 1 + N, D)
+  const Tensor flat = reshape(pixels, {batch, tokens - 1, -1});                                         // (B, N, M*d) = (B, 64, 192)
+  const Tensor from_pixels = norm2_proj->forward(proj->forward(norm1_proj->forward(flat)));            // (B, N, D) = (B, 64, 192)
+  Tensor patches = cat({slice(patches_in, 1, 0, 1), add(slice(patches_in, 1, 1, tokens), from_pixels)}, 1);  // (B, 1 + N, D) = (B, 65, 192)
   // Outer transformer on the patch tokens.
   patches = add(patches, drop_path->forward(attn_out->forward(norm_out->forward(patches))));
   patches = add(patches, drop_path->forward(mlp->forward(norm_mlp->forward(patches))));
@@ -79,18 +100,18 @@ TransformerInTransformer::TransformerInTransformer(const ModelConfig& c) : Class
 
 Tensor TransformerInTransformer::forward(const Tensor& images) const {
   const int64_t batch = images.size(0);
-  Tensor pixels = pixel_embed->forward(images, pixel_pos);                                   // (B*N, M, d)
+  Tensor pixels = pixel_embed->forward(images, pixel_pos);                                   // (B*N, M, d) = (B*64, 16, 12)
   const int64_t patches_per_image = pixels.size(0) / batch;
-  const Tensor flat = reshape(pixels, {batch, patches_per_image, -1});                      // (B, N, M*d)
-  const Tensor patch_tokens = norm2_proj->forward(proj->forward(norm1_proj->forward(flat)));  // (B, N, D)
+  const Tensor flat = reshape(pixels, {batch, patches_per_image, -1});                      // (B, N, M*d) = (B, 64, 192)
+  const Tensor patch_tokens = norm2_proj->forward(proj->forward(norm1_proj->forward(flat)));  // (B, N, D) = (B, 64, 192)
   const Tensor cls = expand(cls_token, {batch, 1, config.dim});                              // (B, 1, D)
-  Tensor patches = pos_drop->forward(patch_pos->add_to(cat({cls, patch_tokens}, 1)));        // (B, 1 + N, D)
+  Tensor patches = pos_drop->forward(patch_pos->add_to(cat({cls, patch_tokens}, 1)));        // (B, 1 + N, D) = (B, 65, 192)
   for (const auto& block : blocks) std::tie(pixels, patches) = block->forward(pixels, patches);
-  patches = norm->forward(patches);                                                          // (B, 1 + N, D)
+  patches = norm->forward(patches);                                                          // (B, 65, 192)
   Tensor x = config.pool == Pooling::cls ? squeeze(slice(patches, 1, 0, 1), 1)              // (B, D)
                                          : mean(slice(patches, 1, 1, patches.size(1)), {1});
   if (pre_logits) x = tanh(pre_logits->forward(x));                                          // (B, hidden)
-  return head->forward(x);                                                                   // (B, classes)
+  return head->forward(x);                                                                   // (B, classes) = (B, 10)
 }
 
 }  // namespace vt::models

@@ -1,4 +1,6 @@
 // ViT. Registration order follows timm's, so named_parameters() lists timm's state_dict keys in order.
+// Shapes carry vit_cifar's numbers after the symbols: 32x32 RGB images cut into 4x4 patches give N = 64 patch
+// tokens (an 8x8 grid) of D = 192 channels, plus the class token; 7 blocks of 3 heads of 64; 10 classes.
 #include "models/vit.h"
 
 #include "nn/init.h"
@@ -30,18 +32,18 @@ VisionTransformer::VisionTransformer(const ModelConfig& c) : Classifier(c) {
 
 Tensor VisionTransformer::features(const Tensor& images) const {
   const int64_t batch = images.size(0);
-  const Tensor patches = patch_embed->forward(images);                                        // (B, N, D)
-  const Tensor cls = expand(cls_token, {batch, 1, config.dim});         // (B, 1, D)
-  Tensor x = pos_drop->forward(pos_embed->add_to(cat({cls, patches}, 1)));                    // (B, 1 + N, D)
-  for (const auto& block : blocks) x = block->forward(x);                                     // (B, 1 + N, D)
-  if (config.pool == Pooling::cls) return squeeze(slice(norm->forward(x), 1, 0, 1), 1);     // (B, D)
-  return fc_norm->forward(mean(slice(x, 1, 1, x.size(1)), {1}));                              // (B, D)
+  const Tensor patches = patch_embed->forward(images);                      // (B, N, D) = (B, 64, 192)
+  const Tensor cls = expand(cls_token, {batch, 1, config.dim});             // (B, 1, D)
+  Tensor x = pos_drop->forward(pos_embed->add_to(cat({cls, patches}, 1)));  // (B, 1 + N, D) = (B, 65, 192)
+  for (const auto& block : blocks) x = block->forward(x);                   // (B, 65, 192)
+  if (config.pool == Pooling::cls) return squeeze(slice(norm->forward(x), 1, 0, 1), 1);  // (B, D): the class token
+  return fc_norm->forward(mean(slice(x, 1, 1, x.size(1)), {1}));            // (B, D): the mean of the patch tokens
 }
 
 Tensor VisionTransformer::forward(const Tensor& images) const {
-  Tensor x = features(images);                          // (B, D)
+  Tensor x = features(images);                          // (B, D) = (B, 192)
   if (pre_logits) x = tanh(pre_logits->forward(x));     // (B, hidden)
-  return head->forward(x);                              // (B, classes)
+  return head->forward(x);                              // (B, classes) = (B, 10)
 }
 
 }  // namespace vt::models

@@ -1,6 +1,7 @@
 // Patch and position embeddings.
 #include "nn/embedding.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "nn/init.h"
@@ -40,16 +41,25 @@ Tensor PositionEmbedding::add_to(const Tensor& tokens) const {
   switch (kind_) {
     case PosEmbed::learned:
     case PosEmbed::sincos_2d: return add(tokens, table_.to(tokens.dtype()));
+    case PosEmbed::learned_2d: return add(tokens, table());
+    case PosEmbed::none: return tokens;
+  }
+  return tokens;
+}
+
+Tensor PositionEmbedding::table() const {
+  switch (kind_) {
+    case PosEmbed::learned:
+    case PosEmbed::sincos_2d: return table_;
     case PosEmbed::learned_2d: {
       // Patch (i, j) gets [row_i, col_j]; the class token gets zeros.
       const Shape half = {grid_, grid_, dim_ / 2};
       const Tensor patches = reshape(cat({expand(row_, half), expand(col_, half)}, 2), {1, grid_ * grid_, dim_});  // (1, N, D)
-      const Tensor table = cat({Tensor::zeros({1, 1, dim_}, row_.dtype(), row_.device()), patches}, 1);        // (1, 1 + N, D)
-      return add(tokens, table);
+      return cat({Tensor::zeros({1, 1, dim_}, row_.dtype(), row_.device()), patches}, 1);                      // (1, 1 + N, D)
     }
-    case PosEmbed::none: return tokens;
+    case PosEmbed::none: return Tensor();
   }
-  return tokens;
+  return Tensor();
 }
 
 Tensor sincos_2d_table(int64_t grid, int64_t dim) {
@@ -70,6 +80,60 @@ Tensor sincos_2d_table(int64_t grid, int64_t dim) {
       }
     }
   return Tensor::from_vector(values, {1, 1 + grid * grid, dim});
+}
+
+}  // namespace vt::nn
+
+namespace vt::nn {
+
+static double keys_cubic(double x) {
+  // Keys (1981) with a = -0.5: the cubic that reproduces quadratics exactly, PIL's and PyTorch's antialias choice.
+  constexpr double a = -0.5;
+  x = std::abs(x);
+  if (x < 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
+  if (x < 2) return (((x - 5) * x + 8) * x - 4) * a;
+  return 0;
+}
+
+std::vector<double> resample_weights(int64_t in, int64_t out) {
+  if (in < 1 || out < 1) fail("resample_weights", "sizes must be positive, got " + std::to_string(in) + " -> " + std::to_string(out));
+  std::vector<double> w(static_cast<size_t>(out * in), 0.0);
+  const double scale = static_cast<double>(in) / static_cast<double>(out);
+  const double stretch = std::max(scale, 1.0);  // shrinking widens the kernel to cover every input row
+  const double support = 2.0 * stretch;
+  for (int64_t i = 0; i < out; ++i) {
+    const double center = scale * (i + 0.5);  // output pixel i's centre in input coordinates (align_corners=False)
+    const int64_t first = std::max<int64_t>(static_cast<int64_t>(center - support + 0.5), 0);
+    const int64_t last = std::min<int64_t>(static_cast<int64_t>(center + support + 0.5), in);
+    double total = 0;
+    for (int64_t j = first; j < last; ++j) total += w[i * in + j] = keys_cubic((j - center + 0.5) / stretch);
+    for (int64_t j = first; j < last; ++j) w[i * in + j] /= total;
+  }
+  return w;
+}
+
+Tensor resample_axis(const Tensor& x, int64_t dim, int64_t size) {
+  if (dim < 0) dim += x.dim();
+  if (dim < 0 || dim >= x.dim()) fail("resample_axis", "no dim " + std::to_string(dim) + " in " + x.str());
+  const int64_t in = x.size(dim);
+  if (in == size) return x;
+  if (x.dim() == 1) return squeeze(resample_axis(unsqueeze(x, 0), 1, size), 0);  // matmul wants a matrix
+  const Tensor w = Tensor::from_vector(resample_weights(in, size), {size, in}, DType::f64).to(x.dtype()).to(x.device());  // (out, in)
+  const Tensor last = transpose(x, dim, x.dim() - 1);                                // (..., in)
+  return contiguous(transpose(matmul(last, transpose(w, 0, 1)), dim, x.dim() - 1));  // x's shape with `size` at dim
+}
+
+Tensor resample_position_table(const Tensor& table, int64_t prefix, int64_t new_grid) {
+  const int64_t rows = table.dim() == 3 ? table.size(1) - prefix : -1;
+  const int64_t grid = rows > 0 ? static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(rows)))) : 0;
+  if (table.dim() != 3 || table.size(0) != 1 || prefix < 0 || grid * grid != rows || new_grid < 1)
+    fail("resample_position_table", "expected (1, " + std::to_string(prefix) + " + g*g, D) and a new grid >= 1, got " +
+                                        table.str() + " and " + std::to_string(new_grid));
+  if (grid == new_grid) return table;
+  const int64_t dim = table.size(2);
+  const Tensor patches = reshape(slice(table, 1, prefix, prefix + rows), {grid, grid, dim});  // (g, g, D)
+  const Tensor resampled = resample_axis(resample_axis(patches, 0, new_grid), 1, new_grid);  // (G, G, D)
+  return cat({slice(table, 1, 0, prefix), reshape(resampled, {1, new_grid * new_grid, dim})}, 1);  // (1, prefix + G^2, D)
 }
 
 }  // namespace vt::nn

@@ -23,6 +23,9 @@ class PositionEmbedding {
  public:
   PositionEmbedding(Module& owner, const std::string& name, PosEmbed kind, int64_t grid, int64_t dim);
   Tensor add_to(const Tensor& tokens) const;  // (B, 1 + N, D) -> (B, 1 + N, D)
+  // What add_to adds: (1, 1 + N, D), the class token's row first; undefined for `none`.
+  Tensor table() const;
+  PosEmbed kind() const { return kind_; }
 
  private:
   PosEmbed kind_;
@@ -32,5 +35,17 @@ class PositionEmbedding {
 };
 
 Tensor sincos_2d_table(int64_t grid, int64_t dim);  // (1, 1 + grid^2, D), class token row zero
+
+// Resampling a learned embedding to another grid, so that a model trained at one image size runs at another.
+// The weights are PyTorch's F.interpolate(mode="bicubic", antialias=True, align_corners=False), which timm's
+// resample_abs_pos_embed uses: Keys' cubic kernel with a = -0.5, stretched by in/out when shrinking (so that
+// every input row contributes), the taps that fall outside the grid dropped and the rest renormalised.
+// (out, in) weights, row i holding output i's taps.
+std::vector<double> resample_weights(int64_t in, int64_t out);
+// x with dimension `dim` resampled from its size to `size`: y[.., i, ..] = sum_j w[i][j] x[.., j, ..].
+Tensor resample_axis(const Tensor& x, int64_t dim, int64_t size);
+// table (1, prefix + g^2, D) -> (1, prefix + new_grid^2, D): the patch rows resampled as a g x g image of D
+// channels, both axes; the `prefix` rows (the class token's) kept as they are.
+Tensor resample_position_table(const Tensor& table, int64_t prefix, int64_t new_grid);
 
 }  // namespace vt::nn

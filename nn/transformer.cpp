@@ -2,6 +2,8 @@
 // attention op reads them through their strides.
 #include "nn/transformer.h"
 
+#include <cmath>
+
 namespace vt::nn {
 
 static Tensor select(const Tensor& x, int64_t dim, int64_t index) { return squeeze(slice(x, dim, index, index + 1), dim); }
@@ -30,7 +32,13 @@ Tensor Attention::forward(const Tensor& x) const {
     q = select(t, 0, 0), k = select(t, 0, 1);
     values = permute(view(v->forward(x), {batch, tokens, heads, head_dim}), {0, 2, 1, 3});  // (B, H, N, hd)
   }
-  const Tensor out = scaled_dot_product_attention(q, k, values);           // (B, H, N, hd)
+  Tensor out;  // (B, H, N, hd)
+  if (keep_probabilities) {
+    probabilities = softmax(mul(matmul(q, transpose(k, 2, 3)), 1.0 / std::sqrt(static_cast<double>(head_dim))), -1);  // (B, H, N, N)
+    out = matmul(probabilities, values);
+  } else {
+    out = scaled_dot_product_attention(q, k, values);
+  }
   const Tensor merged = reshape(transpose(out, 1, 2), {batch, tokens, dim});  // (B, N, D)
   return proj_drop->forward(proj->forward(merged));
 }

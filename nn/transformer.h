@@ -14,6 +14,11 @@ class Attention : public Module {
   Attention(int64_t dim, int64_t heads, QkvLayout layout, bool qkv_bias, double proj_drop = 0.0);
   Tensor forward(const Tensor& x) const;  // (B, N, D) -> (B, N, D)
   int64_t heads;
+  // Set by the insight tools (models/insight.h): forward then computes softmax(q k^T / sqrt(hd)) as a tensor of
+  // its own, keeps it in `probabilities` (B, H, N, N) and multiplies it into v, instead of the fused op, which
+  // never holds the N x N matrix.
+  bool keep_probabilities = false;
+  mutable Tensor probabilities;
   std::shared_ptr<Linear> qkv, qk, v, proj;  // qkv for the fused layout, qk and v for the separate one
   std::shared_ptr<Dropout> proj_drop;
 };

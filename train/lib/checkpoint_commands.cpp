@@ -18,14 +18,18 @@ int command_init(const InitOptions& o) {
   return 0;
 }
 
-models::ModelConfig checkpoint_config(const ModelSpec& spec, const std::string& checkpoint) {
-  if (!spec.name.empty()) return spec.config();
-  return models::config_from_metadata(nn::read_metadata(checkpoint));
+models::ModelConfig checkpoint_config(const ModelSpec& spec, const std::string& checkpoint, int64_t image_size) {
+  models::ModelConfig config = spec.name.empty() ? models::config_from_metadata(nn::read_metadata(checkpoint)) : spec.config();
+  if (image_size > 0) {
+    config.image_size = image_size;
+    models::validate(config);
+  }
+  return config;
 }
 
 int command_forward(const ForwardOptions& o) {
   const std::string &checkpoint = o.checkpoint, &input = o.input, &output = o.output;
-  const models::ModelConfig config = checkpoint_config(o.model, checkpoint);
+  const models::ModelConfig config = checkpoint_config(o.model, checkpoint, o.image_size);
   const auto model = models::load_model(checkpoint, config);
   model->to(o.device);
   model->eval();

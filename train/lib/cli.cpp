@@ -93,7 +93,9 @@ void refuse_extras(const CLI::App& command, const std::vector<std::string>& extr
       for (const CLI::Option* option : app->get_options())
         for (const std::string& name : option->get_lnames()) names.push_back("--" + name);
     const std::string suggestion = closest(extra.substr(0, extra.find('=')), names);
-    throw CLI::ValidationError("unknown option " + extra + " for vt " + command.get_name() +
+    const CLI::App* parent = command.get_parent();
+    const std::string name = parent && parent->get_parent() ? parent->get_name() + " " + command.get_name() : command.get_name();
+    throw CLI::ValidationError("unknown option " + extra + " for vt " + name +
                                (suggestion.empty() ? "" : "; did you mean " + suggestion + "?"));
   }
 }
@@ -144,6 +146,13 @@ void add_max_pixels(CLI::App& command, int64_t& max_pixels) {
   command.add_option("--max-image-pixels", max_pixels, "refuse images with more pixels (checked before decoding)")
       ->check(integer_in(1, int64_t{1} << 40))
       ->capture_default_str();
+}
+
+// --img-size: run a checkpoint at another input size, its position embedding resampled.
+void add_image_size(CLI::App& command, int64_t& image_size) {
+  command.add_option("--img-size", image_size,
+                     "input size to run the model at, its learned position embedding resampled bicubically (default: the checkpoint's)")
+      ->check(integer_in(1, 4096));
 }
 
 // The flags of vt train, shared by vt compare. `model` and `augment` are bound to text and converted later.
@@ -226,12 +235,17 @@ int run_cli(int argc, const char* const* argv) {
   add_model_options(*train_command, train_model, true);
   train_command->add_option("--model-fields", train_model.fields, "every field of the model, key=value (as a run's config.toml lists them)");
   add_train_options(*train_command, train, train_augment);
+  int64_t train_image_size = 0;
+  train_command->add_option("--img-size", train_image_size, "input size (the model field image_size)")->check(integer_in(1, 4096));
+  train_command->add_option("--init-from", train.init_from,
+                            "start from these weights (.safetensors), the position embedding resampled to the input size");
   // CLI11 2.1 reads config files for the top-level app only; the file's [train] section holds vt train's flags.
   app.set_config("--config", "", "vt train: read a run's settings from its config.toml (flags given as well win)")
       ->configurable(false);
   train_command->callback([&] {
     run = [&] {
       print_device(train.device);
+      if (train_image_size > 0) train_model.overrides.push_back("image_size=" + std::to_string(train_image_size));
       train.model = train_model.config();
       apply_augment(train_augment, train.augment);
       return command_train(train);
@@ -244,6 +258,7 @@ int run_cli(int argc, const char* const* argv) {
   eval_command->add_option("--data", eval.data_dir)->capture_default_str();
   eval_command->add_option("--split", eval.split)->check(CLI::IsMember({"test", "train"}))->capture_default_str();
   add_model_options(*eval_command, eval.model, false);
+  add_image_size(*eval_command, eval.image_size);
   eval_command->add_flag("--skip-bad", eval.skip_bad, "skip unreadable images instead of failing");
   eval_command->add_option("--batch", eval.batch_size)->check(integer_in(1, 1 << 20))->capture_default_str();
   eval_command->add_option("--workers", eval.workers)->check(integer_in(1, 256))->capture_default_str();
@@ -262,6 +277,7 @@ int run_cli(int argc, const char* const* argv) {
   predict_command->add_option("--model", predict.model.name, "preset (default: the checkpoint's metadata)");
   predict_command->add_option("--top", predict.top)->check(integer_in(1, 1'000'000))->capture_default_str();
   add_max_pixels(*predict_command, predict.max_pixels);
+  add_image_size(*predict_command, predict.image_size);
   predict_command->add_option("images", predict.images, "image files")->required();
   add_device_option(*predict_command, predict.device);
   predict_command->callback([&] {
@@ -306,6 +322,7 @@ int run_cli(int argc, const char* const* argv) {
   forward_command->add_option("--input", forward.input, "safetensors file holding x")->required();
   forward_command->add_option("--output", forward.output, "safetensors file to write the logits to")->required();
   forward_command->add_option("--model", forward.model.name, "preset (default: the checkpoint's metadata)");
+  add_image_size(*forward_command, forward.image_size);
   add_device_option(*forward_command, forward.device);
   forward_command->callback([&] {
     run = [&] {
@@ -313,6 +330,41 @@ int run_cli(int argc, const char* const* argv) {
       return command_forward(forward);
     };
   });
+
+  VizOptions viz;
+  auto* viz_command = app.add_subcommand("viz", "pictures of what a checkpoint learned: attention, posembed, filters, distance");
+  viz_command->require_subcommand(1);
+  const auto add_viz = [&](const std::string& kind, const std::string& about) {
+    auto* command = viz_command->add_subcommand(kind, about);
+    command->add_option("--checkpoint", viz.checkpoint, "weights (.safetensors)")->required();
+    command->add_option("--out", viz.out, "the PNG to write (numbers go to the .csv beside it)")->required();
+    command->add_option("--model", viz.model.name, "preset (default: the checkpoint's metadata)");
+    add_image_size(*command, viz.image_size);
+    add_device_option(*command, viz.device);
+    command->callback([&, kind] {
+      viz.kind = kind;
+      run = [&] {
+        print_device(viz.device);
+        return command_viz(viz);
+      };
+    });
+    return command;
+  };
+  auto* viz_attention = add_viz("attention", "the class token's attention per head over each image, and its rollout");
+  viz_attention->add_option("images", viz.images, "image files")->required();
+  viz_attention->add_option("--layer", viz.layer, "the layer to show (default: the last)")->check(integer_in(0, 1 << 20));
+  viz_attention->add_flag("--rollout", viz.rollout, "add the attention rollout through all layers");
+  viz_attention->add_option("--patch", viz.patch, "TNT: the patch whose inner attention is shown (default: the most attended)")
+      ->check(integer_in(0, 1 << 24));
+  add_max_pixels(*viz_attention, viz.max_pixels);
+  add_viz("posembed", "cosine similarity of the position embeddings, as a grid of grids");
+  auto* viz_filters = add_viz("filters", "principal components of the patch-embedding filters");
+  viz_filters->add_option("--components", viz.components)->check(integer_in(1, 4096))->capture_default_str();
+  auto* viz_distance = add_viz("distance", "mean attention distance per head against depth, over test images");
+  viz_distance->add_option("--data", viz.data_dir)->capture_default_str();
+  viz_distance->add_option("--split", viz.split)->check(CLI::IsMember({"test", "train"}))->capture_default_str();
+  viz_distance->add_option("--images", viz.image_count, "images to average over")->check(integer_in(1, 1 << 24))->capture_default_str();
+  add_max_pixels(*viz_distance, viz.max_pixels);
 
   app.add_subcommand("demo", "a small graph, its backward, and its gradients")->callback([&] { run = command_demo; });
   app.add_subcommand("bench-gemm", "float32 GEMM GFLOP/s for a few shapes")->callback([&] { run = command_bench_gemm; });
@@ -342,7 +394,10 @@ int run_cli(int argc, const char* const* argv) {
   bench_data_command->callback([&] { run = [&] { return command_bench_data(bench_data); }; });
 
   app.allow_extras();
-  for (CLI::App* command : app.get_subcommands({})) command->allow_extras();
+  for (CLI::App* command : app.get_subcommands({})) {
+    command->allow_extras();
+    for (CLI::App* nested : command->get_subcommands({})) nested->allow_extras();
+  }
   if (argc < 2) {
     std::printf("%s", app.help().c_str());
     return 1;
@@ -361,6 +416,10 @@ int run_cli(int argc, const char* const* argv) {
     for (const CLI::App* command : app.get_subcommands()) {
       std::vector<std::string> extras = command->remaining();
       for (const std::string& extra : app.remaining()) extras.push_back(extra);
+      for (const CLI::App* nested : command->get_subcommands()) {  // vt viz KIND
+        for (const std::string& extra : nested->remaining()) extras.push_back(extra);
+        refuse_extras(*nested, extras);
+      }
       refuse_extras(*command, extras);
     }
   } catch (const CLI::ParseError& error) {

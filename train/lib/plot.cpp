@@ -347,7 +347,7 @@ void render_panel(RgbImage& image, const Panel& panel, int scale) {
       const bool finite = finite_point(series, i);
       if (finite) {
         points.emplace_back(to_pixel_x(series.x[i]), to_pixel_y(series.y[i]));
-        if (previous_finite) {
+        if (previous_finite && series.lines) {
           const auto [ax, ay] = points[points.size() - 2];
           mask.segment(ax, ay, points.back().first, points.back().second, half_width);
         }
@@ -360,7 +360,7 @@ void render_panel(RgbImage& image, const Panel& panel, int scale) {
       min_x = low->first;
       max_x = high->first;
     }
-    has_markers.push_back(points.size() == 1 ||
+    has_markers.push_back(!series.lines || points.size() == 1 ||
                           (max_x - min_x) / std::max<size_t>(1, points.size() - 1) >= 12.0 * scale);
     if (has_markers.back())
       for (const auto& [px, py] : points) mask.disc(px, py, marker_radius);
@@ -416,7 +416,7 @@ void render_panel(RgbImage& image, const Panel& panel, int scale) {
     const int row_top = y + inner + int(row) * row_height;
     const double middle = row_top + cap / 2 + 0.5;
     CoverageMask swatch(x + inner - 2, row_top - 2, swatch_length + 4, cap + 4);
-    swatch.segment(x + inner, middle, x + inner + swatch_length, middle, half_width);
+    if (series.lines) swatch.segment(x + inner, middle, x + inner + swatch_length, middle, half_width);
     if (has_markers[named[row]]) swatch.disc(x + inner + swatch_length / 2.0, middle, marker_radius);
     swatch.paint(image, series.rgb);
     draw_text(image, x + inner + swatch_length + inner, row_top, series.name, ink, scale);
@@ -513,9 +513,27 @@ RgbImage render_line_chart(const std::vector<Panel>& panels, int panel_width, in
 
 void write_line_chart_png(const std::string& path, const std::vector<Panel>& panels, int panel_width,
                           int panel_height) {
-  const RgbImage chart = render_line_chart(panels, panel_width, panel_height);
-  if (!stbi_write_png(path.c_str(), chart.width, chart.height, 3, chart.pixels.data(), chart.width * 3))
-    fail("write_line_chart_png", "cannot write " + path);
+  write_png(path, render_line_chart(panels, panel_width, panel_height));
+}
+
+void write_png(const std::string& path, const RgbImage& image) {
+  if (!stbi_write_png(path.c_str(), image.width, image.height, 3, image.pixels.data(), image.width * 3))
+    fail("write_png", "cannot write " + path);
+}
+
+uint32_t viridis(double t) {
+  static constexpr uint32_t samples[] = {0x440154, 0x472D7B, 0x3B528B, 0x2C728E, 0x21918C,
+                                         0x28AE80, 0x5EC962, 0xADDC30, 0xFDE725};
+  constexpr int last = 8;
+  const double position = std::clamp(std::isfinite(t) ? t : 0.0, 0.0, 1.0) * last;
+  const int i = std::min(static_cast<int>(position), last - 1);
+  const double f = position - i;
+  uint32_t rgb = 0;
+  for (int shift = 16; shift >= 0; shift -= 8) {
+    const double a = (samples[i] >> shift) & 0xFF, b = (samples[i + 1] >> shift) & 0xFF;
+    rgb |= static_cast<uint32_t>(std::lround(a + f * (b - a))) << shift;
+  }
+  return rgb;
 }
 
 }  // namespace vt

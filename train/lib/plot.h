@@ -15,6 +15,7 @@ struct Series {
   std::string name;  // the legend entry; series without a name are left out of the legend
   std::vector<double> x, y;
   uint32_t rgb = 0x1F77B4;
+  bool lines = true;  // false: a scatter plot, markers only
 };
 
 // One set of axes with its curves.
@@ -36,6 +37,13 @@ RgbImage render_line_chart(const std::vector<Panel>& panels, int panel_width = 4
 // The same chart written as a PNG file; fails when the file cannot be written.
 void write_line_chart_png(const std::string& path, const std::vector<Panel>& panels, int panel_width = 480,
                           int panel_height = 320);
+
+// Any image as a PNG file; fails when the file cannot be written.
+void write_png(const std::string& path, const RgbImage& image);
+
+// Matplotlib's viridis colour map at t in [0, 1] (clamped): dark blue through green to yellow, perceptually
+// uniform and readable in grey. Linear between 9 of its samples.
+uint32_t viridis(double t);
 
 // The built-in bitmap font: glyphs 5 pixels wide, 7 above the baseline and 2 below it (descenders), spaced
 // proportionally with one blank column between glyphs; each font pixel is drawn as a scale × scale square.

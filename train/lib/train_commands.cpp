@@ -19,8 +19,7 @@ int command_train(const TrainOptions& options) {
   return 0;
 }
 
-// The class names a checkpoint stores, one per model output, or none when it stores no names.
-static std::vector<std::string> checkpoint_classes(const std::map<std::string, std::string>& metadata,
+std::vector<std::string> checkpoint_classes(const std::map<std::string, std::string>& metadata,
                                                    const models::ModelConfig& config) {
   const std::vector<std::string> classes = classes_from_metadata(metadata);
   if (!classes.empty() && static_cast<int64_t>(classes.size()) != config.num_classes)
@@ -31,7 +30,7 @@ static std::vector<std::string> checkpoint_classes(const std::map<std::string, s
 
 int command_eval(const EvalOptions& o) {
   const std::string& checkpoint = o.checkpoint;
-  const models::ModelConfig config = checkpoint_config(o.model, checkpoint);
+  const models::ModelConfig config = checkpoint_config(o.model, checkpoint, o.image_size);
   data::DatasetOptions dataset_options;
   dataset_options.channels = static_cast<int>(config.in_channels);
   dataset_options.image_size = static_cast<int>(config.image_size);
@@ -68,7 +67,7 @@ int command_eval(const EvalOptions& o) {
 
 int command_predict(const PredictOptions& o) {
   const std::string& checkpoint = o.checkpoint;
-  const models::ModelConfig config = checkpoint_config(o.model, checkpoint);
+  const models::ModelConfig config = checkpoint_config(o.model, checkpoint, o.image_size);
   const auto metadata = nn::read_metadata(checkpoint);
   const data::Normalization normalization = normalization_from_metadata(metadata);
   std::vector<std::string> classes = checkpoint_classes(metadata, config);

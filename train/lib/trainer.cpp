@@ -231,6 +231,7 @@ void set_up(Run& run) {
   manual_seed(o.seed);
   set_matmul_precision(o.device, matmul_precision(o.tf32, o.amp));
   run.model = models::create_model(run.model_config);  // initialised on the CPU, so both devices start alike
+  if (!o.init_from.empty() && !o.resume) models::load_weights_at_size(o.init_from, *run.model);  // a resume loads its own
   run.model->to(o.device);
   run.optimizer = make_optimizer(o, *run.model);
   // Warm-up never longer than a tenth of the run, so a one-epoch run still spends most steps learning.
@@ -559,6 +560,7 @@ std::vector<std::pair<std::string, std::string>> run_settings(const TrainOptions
                      {"amp", o.amp},
                      {"workers", std::to_string(o.workers)},
                      {"threads", std::to_string(num_threads())}});
+  if (!o.init_from.empty()) s.emplace_back("init-from", o.init_from);  // only then, so older runs' settings still match
   return s;
 }
 

@@ -37,6 +37,7 @@ struct TrainOptions {
   Device device = Device::cpu;    // where the model trains (the command line picks cuda when a GPU is visible)
   bool tf32 = false;              // float32 GEMMs on the GPU's TF32 tensor cores
   std::string amp = "none";       // "bf16": float32 GEMMs on the GPU's bf16 tensor cores
+  std::string init_from;          // a fresh run starts from these weights (fine-tuning), resampled to the image size
   bool resume = false;
   bool allow_changed_config = false;  // resume although the options or the data differ from the run's
   int64_t stop_after_steps = 0;   // stop as Ctrl-C would after this many optimizer steps (0: never)

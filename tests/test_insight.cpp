@@ -262,6 +262,9 @@ TEST_CASE("vt viz: each command writes a PNG of the expected size and its CSV, f
   CHECK(run_vt({"viz", "attention", "--checkpoint", file("vit.safetensors"), "--layer", "7", "--out", file("x.png"),
                 file("grey.png")}) == 1);
   CHECK(run_vt({"viz", "posembed", "--checkpoint", file("vit.safetensors"), "--out", file("x.png"), "--layer", "1"}) == 2);
+  // Usage errors (exit 2): a mistyped picture (the closest is suggested), none at all.
+  CHECK(run_vt({"viz", "atention", "--checkpoint", file("vit.safetensors"), "--out", file("x.png"), file("grey.png")}) == 2);
+  CHECK(run_vt({"viz"}) == 2);
   CHECK_FALSE(fs::exists(file("x.png")));
 }
 

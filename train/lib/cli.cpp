@@ -412,6 +412,18 @@ int run_cli(int argc, const char* const* argv) {
       throw CLI::ValidationError("unknown command '" + first + "'" +
                                  (suggestion.empty() ? "" : "; did you mean " + suggestion + "?"));
     }
+    // The same for vt viz's pictures, which CLI11 would only answer with "A subcommand is required".
+    if (first == "viz") {
+      std::vector<std::string> kinds;
+      for (const CLI::App* kind : viz_command->get_subcommands({})) kinds.push_back(kind->get_name());
+      const std::string second = argc > 2 ? argv[2] : "";
+      if (second != "--help" && second != "-h" && std::find(kinds.begin(), kinds.end(), second) == kinds.end()) {
+        const std::string suggestion = second.empty() ? "" : closest(second, kinds);
+        throw CLI::ValidationError("vt viz draws attention, posembed, filters or distance" +
+                                   (second.empty() ? std::string() : ", not '" + second + "'") +
+                                   (suggestion.empty() ? "" : "; did you mean " + suggestion + "?"));
+      }
+    }
     app.parse(argc, argv);
     for (const CLI::App* command : app.get_subcommands()) {
       std::vector<std::string> extras = command->remaining();

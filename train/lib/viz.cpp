@@ -208,7 +208,10 @@ int viz_attention(const VizOptions& o) {
     RgbImage marked = picture;
     const int cell = size / int(grid);
     if (tnt) outline(marked, int(patch % grid) * cell, int(patch / grid) * cell, cell, cell, 0xFF3030);
-    place(marked, classes.empty() ? "class " + std::to_string(predicted) : classes[predicted]);
+    double total = 0;  // the predicted class's probability: softmax of the logits, the largest subtracted
+    for (double logit : logits) total += std::exp(logit - logits[predicted]);
+    place(marked, (classes.empty() ? "class " + std::to_string(predicted) : classes[predicted]) + " " +
+                      std::to_string(static_cast<int>(std::lround(100 / total))) + "%");
     place(overlay(picture, mean_map, int(grid)), "mean of heads");
     record("mean", -1, -1, grid, mean_map);
     for (int64_t h = 0; h < heads; ++h) {

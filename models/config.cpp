@@ -406,7 +406,20 @@ void check_parameter_count(const std::string& checkpoint, const nn::SafetensorsH
 }  // namespace
 
 void load_weights_at_size(const std::string& checkpoint, Classifier& model) {
-  check_parameter_count(checkpoint, nn::read_safetensors_header(checkpoint), model.config);
+  const nn::SafetensorsHeader header = nn::read_safetensors_header(checkpoint);
+  // Tensors of the right shapes can still belong to another model (3 heads or 6 split the same weights
+  // differently): where the file says which model it holds, every field that shapes the computation must
+  // agree. The input size may differ (that is what the resampling is for), and so may the regularisation.
+  if (has_config_metadata(header.metadata)) {
+    std::string differences;
+    const std::map<std::string, std::string> stored = to_map(config_from_metadata(header.metadata)), wanted = to_map(model.config);
+    for (const auto& [key, value] : wanted)
+      if (key != "name" && key != "image_size" && key != "drop_rate" && key != "drop_path_rate" && stored.at(key) != value)
+        differences += " " + key + "=" + stored.at(key) + " (the model: " + value + ")";
+    if (!differences.empty())
+      fail("load_model", "'" + checkpoint + "' holds another model:" + differences);
+  }
+  check_parameter_count(checkpoint, header, model.config);
   nn::SafetensorsFile file = nn::load_safetensors(checkpoint);
   resample_position_embeddings(file.tensors, model.config);
   nn::assign_named_tensors("load_weights", checkpoint, file.tensors, model.named_parameters());

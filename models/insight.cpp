@@ -54,6 +54,12 @@ void check_layer(const char* op, const Tensor& layer) {
     fail(op, "expected attention probabilities (B, H, T, T), got " + layer.str());
 }
 
+// Non-finite values would give pictures of nothing (and Jacobi sweeps that never converge): refused.
+void check_finite(const char* op, const std::string& what, const Tensor& t) {
+  for (double value : t.to_vector())
+    if (!std::isfinite(value)) fail(op, what + " " + t.str() + " hold NaN or infinity: the checkpoint's weights are not finite");
+}
+
 // Cyclic Jacobi: rotates the symmetric (n, n) matrix a to diagonal form; a's diagonal ends as the eigenvalues
 // and the columns of the returned v as the unit eigenvectors. Quadratically convergent, a few sweeps suffice.
 std::vector<double> jacobi_eigenvectors(std::vector<double>& a, int64_t n) {
@@ -97,12 +103,14 @@ std::vector<double> jacobi_eigenvectors(std::vector<double>& a, int64_t n) {
 AttentionMaps attention_maps(const Classifier& model, const Tensor& images) {
   const std::vector<nn::Attention*> outer = outer_attentions(model), inner = inner_attentions(model);
   if (outer.empty()) fail("attention_maps", "model " + model.config.name + " (" + model.config.arch + ") has no attention to show");
+  if (model.is_training()) fail("attention_maps", "model " + model.config.name + " is in training mode: call eval() first");
   std::vector<nn::Attention*> all = outer;
   all.insert(all.end(), inner.begin(), inner.end());
   const KeepProbabilities keep(all);
   NoGradGuard no_grad;
   AttentionMaps maps;
   maps.logits = host_f64(model.forward(images));  // (B, classes)
+  check_finite("attention_maps", "the logits", maps.logits);
   for (const nn::Attention* a : outer) maps.outer.push_back(host_f64(a->probabilities));  // (B, H, T, T)
   for (const nn::Attention* a : inner) maps.inner.push_back(host_f64(a->probabilities));  // (B*N, h, M, M)
   return maps;
@@ -120,43 +128,52 @@ TokenMatrix head_map(const Tensor& layer, int64_t image, int64_t head) {
   return map;
 }
 
-TokenMatrix attention_rollout(const std::vector<Tensor>& layers, int64_t image) {
-  if (layers.empty()) fail("attention_rollout", "needs at least one layer");
-  const int64_t tokens = layers[0].size(2);
-  TokenMatrix rollout{tokens, std::vector<double>(static_cast<size_t>(tokens * tokens), 0.0)};
-  for (int64_t i = 0; i < tokens; ++i) rollout.values[i * tokens + i] = 1;  // R = I before the first layer
-  for (const Tensor& layer : layers) {
-    if (layer.dim() != 4 || layer.size(2) != tokens)
-      fail("attention_rollout", "layers of different token counts: " + layers[0].str() + " and " + layer.str());
-    TokenMatrix a = head_map(layer, image);  // (T, T), mean over heads
-    for (int64_t i = 0; i < tokens; ++i) {
-      a.values[i * tokens + i] += 1;
-      double row = 0;
-      for (int64_t j = 0; j < tokens; ++j) row += a.at(i, j);
-      for (int64_t j = 0; j < tokens; ++j) a.values[i * tokens + j] /= row;
-    }
-    std::vector<double> next(rollout.values.size(), 0.0);  // Â R
-    for (int64_t i = 0; i < tokens; ++i)
-      for (int64_t k = 0; k < tokens; ++k)
-        for (int64_t j = 0; j < tokens; ++j) next[i * tokens + j] += a.at(i, k) * rollout.at(k, j);
-    rollout.values = std::move(next);
-  }
-  return rollout;
+std::vector<double> query_weights(int64_t tokens, int64_t prefix, bool class_token_query) {
+  if (tokens - prefix < 1 || prefix < 0 || (class_token_query && prefix < 1))
+    fail("query_weights", std::to_string(tokens) + " tokens with " + std::to_string(prefix) + " leading tokens" +
+                              (class_token_query ? " and a class-token query" : ""));
+  std::vector<double> query(static_cast<size_t>(tokens), 0.0);
+  if (class_token_query) query[0] = 1;
+  else
+    for (int64_t q = prefix; q < tokens; ++q) query[q] = 1.0 / static_cast<double>(tokens - prefix);
+  return query;
 }
 
-std::vector<double> patch_attention(const TokenMatrix& map, int64_t prefix, bool class_token_query) {
-  const int64_t patches = map.tokens - prefix;
-  if (patches < 1 || (class_token_query && prefix < 1))
-    fail("patch_attention", std::to_string(map.tokens) + " tokens with " + std::to_string(prefix) + " leading tokens" +
-                                (class_token_query ? " and a class-token query" : ""));
-  std::vector<double> out(static_cast<size_t>(patches), 0.0);
-  const int64_t first_query = class_token_query ? 0 : prefix, last_query = class_token_query ? 1 : map.tokens;
-  for (int64_t q = first_query; q < last_query; ++q)
-    for (int64_t k = 0; k < patches; ++k) out[k] += map.at(q, prefix + k);
-  const double total = std::accumulate(out.begin(), out.end(), 0.0);
+std::vector<double> attended(const TokenMatrix& map, const std::vector<double>& query) {
+  if (static_cast<int64_t>(query.size()) != map.tokens)
+    fail("attended", std::to_string(query.size()) + " query weights for " + std::to_string(map.tokens) + " tokens");
+  std::vector<double> row(query.size(), 0.0);
+  for (int64_t q = 0; q < map.tokens; ++q)
+    for (int64_t k = 0; k < map.tokens; ++k) row[k] += query[q] * map.at(q, k);
+  return row;
+}
+
+std::vector<double> patch_part(const std::vector<double>& row, int64_t prefix) {
+  if (prefix < 0 || static_cast<int64_t>(row.size()) <= prefix)
+    fail("patch_part", std::to_string(row.size()) + " tokens with " + std::to_string(prefix) + " leading tokens");
+  std::vector<double> patches(row.begin() + prefix, row.end());
+  const double total = std::accumulate(patches.begin(), patches.end(), 0.0);
   if (total > 0)
-    for (double& value : out) value /= total;
-  return out;
+    for (double& value : patches) value /= total;
+  return patches;
+}
+
+std::vector<double> attention_rollout(const std::vector<Tensor>& layers, int64_t image, const std::vector<double>& query) {
+  if (layers.empty()) fail("attention_rollout", "needs at least one layer");
+  std::vector<double> row = query;  // query^T Â_L ... Â_l, from the top layer down
+  for (auto layer = layers.rbegin(); layer != layers.rend(); ++layer) {
+    TokenMatrix a = head_map(*layer, image);  // (T, T), mean over heads
+    if (a.tokens != static_cast<int64_t>(row.size()))
+      fail("attention_rollout", std::to_string(row.size()) + " query weights for a layer " + layer->str());
+    for (int64_t i = 0; i < a.tokens; ++i) {  // Â = A + I, rows renormalised
+      a.values[i * a.tokens + i] += 1;
+      double total = 0;
+      for (int64_t j = 0; j < a.tokens; ++j) total += a.at(i, j);
+      for (int64_t j = 0; j < a.tokens; ++j) a.values[i * a.tokens + j] /= total;
+    }
+    row = attended(a, row);
+  }
+  return row;
 }
 
 std::vector<double> mean_attention_distance(const Tensor& layer, int64_t prefix, int64_t grid, double cell) {
@@ -202,6 +219,7 @@ Tensor pixel_position_table(const Classifier& model) {
 std::vector<double> cosine_similarity(const Tensor& rows) {
   if (rows.dim() != 2) fail("cosine_similarity", "expected rows (R, D), got " + rows.str());
   const int64_t r = rows.size(0), d = rows.size(1);
+  check_finite("cosine_similarity", "the rows", rows);
   const std::vector<double> x = host_f64(rows).to_vector();
   std::vector<double> norm(static_cast<size_t>(r), 0.0), out(static_cast<size_t>(r * r), 0.0);
   for (int64_t i = 0; i < r; ++i) {
@@ -221,6 +239,7 @@ PrincipalComponents principal_components(const Tensor& rows, int64_t count) {
   if (rows.dim() != 2 || rows.size(0) < 2 || count < 1)
     fail("principal_components", "expected at least 2 rows (R, F) and count >= 1, got " + rows.str() + " and " +
                                      std::to_string(count));
+  check_finite("principal_components", "the rows", rows);
   const int64_t r = rows.size(0), f = rows.size(1);
   std::vector<double> x = host_f64(rows).to_vector();
   for (int64_t k = 0; k < f; ++k) {  // centre each feature
@@ -244,7 +263,7 @@ PrincipalComponents principal_components(const Tensor& rows, int64_t count) {
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return m[a * n + a] > m[b * n + b]; });
 
   PrincipalComponents pcs;
-  pcs.count = std::min(count, n), pcs.features = f;
+  pcs.count = std::min({count, n, r - 1}), pcs.features = f;
   for (int64_t i = 0; i < n; ++i) pcs.total_variance += std::max(m[i * n + i], 0.0) / static_cast<double>(r - 1);
   for (int64_t c = 0; c < pcs.count; ++c) {
     const int64_t e = order[c];

@@ -26,28 +26,30 @@ TEST_CASE("insight: rollout of a hand-built two-layer attention is (A2 + I)/2 (A
   const Tensor layer2 = Tensor::from_vector({0.2, 0.8, 0.6, 0.4}, {1, 1, 2, 2}, DType::f64);
   // Â1 = ([[.5, .5], [.5, .5]] + I) / 2 = [[.75, .25], [.25, .75]];  Â2 = ([[.2, .8], [.6, .4]] + I) / 2 = [[.6, .4], [.3, .7]]
   // Â2 Â1 = [[.6*.75 + .4*.25, .6*.25 + .4*.75], [.3*.75 + .7*.25, .3*.25 + .7*.75]] = [[.55, .45], [.4, .6]]
-  const models::TokenMatrix rollout = models::attention_rollout({layer1, layer2}, 0);
-  REQUIRE(rollout.tokens == 2);
-  CHECK(rollout.at(0, 0) == doctest::Approx(0.55));
-  CHECK(rollout.at(0, 1) == doctest::Approx(0.45));
-  CHECK(rollout.at(1, 0) == doctest::Approx(0.40));
-  CHECK(rollout.at(1, 1) == doctest::Approx(0.60));
+  // Rollout's rows, asked one query at a time: e_0^T R and e_1^T R.
+  const std::vector<double> row0 = models::attention_rollout({layer1, layer2}, 0, {1.0, 0.0});
+  const std::vector<double> row1 = models::attention_rollout({layer1, layer2}, 0, {0.0, 1.0});
+  CHECK(row0[0] == doctest::Approx(0.55));
+  CHECK(row0[1] == doctest::Approx(0.45));
+  CHECK(row1[0] == doctest::Approx(0.40));
+  CHECK(row1[1] == doctest::Approx(0.60));
   // One layer alone is its own (A + I) / 2.
-  const models::TokenMatrix single = models::attention_rollout({layer2}, 0);
-  CHECK(single.at(1, 0) == doctest::Approx(0.3));
+  CHECK(models::attention_rollout({layer2}, 0, {0.0, 1.0})[0] == doctest::Approx(0.3));
 }
 
-TEST_CASE("insight: patch attention reads the class token's row, or the patch rows' mean, over the patch columns") {
+TEST_CASE("insight: the class token's row, or the patch rows' mean, over the patch columns") {
   // 1 class token + 2 patches; rows are queries.
   const models::TokenMatrix map{3, {0.2, 0.6, 0.2,    // class token: patches get 0.6 and 0.2 -> 0.75, 0.25
                                     0.5, 0.1, 0.4,    // patch 0
-                                    0.0, 0.3, 0.7}};  // patch 1: mean of patch rows over patch columns (0.2, 0.55) -> (0.2/0.75, 0.55/0.75)
-  const std::vector<double> cls = models::patch_attention(map, 1, true);
+                                    0.0, 0.3, 0.7}};  // patch 1
+  const std::vector<double> cls = models::patch_part(models::attended(map, models::query_weights(3, 1, true)), 1);
   CHECK(cls[0] == doctest::Approx(0.75));
   CHECK(cls[1] == doctest::Approx(0.25));
-  const std::vector<double> mean = models::patch_attention(map, 1, false);
-  CHECK(mean[0] == doctest::Approx(0.4 / 1.5));
-  CHECK(mean[1] == doctest::Approx(1.1 / 1.5));
+  // The patch rows' mean over the patch columns: (0.1 + 0.3, 0.4 + 0.7) / 2 = (0.2, 0.55) -> / 0.75.
+  const std::vector<double> mean = models::patch_part(models::attended(map, models::query_weights(3, 1, false)), 1);
+  CHECK(mean[0] == doctest::Approx(0.2 / 0.75));
+  CHECK(mean[1] == doctest::Approx(0.55 / 0.75));
+  CHECK_THROWS_WITH_AS(models::query_weights(3, 0, true), doctest::Contains("class-token query"), std::runtime_error);
 }
 
 TEST_CASE("insight: mean attention distance of uniform attention on a 2x2 grid") {
@@ -109,7 +111,11 @@ TEST_CASE("insight: principal components find the direction of largest variance,
     CHECK(pcs.variances[0] == doctest::Approx(28.0 / 5));
     CHECK(pcs.variances[1] == doctest::Approx(4.0 / 5));
     CHECK(pcs.total_variance == doctest::Approx(32.0 / 5));
+    // 6 centred rows span at most 5 directions: asking for more gives 5, never rounding noise.
+    CHECK(models::principal_components(Tensor::from_vector(rows, {6, features}, DType::f64), 100).count == std::min<int64_t>(5, features));
   }
+  CHECK_THROWS_WITH_AS(models::principal_components(Tensor::full({4, 3}, NAN, DType::f64), 2), doctest::Contains("NaN or infinity"),
+                       std::runtime_error);
 }
 
 TEST_CASE("insight: keeping the attention probabilities gives the fused op's output, and rows that sum to 1") {
@@ -262,6 +268,9 @@ TEST_CASE("vt viz: each command writes a PNG of the expected size and its CSV, f
   CHECK(run_vt({"viz", "attention", "--checkpoint", file("vit.safetensors"), "--layer", "7", "--out", file("x.png"),
                 file("grey.png")}) == 1);
   CHECK(run_vt({"viz", "posembed", "--checkpoint", file("vit.safetensors"), "--out", file("x.png"), "--layer", "1"}) == 2);
+  // --out must name a PNG (the CSV goes beside it); a grid past 32 x 32 is refused (vit_cifar at 160 px: 40 x 40).
+  CHECK(run_vt({"viz", "posembed", "--checkpoint", file("vit.safetensors"), "--out", file("x.csv")}) == 1);
+  CHECK(run_vt({"viz", "posembed", "--checkpoint", file("vit.safetensors"), "--img-size", "160", "--out", file("x.png")}) == 1);
   // Usage errors (exit 2): a mistyped picture (the closest is suggested), none at all.
   CHECK(run_vt({"viz", "atention", "--checkpoint", file("vit.safetensors"), "--out", file("x.png"), file("grey.png")}) == 2);
   CHECK(run_vt({"viz"}) == 2);
@@ -314,6 +323,12 @@ TEST_CASE("vt train --img-size 48 --init-from: fine-tuning starts from a 32-pixe
   // A checkpoint whose head has 10 outputs does not fit the data's 2 classes: refused (exit 1), nothing trained.
   CHECK(train(ten, "refused") == 1);
   CHECK_FALSE(fs::exists(directory.file("refused/last.safetensors")));
+  // Nor one of 1 head where the run has 2: the same tensors, another model; its metadata says so.
+  std::vector<std::string> one_head = {"init", "--seed", "5", "--out", directory.file("one_head.safetensors"), "num_classes=2",
+                                       "--model", "vit_cifar", "dim=32", "heads=1", "depth=1", "mlp_ratio=2"};
+  REQUIRE(run_vt(one_head) == 0);
+  CHECK(train(directory.file("one_head.safetensors"), "heads") == 1);
+  CHECK_FALSE(fs::exists(directory.file("heads/last.safetensors")));
 }
 
 }  // namespace vt

@@ -47,7 +47,15 @@ struct LoadedModel {
 
 LoadedModel load_for_viz(const VizOptions& o) {
   LoadedModel loaded;
+  if (o.out.size() < 5 || o.out.compare(o.out.size() - 4, 4, ".png") != 0)
+    fail("vt viz", "--out " + o.out + ": name a .png file (the numbers go to the .csv beside it)");
   loaded.config = checkpoint_config(o.model, o.checkpoint, o.image_size);
+  // Every layer's (T, T) maps are held at once and each picture draws a tile per patch: past a 32 x 32 grid
+  // (T = 1025 tokens) neither would fit on a page or in memory.
+  if (loaded.config.grid() > 32)
+    fail("vt viz", loaded.config.name + " at " + std::to_string(loaded.config.image_size) + " pixels has a " +
+                       std::to_string(loaded.config.grid()) + "x" + std::to_string(loaded.config.grid()) +
+                       " patch grid; vt viz draws at most 32x32 (a smaller --img-size)");
   loaded.metadata = nn::read_metadata(o.checkpoint);
   loaded.model = models::load_model(o.checkpoint, loaded.config);
   loaded.model->to(o.device);
@@ -159,19 +167,15 @@ int viz_attention(const VizOptions& o) {
   const data::Normalization normalization = normalization_from_metadata(loaded.metadata);
   std::vector<std::string> classes = checkpoint_classes(loaded.metadata, config);
 
-  std::vector<data::Image> images;
-  std::vector<Tensor> inputs;
-  for (const std::string& path : o.images) {
-    images.push_back(data::load_image_file(path, int(config.in_channels), int(config.image_size), o.max_pixels));
-    inputs.push_back(data::image_to_tensor(images.back(), normalization));  // (1, C, H, W)
-  }
-  const models::AttentionMaps maps = models::attention_maps(*loaded.model, cat(inputs, 0).to(o.device));
-  const int64_t depth = int64_t(maps.outer.size()), layer = o.layer < 0 ? depth - 1 : o.layer;
+  const int64_t depth = config.depth, layer = o.layer < 0 ? depth - 1 : o.layer;
   if (layer >= depth) fail("vt viz attention", "--layer " + std::to_string(o.layer) + ": the model has layers 0 to " + std::to_string(depth - 1));
-  const int64_t heads = maps.outer[layer].size(1), grid = config.grid(), patches = grid * grid;
-  const int64_t inner_heads = tnt ? maps.inner[layer].size(1) : 0, pixel_grid = config.pixel_grid();
+  const int64_t heads = config.heads, grid = config.grid(), patches = grid * grid;
+  const int64_t inner_heads = tnt ? config.inner_heads : 0, pixel_grid = config.pixel_grid();
   if (o.patch >= 0 && !tnt) fail("vt viz attention", "--patch picks a patch for TNT's inner attention; " + config.name + " is a ViT");
   if (o.patch >= patches) fail("vt viz attention", "--patch " + std::to_string(o.patch) + ": the image has patches 0 to " + std::to_string(patches - 1));
+  std::vector<data::Image> images;  // all decoded first, so that a bad file fails before any work
+  for (const std::string& path : o.images)
+    images.push_back(data::load_image_file(path, int(config.in_channels), int(config.image_size), o.max_pixels));
 
   // Columns: the image, the mean over heads, each head, the rollout; for TNT the chosen patch and its inner
   // attention (mean over heads, then each head).
@@ -179,9 +183,9 @@ int viz_attention(const VizOptions& o) {
   const int columns = 2 + int(heads) + (o.rollout ? 1 : 0) + (tnt ? 2 + int(inner_heads) : 0);
   const int rows = int(images.size());
   const int title = font_line_height * 2 + 8;
-  const std::string query = class_query ? "class token" : "mean over patch tokens";
+  const std::string asker = class_query ? "class token" : "mean over patch tokens";
   RgbImage canvas = titled_canvas(kGap + columns * (size + kGap), title + rows * (kCaption + size + kGap) + kGap,
-                                  config.name + ": attention of the " + query + " in layer " + std::to_string(layer) +
+                                  config.name + ": attention of the " + asker + " in layer " + std::to_string(layer) +
                                       " of " + std::to_string(depth) + (tnt ? ", and a patch's inner attention" : ""));
 
   std::ostringstream csv;
@@ -199,15 +203,24 @@ int viz_attention(const VizOptions& o) {
         csv << b << ',' << map << ',' << layer << ',' << head << ',' << patch << ',' << i / side << ',' << i % side << ','
             << shortest_text(values[i]) << '\n';
     };
-    const std::vector<double> logits = slice(maps.logits, 0, b, b + 1).to_vector();
+    // One image at a time: the maps of every layer, (1, H, T, T) each, are all held at once.
+    const models::AttentionMaps maps =
+        models::attention_maps(*loaded.model, data::image_to_tensor(images[b], normalization).to(o.device));
+    const std::vector<double> logits = maps.logits.to_vector();
     const int64_t predicted = std::max_element(logits.begin(), logits.end()) - logits.begin();
     const RgbImage picture = image_tile(images[b], size);
 
-    const std::vector<double> mean_map = models::patch_attention(models::head_map(maps.outer[layer], b), 1, class_query);
+    const std::vector<double> query = models::query_weights(1 + patches, 1, class_query);  // (T)
+    const auto outer_map = [&](int64_t head) {  // (N)
+      return models::patch_part(models::attended(models::head_map(maps.outer[layer], 0, head), query), 1);
+    };
+    const std::vector<double> mean_map = outer_map(-1);
     const int64_t patch = o.patch >= 0 ? o.patch : std::max_element(mean_map.begin(), mean_map.end()) - mean_map.begin();
     RgbImage marked = picture;
-    const int cell = size / int(grid);
-    if (tnt) outline(marked, int(patch % grid) * cell, int(patch / grid) * cell, cell, cell, 0xFF3030);
+    const auto edge = [&](int64_t k) { return int(k * size / grid); };  // a patch's k-th edge in tile pixels
+    if (tnt)
+      outline(marked, edge(patch % grid), edge(patch / grid), edge(patch % grid + 1) - edge(patch % grid),
+              edge(patch / grid + 1) - edge(patch / grid), 0xFF3030);
     double total = 0;  // the predicted class's probability: softmax of the logits, the largest subtracted
     for (double logit : logits) total += std::exp(logit - logits[predicted]);
     place(marked, (classes.empty() ? "class " + std::to_string(predicted) : classes[predicted]) + " " +
@@ -215,12 +228,12 @@ int viz_attention(const VizOptions& o) {
     place(overlay(picture, mean_map, int(grid)), "mean of heads");
     record("mean", -1, -1, grid, mean_map);
     for (int64_t h = 0; h < heads; ++h) {
-      const std::vector<double> map = models::patch_attention(models::head_map(maps.outer[layer], b, h), 1, class_query);
+      const std::vector<double> map = outer_map(h);
       place(overlay(picture, map, int(grid)), "head " + std::to_string(h));
       record("head", h, -1, grid, map);
     }
     if (o.rollout) {
-      const std::vector<double> map = models::patch_attention(models::attention_rollout(maps.outer, b), 1, class_query);
+      const std::vector<double> map = models::patch_part(models::attention_rollout(maps.outer, 0, query), 1);
       place(overlay(picture, map, int(grid)), "rollout");
       record("rollout", -1, -1, grid, map);
     }
@@ -238,12 +251,16 @@ int viz_attention(const VizOptions& o) {
             enlarged.pixels[(size_t(yy) * size + xx) * 3 + c] =
                 crop.at(yy * crop.height / size, xx * crop.width / size, crop.channels >= 3 ? c : 0);
       place(enlarged, "patch " + std::to_string(patch));
-      const int64_t sequence = b * patches + patch;
-      const std::vector<double> inner = models::patch_attention(models::head_map(maps.inner[layer], sequence), 0, false);
+      // The inner attention of patch `patch`: (1*N, h, M, M) holds one sequence per patch; no class token there.
+      const std::vector<double> pixels = models::query_weights(pixel_grid * pixel_grid, 0, false);  // (M)
+      const auto inner_map = [&](int64_t head) {  // (M)
+        return models::patch_part(models::attended(models::head_map(maps.inner[layer], patch, head), pixels), 0);
+      };
+      const std::vector<double> inner = inner_map(-1);
       place(overlay(enlarged, inner, int(pixel_grid)), "inner mean");
       record("inner_mean", -1, patch, pixel_grid, inner);
       for (int64_t h = 0; h < inner_heads; ++h) {
-        const std::vector<double> map = models::patch_attention(models::head_map(maps.inner[layer], sequence, h), 0, false);
+        const std::vector<double> map = inner_map(h);
         place(overlay(enlarged, map, int(pixel_grid)), "inner head " + std::to_string(h));
         record("inner_head", h, patch, pixel_grid, map);
       }
@@ -364,16 +381,17 @@ int viz_distance(const VizOptions& o) {
   dataset_options.channels = int(config.in_channels);
   dataset_options.image_size = int(config.image_size);
   dataset_options.max_pixels = o.max_pixels;
-  dataset_options.classes = checkpoint_classes(loaded.metadata, config);
   const auto dataset = data::open_dataset(o.data_dir, o.split, dataset_options);
   const int64_t count = std::min(o.image_count, dataset->size());
   if (count < 1) fail("vt viz distance", o.data_dir + "/" + o.split + " has no images");
   const data::Normalization normalization = normalization_from_metadata(loaded.metadata);
 
-  // Images spread evenly over the split (folders list their images class by class), in batches of 32.
+  // Images spread evenly over the split (folders list their images class by class), in batches whose maps
+  // stay near 4M probabilities per head and layer: 32 images of 65 tokens, 3 of 1025.
+  const int64_t tokens = 1 + config.num_patches(), batch = std::clamp<int64_t>((int64_t{1} << 22) / (tokens * tokens), 1, 32);
   std::vector<std::vector<double>> outer, inner;  // [layer][head], summed over batches weighted by their size
-  for (int64_t first = 0; first < count; first += 32) {
-    const int64_t n = std::min<int64_t>(32, count - first);
+  for (int64_t first = 0; first < count; first += batch) {
+    const int64_t n = std::min<int64_t>(batch, count - first);
     std::vector<Tensor> inputs;
     for (int64_t i = first; i < first + n; ++i)
       inputs.push_back(data::image_to_tensor(dataset->get(i * dataset->size() / count).image, normalization));  // (1, C, H, W)

@@ -138,6 +138,63 @@ TEST_CASE("end to end: a run stopped mid-epoch and resumed matches an uninterrup
 
 namespace {
 
+// The epochs a run folder's config.toml records.
+int64_t config_epochs(const fs::path& run) {
+  std::ifstream config(run / "config.toml");
+  for (std::string line; std::getline(config, line);)
+    if (line.starts_with("epochs = ")) return std::stoll(line.substr(10));  // epochs = "E"
+  return -1;
+}
+
+// The weights of a run's last checkpoint, as numbers.
+std::vector<std::vector<double>> last_weights(const fs::path& run) {
+  std::vector<std::vector<double>> weights;
+  for (const auto& [name, tensor] : nn::load_safetensors((run / "last.safetensors").string()).tensors)
+    weights.push_back(tensor.to_vector());
+  return weights;
+}
+
+}  // namespace
+
+TEST_CASE("vt train --time-budget: the epochs fitted to the budget, then exactly the run of --epochs E") {
+  testing::TemporaryDirectory directory("budget");
+  write_pattern_images(directory.path / "data", 20, 5);  // 200 training images: 6 steps of 32 per epoch
+  const std::string data = (directory.path / "data").string();
+  TrainOptions budgeted = quick_recipe(data, (directory.path / "budgeted").string());
+  budgeted.dataset.limit = 0;
+  budgeted.test_limit = 0;
+  budgeted.model.drop_path_rate = 0.2;  // the measuring steps draw masks; the run's stream must not notice
+  budgeted.time_budget = 4;
+  const TrainResult a = train(budgeted);
+  const int64_t epochs = config_epochs(directory.path / "budgeted");
+  MESSAGE("a 4 s budget bought " << epochs << " epochs; the run took " << a.wall_seconds << " s");
+  REQUIRE(epochs >= 1);
+  CHECK(static_cast<int64_t>(a.epochs.size()) == epochs);
+
+  // The measuring took no optimizer step and left the random streams and the loader as they were.
+  TrainOptions fixed = budgeted;
+  fixed.time_budget = 0;
+  fixed.epochs = epochs;
+  fixed.out_dir = (directory.path / "fixed").string();
+  const TrainResult b = train(fixed);
+  CHECK(b.epochs.back().train_loss == a.epochs.back().train_loss);
+  CHECK(b.epochs.back().test_acc == a.epochs.back().test_acc);
+  CHECK(last_weights(directory.path / "fixed") == last_weights(directory.path / "budgeted"));
+
+  // Resumed, a budgeted run keeps the epochs its state was saved with, whatever the budget says now.
+  TrainOptions stopped = budgeted;
+  stopped.out_dir = (directory.path / "stopped").string();
+  stopped.stop_after_steps = 3;
+  CHECK(train(stopped).interrupted);
+  const int64_t stopped_epochs = config_epochs(directory.path / "stopped");
+  stopped.stop_after_steps = 0;
+  stopped.resume = true;
+  stopped.time_budget = 1e6;
+  CHECK(static_cast<int64_t>(train(stopped).epochs.size()) == stopped_epochs);
+}
+
+namespace {
+
 // Runs `vt compare` with the given arguments (after the command name) and returns the report it wrote.
 std::string run_compare(std::vector<std::string> arguments, const fs::path& out) {
   arguments.insert(arguments.begin(), {"vt", "compare"});

@@ -235,6 +235,11 @@ int run_cli(int argc, const char* const* argv) {
   add_model_options(*train_command, train_model, true);
   train_command->add_option("--model-fields", train_model.fields, "every field of the model, key=value (as a run's config.toml lists them)");
   add_train_options(*train_command, train, train_augment);
+  train_command
+      ->add_option("--time-budget", train.time_budget,
+                   "seconds for the whole run: the epochs, warm-up and cosine are fitted to the speed of its first steps (instead of --epochs)")
+      ->check(number_in(0, 1e9, true))
+      ->excludes(train_command->get_option("--epochs"));
   int64_t train_image_size = 0;
   train_command->add_option("--img-size", train_image_size, "input size (the model field image_size)")->check(integer_in(1, 4096));
   train_command->add_option("--init-from", train.init_from,

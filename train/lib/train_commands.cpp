@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "autograd/text.h"
 #include "datasets/dataset.h"
 #include "nn/safetensors.h"
 #include "train/lib/commands.h"
@@ -10,12 +11,16 @@
 namespace vt {
 
 int command_train(const TrainOptions& options) {
-  for (const auto& [key, value] : run_settings(options)) std::printf("%s %s\n", key.c_str(), value.c_str());
+  for (const auto& [key, value] : run_settings(options)) {
+    if (key == "epochs" && options.time_budget > 0) std::printf("time-budget %g\n", options.time_budget);
+    else std::printf("%s %s\n", key.c_str(), value.c_str());
+  }
   const TrainResult result = train(options);
   if (result.interrupted) return 130;
   if (!result.epochs.empty())
-    std::printf("final test accuracy: %.2f%%, best: %.2f%%, wall time %.0f s\n", 100 * result.epochs.back().test_acc,
-                100 * result.best_test_acc, result.wall_seconds);
+    std::printf("final test accuracy: %.2f%%, best: %.2f%%, wall time %.0f s%s\n", 100 * result.epochs.back().test_acc,
+                100 * result.best_test_acc, result.wall_seconds,
+                options.time_budget > 0 ? (" (budget " + shortest_text(options.time_budget) + " s)").c_str() : "");
   return 0;
 }
 

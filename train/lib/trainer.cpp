@@ -160,7 +160,7 @@ std::vector<EpochMetrics> parse_metrics_csv(const std::string& text, const std::
 
 // Everything a run is made of, built from the options before its first step.
 struct Run {
-  const TrainOptions& options;
+  TrainOptions options;  // a copy: --time-budget sets its epochs
   std::string dir, last, best, state, metrics, config;
   std::unique_ptr<data::Dataset> train_set, test_set;
   uint64_t data_fingerprint = 0;
@@ -225,8 +225,6 @@ void set_up(Run& run) {
   if (run.steps_per_epoch == 0)
     fail("train", "the training set has " + std::to_string(run.train_set->size()) + " images, fewer than one batch of " +
                       std::to_string(o.batch_size) + "; lower --batch");
-  if (__builtin_mul_overflow(o.epochs, run.steps_per_epoch, &run.total_steps))
-    fail("train", std::to_string(o.epochs) + " epochs of " + std::to_string(run.steps_per_epoch) + " steps are too many");
 
   manual_seed(o.seed);
   set_matmul_precision(o.device, matmul_precision(o.tf32, o.amp));
@@ -234,9 +232,6 @@ void set_up(Run& run) {
   if (!o.init_from.empty() && !o.resume) models::load_weights_at_size(o.init_from, *run.model);  // a resume loads its own
   run.model->to(o.device);
   run.optimizer = make_optimizer(o, *run.model);
-  // Warm-up never longer than a tenth of the run, so a one-epoch run still spends most steps learning.
-  const int64_t warmup_steps = std::min<int64_t>(static_cast<int64_t>(o.warmup_epochs * run.steps_per_epoch), run.total_steps / 10);
-  run.schedule = std::make_unique<nn::LrSchedule>(nn::LrSchedule::cosine(o.lr, run.total_steps, warmup_steps, o.min_lr));
   if (o.ema_decay > 0) {
     run.ema = std::make_unique<nn::ModelEma>(*run.model, o.ema_decay);
     run.ema_model = models::create_model(run.model_config);
@@ -244,6 +239,83 @@ void set_up(Run& run) {
   }
   run.checkpoint_metadata = models::config_metadata(run.model_config);
   run.checkpoint_metadata.merge(data_metadata(l.normalization, run.train_set->classes()));
+}
+
+// The run's length in steps and its learning-rate schedule, once its epochs are known.
+void plan_schedule(Run& run) {
+  const TrainOptions& o = run.options;
+  if (__builtin_mul_overflow(o.epochs, run.steps_per_epoch, &run.total_steps))
+    fail("train", std::to_string(o.epochs) + " epochs of " + std::to_string(run.steps_per_epoch) + " steps are too many");
+  // Warm-up never longer than a tenth of the run, so a one-epoch run still spends most steps learning.
+  const int64_t warmup_steps = std::min<int64_t>(static_cast<int64_t>(o.warmup_epochs * run.steps_per_epoch), run.total_steps / 10);
+  run.schedule = std::make_unique<nn::LrSchedule>(nn::LrSchedule::cosine(o.lr, run.total_steps, warmup_steps, o.min_lr));
+}
+
+// --time-budget: the epochs that fit in what is left of the budget, at the speed of real steps (the run's
+// loader with its augmentation and workers, its model, device and batch) and of inference for the test pass.
+// The steps run on a loader of their own, take no optimizer step, and the random streams are put back, so the
+// run that follows is exactly the run of `--epochs E` with the same seed. A step is timed with its wait for
+// the loader; the first ones are left out, since they fill the allocator's cache and the loader's window.
+int64_t epochs_for_budget(Run& run, double seconds_spent) {
+  const TrainOptions& o = run.options;
+  const uint64_t tensors_offset = default_generator().offset(), dropout_offset = dropout_generator().offset();
+  data::DataLoader loader(*run.train_set, run.loader_options);
+  loader.start_epoch(0);
+  data::Batch batch;
+  const int64_t untimed_steps = std::min<int64_t>(2, run.steps_per_epoch - 1);
+  constexpr double kMeasureSeconds = 10;  // of training steps, then at most a quarter of that of inference
+  int64_t train_images = 0, infer_images = 0;
+  double train_seconds = 0, infer_seconds = 0;
+  run.model->train();
+  for (int64_t step = 0; train_seconds < kMeasureSeconds; ++step) {
+    const auto start = std::chrono::steady_clock::now();
+    if (!loader.next(batch)) break;
+    const int64_t b = static_cast<int64_t>(batch.labels.size());
+    const Tensor images = batch.images.to(o.device);                                   // (B, C, H, W)
+    const Tensor labels = Tensor::from_indices(batch.labels, {b}, o.device);            // (B)
+    const Tensor target = batch.targets.defined() ? batch.targets.to(o.device) : labels;  // (B) or (B, classes)
+    const Tensor loss = cross_entropy(run.model->forward(images), target, o.label_smoothing);  // ()
+    run.optimizer->zero_grad();
+    loss.backward();
+    loss.item();  // waits for the device
+    if (step < untimed_steps) continue;
+    train_seconds += seconds_since(start);
+    train_images += b;
+  }
+  run.optimizer->zero_grad();
+  {
+    NoGradGuard no_grad;
+    run.model->eval();
+    for (int64_t batches = 0; batches < run.steps_per_epoch && infer_seconds < kMeasureSeconds / 4; ++batches) {
+      if (!loader.next(batch)) {  // a small training set: its next epoch
+        loader.start_epoch(1);
+        loader.next(batch);
+      }
+      const auto start = std::chrono::steady_clock::now();
+      (void)run.model->forward(batch.images.to(o.device)).to(Device::cpu);  // waits for the device
+      infer_seconds += seconds_since(start);
+      infer_images += static_cast<int64_t>(batch.labels.size());
+    }
+    run.model->train();
+  }
+  default_generator().set_offset(tensors_offset);
+  dropout_generator().set_offset(dropout_offset);
+
+  const double train_rate = train_images / std::max(train_seconds, 1e-9);  // at least one step is timed
+  const double infer_rate = infer_images / std::max(infer_seconds, 1e-9);
+  const double epoch_train = static_cast<double>(run.steps_per_epoch * o.batch_size) / std::max(train_rate, 1e-9);
+  const double epoch_test = static_cast<double>(run.test_set->size()) / std::max(infer_rate, 1e-9);
+  const double spent = seconds_spent + train_seconds + infer_seconds;
+  const double left = o.time_budget - spent;
+  const int64_t epochs = std::clamp<int64_t>(static_cast<int64_t>(std::floor(left / (epoch_train + epoch_test))), 1, 1'000'000);
+  if (!o.quiet) {
+    std::printf("time budget %.0f s: %.0f s spent loading and measuring; an epoch takes about %.0f s (%.0f training "
+                "images/s, %.0f test images/s), so %ld epoch%s\n",
+                o.time_budget, spent, epoch_train + epoch_test, train_rate, infer_rate, static_cast<long>(epochs),
+                epochs == 1 ? "" : "s");
+    if (left < epoch_train + epoch_test) std::printf("one epoch does not fit in the budget: training one epoch anyway\n");
+  }
+  return epochs;
 }
 
 // ---- the training state: saved, loaded, checked ----
@@ -296,6 +368,15 @@ T state_value(const nn::TrainingState& state, const std::string& path, const std
     if (error == std::errc() && end == text.data() + text.size() && !text.empty() && v >= 0) return v;
   }
   fail("resume", "'" + path + "': '" + key + "' = '" + found->second + "' is not a valid value");
+}
+
+// The epochs a run's training state was saved with: for a budgeted run, what the budget bought at its start.
+int64_t saved_epochs(const std::string& path) {
+  nn::TrainingState header;
+  header.metadata = nn::read_metadata(path);
+  const int64_t epochs = state_value<int64_t>(header, path, "run.epochs");
+  if (epochs < 1) fail("resume", "'" + path + "': 'run.epochs' = 0: the state is corrupt");
+  return epochs;
 }
 
 // Refuses a state that does not belong to this run, or that contradicts itself, naming what differs; returns
@@ -383,7 +464,10 @@ Standing resume(Run& run) {
 // The run's settings as a file that `vt train --config FILE` reads back (CLI11's subset of TOML): each flag of
 // vt train that shapes the run, values quoted, and the model's fields as the --model-fields list (key=value).
 std::string run_config_file(const TrainOptions& o) {
-  std::string out = "# The settings of this run; `vt train --config <this file>` repeats it.\n[train]\n";
+  std::string out = "# The settings of this run; `vt train --config <this file>` repeats it.\n";
+  if (o.time_budget > 0)
+    out += "# Its epochs were fitted to --time-budget " + shortest_text(o.time_budget) + " on the machine that ran it.\n";
+  out += "[train]\n";
   std::vector<std::string> fields;
   for (const auto& [key, value] : run_settings(o)) {
     if (key == "threads") continue;  // an option of every command, not of vt train
@@ -398,10 +482,13 @@ std::string run_config_file(const TrainOptions& o) {
   return out + "model-fields = " + json_string_array(fields) + "\n";
 }
 
-void start_fresh(const Run& run) {
+void refuse_existing_run(const Run& run) {
   if (fs::exists(run.state))
     fail("train", run.dir + " already holds a run (" + fs::path(run.state).filename().string() +
                       "); continue it with --resume, or remove it or choose another --out to start over");
+}
+
+void start_fresh(const Run& run) {
   write_file_atomically("train", run.config, run_config_file(run.options));
   write_file_atomically("train", run.metrics, metrics_csv({}, false));
 }
@@ -659,19 +746,29 @@ Evaluation evaluate(models::Classifier& model, const data::Dataset& dataset, con
   return result;
 }
 
-TrainResult train(const TrainOptions& o) {
-  Run run(o);
+TrainResult train(const TrainOptions& options) {
+  const auto run_start = std::chrono::steady_clock::now();
+  Run run(options);
   set_up(run);
+  TrainOptions& o = run.options;
   fs::create_directories(run.dir);
   const int stale = remove_stale_temporary_files(run.dir);
   if (stale > 0 && !o.quiet) std::printf("removed %d temporary files left in %s by a killed run\n", stale, run.dir.c_str());
   Standing standing;
-  if (o.resume) standing = resume(run);
-  else start_fresh(run);
+  if (o.resume) {
+    // A budgeted run keeps the epochs it was fitted to; the budget is not measured again.
+    if (o.time_budget > 0 && fs::exists(run.state)) o.epochs = saved_epochs(run.state);
+    plan_schedule(run);
+    standing = resume(run);
+  } else {
+    refuse_existing_run(run);
+    if (o.time_budget > 0) o.epochs = epochs_for_budget(run, seconds_since(run_start));
+    plan_schedule(run);
+    start_fresh(run);
+  }
 
   TrainResult result;
   InterruptScope interrupt_scope;
-  const auto run_start = std::chrono::steady_clock::now();
   for (int64_t epoch = standing.epochs_done; epoch < o.epochs; ++epoch) {
     double lr = run.schedule->at(run.optimizer->step_count);
     if (train_epoch(run, standing, epoch, lr)) {

@@ -21,6 +21,7 @@ struct TrainOptions {
   std::string data_dir = "data";
   std::string out_dir;            // default: runs/<model name>
   int64_t epochs = 30;
+  double time_budget = 0;         // seconds for the whole run: the epochs are fitted to it (0: train `epochs`)
   int64_t batch_size = 128;
   std::string optimizer = "adamw";  // or "sgd"
   double lr = 1e-3, min_lr = 1e-5, weight_decay = 0.05, momentum = 0.9;
@@ -59,7 +60,7 @@ struct EpochMetrics {
 struct TrainResult {
   std::vector<EpochMetrics> epochs;  // every epoch of the run so far, those before a resume included
   double best_test_acc = 0;
-  double wall_seconds = 0;          // of this call
+  double wall_seconds = 0;          // of this call, from loading the data to the last checkpoint
   bool interrupted = false;
 };
 

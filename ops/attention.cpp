@@ -1,6 +1,7 @@
 // Scaled dot-product attention as one op with its own backward: per (batch, head), two GEMMs forward and
-// four backward, all reading q, k, v in place through strides and transpose flags (no copies of the slices of
-// a fused qkv projection). Shapes: q, k, v, out (B, H, N, hd); the saved probabilities P (B, H, N, N).
+// four backward, reading q, k, v in place through strides and transpose flags (no copies of the slices of a
+// fused qkv projection); tiny heads run plain loops over local copies instead. Shapes: q, k, v, out
+// (B, H, N, hd); the saved probabilities P (B, H, N, N).
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -26,6 +27,61 @@ static int64_t head_offset(const HeadStrides& strides, int64_t b, int64_t h) {
   return b * strides.batch + h * strides.head;
 }
 
+// A head of at most kSmallTokens tokens and kSmallHeadDim features (TNT's pixel attention: 16 tokens, head
+// dim 6, B*64 sequences) is too small for GEMM calls: OpenBLAS's dispatch and packing cost more than its
+// arithmetic. Such heads run plain loops on local arrays, every innermost loop over the token index j and
+// unit-stride, so that it vectorises (the head dim, 6, would not).
+constexpr int64_t kSmallTokens = 32, kSmallHeadDim = 16;
+
+static bool small_head(const AttentionSizes& sizes) {
+  return sizes.tokens <= kSmallTokens && sizes.head_dim <= kSmallHeadDim;
+}
+
+// x^T (hd, N) of a head's rows x (N, hd), row stride x_row.
+template <class T>
+static void small_transpose(T (&x_t)[kSmallHeadDim][kSmallTokens], const T* x, int64_t x_row, int64_t n, int64_t d) {
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t c = 0; c < d; ++c) x_t[c][j] = x[j * x_row + c];
+}
+
+// m^T (N, N) of a contiguous m (N, N).
+template <class T>
+static void small_transpose_square(T (&m_t)[kSmallTokens * kSmallTokens], const T* m, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j) m_t[j * n + i] = m[i * n + j];
+}
+
+// rows (N, N) contiguous = scale * a b^T: a (N, hd) with row stride a_row, b^T (hd, N) local.
+template <class T>
+static void small_scores(T* rows, const T* a, int64_t a_row, const T (&b_t)[kSmallHeadDim][kSmallTokens], int64_t n,
+                         int64_t d, T scale) {
+  for (int64_t i = 0; i < n; ++i) {
+    T* row = rows + i * n;
+    for (int64_t j = 0; j < n; ++j) row[j] = 0;
+    for (int64_t c = 0; c < d; ++c) {
+      const T a_ic = scale * a[i * a_row + c];
+      for (int64_t j = 0; j < n; ++j) row[j] += a_ic * b_t[c][j];
+    }
+  }
+}
+
+// y (N, hd) with row stride y_row = scale * m^T x: m (N, N) contiguous, x (N, hd) with row stride x_row.
+// y[j][c] = sum_i m[i][j] x[i][c], accumulated as y^T so that the loop over j runs along m's rows.
+template <class T>
+static void small_transposed_product(T* y, int64_t y_row, const T* m, const T* x, int64_t x_row, int64_t n, int64_t d,
+                                     T scale) {
+  T y_t[kSmallHeadDim][kSmallTokens];  // (hd, N)
+  for (int64_t c = 0; c < d; ++c)
+    for (int64_t j = 0; j < n; ++j) y_t[c][j] = 0;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t c = 0; c < d; ++c) {
+      const T x_ic = x[i * x_row + c];
+      for (int64_t j = 0; j < n; ++j) y_t[c][j] += x_ic * m[i * n + j];
+    }
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t c = 0; c < d; ++c) y[j * y_row + c] = scale * y_t[c][j];
+}
+
 // Each head runs single-threaded GEMMs: inside our parallel region OpenBLAS's OpenMP build does not
 // start threads of its own, and heads are independent, so threads split the heads instead.
 template <class T>
@@ -33,6 +89,7 @@ void attention_forward_cpu(T* out, T* probs, const T* q, const T* k, const T* v,
                            HeadStrides q_strides, HeadStrides k_strides, HeadStrides v_strides, AttentionSizes sizes,
                            T scale) {
   const int64_t n = sizes.tokens, d = sizes.head_dim;
+  const bool small = small_head(sizes);
   parallel_for(0, sizes.batch * sizes.heads, heads_per_grain(sizes), [&](int64_t lo, int64_t hi) {
     for (int64_t bh = lo; bh < hi; ++bh) {
       const int64_t b = bh / sizes.heads, h = bh % sizes.heads;
@@ -41,6 +98,16 @@ void attention_forward_cpu(T* out, T* probs, const T* q, const T* k, const T* v,
       const T* vh = v + head_offset(v_strides, b, h);  // (N, hd)
       T* oh = out + head_offset(out_strides, b, h);    // (N, hd)
       T* p = probs + bh * n * n;                       // (N, N)
+      if (small) {  // S = scale * q k^T, P = softmax(S), O = P v = (P^T)^T v
+        T k_t[kSmallHeadDim][kSmallTokens];  // (hd, N)
+        T p_t[kSmallTokens * kSmallTokens];  // (N, N)
+        small_transpose(k_t, kh, k_strides.row, n, d);
+        small_scores(p, qh, q_strides.row, k_t, n, d, scale);
+        softmax_forward_cpu(p, p, n, n);
+        small_transpose_square(p_t, p, n);
+        small_transposed_product(oh, out_strides.row, p_t, vh, v_strides.row, n, d, T(1));
+        continue;
+      }
       // S = scale * q k^T, with k read transposed in place by GEMM.
       gemm<T>(false, true, n, n, d, scale, qh, q_strides.row, kh, k_strides.row, T(0), p, n);
       softmax_forward_cpu(p, p, n, n);  // row by row, max subtracted; in place, single-threaded in here
@@ -58,11 +125,31 @@ void attention_backward_cpu(T* dq, T* dk, T* dv, T* scores_grad, const T* dout, 
                             HeadStrides dv_strides, HeadStrides dout_strides, HeadStrides q_strides,
                             HeadStrides k_strides, HeadStrides v_strides, AttentionSizes sizes, T scale) {
   const int64_t n = sizes.tokens, d = sizes.head_dim;
+  const bool small = small_head(sizes);
   parallel_for(0, sizes.batch * sizes.heads, heads_per_grain(sizes), [&](int64_t lo, int64_t hi) {
     for (int64_t bh = lo; bh < hi; ++bh) {
       const int64_t b = bh / sizes.heads, h = bh % sizes.heads;
       const T* p = probs + bh * n * n;                            // (N, N)
       const T* douth = dout + head_offset(dout_strides, b, h);   // (N, hd)
+      if (small) {  // the same formulas as the GEMMs below, dQ = scale * (dS^T)^T K
+        if (dv) small_transposed_product(dv + head_offset(dv_strides, b, h), dv_strides.row, p, douth, dout_strides.row, n, d, T(1));
+        if (!dq && !dk) continue;
+        T v_t[kSmallHeadDim][kSmallTokens];  // (hd, N)
+        small_transpose(v_t, v + head_offset(v_strides, b, h), v_strides.row, n, d);
+        T* ds = scores_grad + bh * n * n;  // (N, N): dP, then dS in place
+        small_scores(ds, douth, dout_strides.row, v_t, n, d, T(1));
+        softmax_backward_cpu(ds, ds, p, n, n);
+        if (dq) {
+          T ds_t[kSmallTokens * kSmallTokens];  // (N, N)
+          small_transpose_square(ds_t, ds, n);
+          small_transposed_product(dq + head_offset(dq_strides, b, h), dq_strides.row, ds_t, k + head_offset(k_strides, b, h),
+                                   k_strides.row, n, d, scale);
+        }
+        if (dk)
+          small_transposed_product(dk + head_offset(dk_strides, b, h), dk_strides.row, ds, q + head_offset(q_strides, b, h),
+                                   q_strides.row, n, d, scale);
+        continue;
+      }
       if (dv)
         gemm<T>(true, false, n, d, n, T(1), p, n, douth, dout_strides.row, T(0),
                 dv + head_offset(dv_strides, b, h), dv_strides.row);

@@ -90,37 +90,44 @@ TEST_CASE("attention: gradcheck, contiguous q, k, v") {
                      {q, k, v});
 }
 
+// 5 tokens take the small-head loops, 33 (one past kSmallTokens) the GEMM calls.
 TEST_CASE("attention: gradcheck, q, k, v sliced from one fused qkv leaf, custom scale") {
-  Tensor qkv = testing::random_leaf({2, 5, 3, 2, 3}, 21);  // (B, N, 3, H, hd)
-  const std::vector<Tensor> views = split_qkv(qkv);
-  for (const Tensor& t : views) {
-    CHECK(t.shape() == Shape{2, 2, 5, 3});
-    CHECK_FALSE(t.is_contiguous());
-    CHECK(t.strides()[2] == 3 * 2 * 3);  // rows 3 * H * hd apart: read in place through GEMM's leading dim
-  }
-  for (double scale : {0.0, 0.7}) {
-    CAPTURE(scale);
-    testing::gradcheck(
-        [scale](const std::vector<Tensor>& l) {
-          const std::vector<Tensor> qkv_views = split_qkv(l[0]);
-          return scaled_dot_product_attention(qkv_views[0], qkv_views[1], qkv_views[2], scale);
-        },
-        {qkv});
+  for (int64_t n : {5, 33}) {
+    CAPTURE(n);
+    Tensor qkv = testing::random_leaf({2, n, 3, 2, 3}, 21);  // (B, N, 3, H, hd)
+    const std::vector<Tensor> views = split_qkv(qkv);
+    for (const Tensor& t : views) {
+      CHECK(t.shape() == Shape{2, 2, n, 3});
+      CHECK_FALSE(t.is_contiguous());
+      CHECK(t.strides()[2] == 3 * 2 * 3);  // rows 3 * H * hd apart: read in place through GEMM's leading dim
+    }
+    for (double scale : {0.0, 0.7}) {
+      CAPTURE(scale);
+      testing::gradcheck(
+          [scale](const std::vector<Tensor>& l) {
+            const std::vector<Tensor> qkv_views = split_qkv(l[0]);
+            return scaled_dot_product_attention(qkv_views[0], qkv_views[1], qkv_views[2], scale);
+          },
+          {qkv});
+    }
   }
 }
 
 TEST_CASE("attention: gradcheck, broadcast heads and layouts GEMM cannot read") {
   // k, v shared by every head (head stride 0, read in place); q stored (B, H, hd, N) and transposed, so its
   // last dim is not unit-stride and the op copies it.
-  Tensor q_stored = testing::random_leaf({2, 3, 3, 5}, 31);  // (B, H, hd, N)
-  Tensor k_shared = testing::random_leaf({2, 1, 5, 3}, 32);  // (B, 1, N, hd)
-  Tensor v_shared = testing::random_leaf({2, 1, 5, 3}, 33);  // (B, 1, N, hd)
-  testing::gradcheck(
-      [](const std::vector<Tensor>& l) {
-        return scaled_dot_product_attention(transpose(l[0], 2, 3), expand(l[1], {2, 3, 5, 3}),
-                                            expand(l[2], {2, 3, 5, 3}), 0.4);
-      },
-      {q_stored, k_shared, v_shared});
+  for (int64_t n : {5, 33}) {
+    CAPTURE(n);
+    Tensor q_stored = testing::random_leaf({2, 3, 3, n}, 31);  // (B, H, hd, N)
+    Tensor k_shared = testing::random_leaf({2, 1, n, 3}, 32);  // (B, 1, N, hd)
+    Tensor v_shared = testing::random_leaf({2, 1, n, 3}, 33);  // (B, 1, N, hd)
+    testing::gradcheck(
+        [n](const std::vector<Tensor>& l) {
+          return scaled_dot_product_attention(transpose(l[0], 2, 3), expand(l[1], {2, 3, n, 3}),
+                                              expand(l[2], {2, 3, n, 3}), 0.4);
+        },
+        {q_stored, k_shared, v_shared});
+  }
 }
 
 TEST_CASE("attention: gradcheck with only some inputs requiring grad") {
@@ -174,10 +181,14 @@ TEST_CASE("attention: fast kernels match the reference loops, f32 and f64") {
   struct Case {
     int64_t batch, heads, tokens, head_dim;
   };
-  // Odd sizes, the CIFAR ViT's 65 tokens, and enough heads that the fast kernels run multi-threaded.
-  for (const Case& c : {Case{3, 2, 7, 5}, Case{2, 3, 65, 16}, Case{1, 1, 1, 3}}) {
+  // Odd sizes, the CIFAR ViT's 65 tokens, TNT's pixel attention (16 tokens, head dim 6) and the largest
+  // small head (32, 16) in the small-head loops, one past either limit (GEMM calls), and enough heads that
+  // the kernels run multi-threaded.
+  for (const Case& c : {Case{3, 2, 7, 5}, Case{2, 3, 65, 16}, Case{1, 1, 1, 3}, Case{64, 2, 16, 6}, Case{64, 2, 32, 16},
+                        Case{3, 2, 33, 6}, Case{3, 2, 16, 17}}) {
     for (DType dtype : {DType::f32, DType::f64}) {
       CAPTURE(c.tokens);
+      CAPTURE(c.head_dim);
       CAPTURE(dtype_name(dtype));
       Generator generator(71);
       Tensor qkv = randn({c.batch, c.tokens, 3, c.heads, c.head_dim}, dtype, generator).requires_grad_();

@@ -1,5 +1,6 @@
 // matmul and linear: values by hand, transposed views going to GEMM without copies, batch broadcasting,
 // and gradient checks on broadcast and non-contiguous operands.
+#include "autograd/parallel.h"
 #include "tests/helpers.h"
 
 using namespace vt;
@@ -48,6 +49,40 @@ TEST_CASE("linear: y = x W^T + b over any leading dims") {
   gradcheck([](const auto& l) { return linear(l[0], l[1]); }, {x3, w3});
   gradcheck([](const auto& l) { return linear(transpose(l[0], 0, 1), l[1], l[2]); }, {x3, w3, b3});
   gradcheck([](const auto& l) { return linear(l[0], transpose(l[1], 0, 1)); }, {random_leaf({3, 5}, 44), w3});
+}
+
+TEST_CASE("attention and linear's bias gradient: the same bits on 1 and on 2 threads") {
+  // Threads split the heads of attention (each head's GEMMs, or small-head loops, on one thread) and the
+  // columns of the bias gradient (summed in fixed blocks), never one output's terms. OpenBLAS's threaded
+  // GEMMs make no such promise: there linear's y, dx and dw differ in the last bits between 1 and 2 threads.
+  Generator generator(51);
+  const Tensor x = randn({8, 65, 192}, DType::f32, generator), w = randn({576, 192}, DType::f32, generator);
+  const Tensor b = randn({576}, DType::f32, generator), upstream = randn({8, 65, 576}, DType::f32, generator);
+  const Tensor vit_heads = randn({8, 3, 65, 64}, DType::f32, generator);   // (B, H, N, hd): GEMM calls
+  const Tensor pixel_heads = randn({512, 2, 16, 6}, DType::f32, generator);  // (B*64, H, M, hd): small-head loops
+  auto results = [&] {
+    Tensor xl = x.clone().requires_grad_(), wl = w.clone().requires_grad_(), bl = b.clone().requires_grad_();
+    linear(xl, wl, bl).backward(upstream);
+    std::vector<std::vector<double>> out{bl.grad().to_vector()};
+    for (const Tensor& m : {vit_heads, pixel_heads}) {
+      Tensor q = m.clone().requires_grad_();
+      Tensor attention = scaled_dot_product_attention(q, mul(q, 0.5), q);  // (B, H, N, hd)
+      attention.backward(m);
+      out.push_back(attention.to_vector());
+      out.push_back(q.grad().to_vector());
+    }
+    return out;
+  };
+  const int threads = num_threads();
+  set_num_threads(1);
+  const auto one = results();
+  set_num_threads(2);
+  const auto two = results();
+  set_num_threads(threads);
+  for (size_t i = 0; i < one.size(); ++i) {
+    CAPTURE(i);
+    CHECK(one[i] == two[i]);
+  }
 }
 
 TEST_CASE("matmul and linear: misuse fails loudly") {

@@ -294,6 +294,14 @@ TEST_CASE("reliability: the command line checks every flag's type and range, and
     CHECK(outcome.exit_code == 2);
     CHECK(has(outcome.output, bad.substr(0, bad.find(' ')) + ":"));
   }
+  for (const std::string bad : {"--time-budget 0", "--time-budget nan", "--time-budget -5"}) {
+    CAPTURE(bad);
+    CHECK(vt("train --model vit_cifar " + bad).exit_code == 2);
+  }
+  // A budget chooses the epochs: both at once is a contradiction, refused before anything runs.
+  const Outcome both = vt("train --model vit_cifar --time-budget 60 --epochs 3");
+  CHECK(both.exit_code == 2);
+  CHECK(has(both.output, "--epochs excludes --time-budget"));
   // TF32 and bf16 are GPU matmul modes: on the CPU the flags are refused, not ignored.
   const Outcome tf32 = vt("bench-train --model vit_cifar --device cpu --tf32");
   CHECK(tf32.exit_code == 1);

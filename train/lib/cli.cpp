@@ -237,7 +237,7 @@ int run_cli(int argc, const char* const* argv) {
   add_train_options(*train_command, train, train_augment);
   train_command
       ->add_option("--time-budget", train.time_budget,
-                   "seconds for the whole run: the epochs, warm-up and cosine are fitted to the speed of its first steps (instead of --epochs)")
+                   "seconds for the whole run: the epochs, warm-up and cosine are fitted to the measured speed of about 10 s of its steps (instead of --epochs)")
       ->check(number_in(0, 1e9, true))
       ->excludes(train_command->get_option("--epochs"));
   int64_t train_image_size = 0;

@@ -12,7 +12,7 @@ namespace vt {
 
 int command_train(const TrainOptions& options) {
   for (const auto& [key, value] : run_settings(options)) {
-    if (key == "epochs" && options.time_budget > 0) std::printf("time-budget %g\n", options.time_budget);
+    if (key == "epochs" && options.time_budget > 0) std::printf("time-budget %s\n", shortest_text(options.time_budget).c_str());
     else std::printf("%s %s\n", key.c_str(), value.c_str());
   }
   const TrainResult result = train(options);

@@ -256,7 +256,7 @@ void plan_schedule(Run& run) {
 // The steps run on a loader of their own, take no optimizer step, and the random streams are put back, so the
 // run that follows is exactly the run of `--epochs E` with the same seed. A step is timed with its wait for
 // the loader; the first ones are left out, since they fill the allocator's cache and the loader's window.
-int64_t epochs_for_budget(Run& run, double seconds_spent) {
+int64_t epochs_for_budget(Run& run, std::chrono::steady_clock::time_point run_start) {
   const TrainOptions& o = run.options;
   const uint64_t tensors_offset = default_generator().offset(), dropout_offset = dropout_generator().offset();
   data::DataLoader loader(*run.train_set, run.loader_options);
@@ -305,9 +305,9 @@ int64_t epochs_for_budget(Run& run, double seconds_spent) {
   const double infer_rate = infer_images / std::max(infer_seconds, 1e-9);
   const double epoch_train = static_cast<double>(run.steps_per_epoch * o.batch_size) / std::max(train_rate, 1e-9);
   const double epoch_test = static_cast<double>(run.test_set->size()) / std::max(infer_rate, 1e-9);
-  const double spent = seconds_spent + train_seconds + infer_seconds;
+  const double spent = seconds_since(run_start);  // loading the data, building the model and measuring
   const double left = o.time_budget - spent;
-  const int64_t epochs = std::clamp<int64_t>(static_cast<int64_t>(std::floor(left / (epoch_train + epoch_test))), 1, 1'000'000);
+  const int64_t epochs = static_cast<int64_t>(std::clamp(std::floor(left / (epoch_train + epoch_test)), 1.0, 1e6));
   if (!o.quiet) {
     std::printf("time budget %.0f s: %.0f s spent loading and measuring; an epoch takes about %.0f s (%.0f training "
                 "images/s, %.0f test images/s), so %ld epoch%s\n",
@@ -762,7 +762,7 @@ TrainResult train(const TrainOptions& options) {
     standing = resume(run);
   } else {
     refuse_existing_run(run);
-    if (o.time_budget > 0) o.epochs = epochs_for_budget(run, seconds_since(run_start));
+    if (o.time_budget > 0) o.epochs = epochs_for_budget(run, run_start);
     plan_schedule(run);
     start_fresh(run);
   }

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "autograd/parallel.h"
 #include "ops/ops.h"
 
 namespace vt::testing {
@@ -109,6 +110,18 @@ inline void gradcheck(const LeafFunction& f, const std::vector<Tensor>& leaves, 
       CHECK(std::abs(analytic[i] - numeric) <= atol + rtol * std::abs(numeric));
     }
   }
+}
+
+// f() run with the kernels and OpenBLAS on `threads` threads; the thread count is restored afterwards, also
+// when f throws. For tests that results do not depend on the thread count.
+template <class F>
+auto with_threads(int threads, F f) {
+  struct Restore {
+    int threads = num_threads();
+    ~Restore() { set_num_threads(threads); }
+  } restore;
+  set_num_threads(threads);
+  return f();
 }
 
 }  // namespace vt::testing

@@ -107,16 +107,12 @@ TEST_CASE("dropout backward uses the forward's mask") {
 }
 
 TEST_CASE("dropout masks are identical for 1 and 2 threads") {
-  const int threads = num_threads();
   const int64_t n = (1 << 16) + 17;  // above the single-thread grain
-  std::vector<double> masks[2];
-  for (int run = 0; run < 2; ++run) {
-    set_num_threads(run + 1);
+  auto mask = [n] {
     Generator generator(123);
-    masks[run] = dropout(Tensor::ones({n}), 0.5, true, generator).to_vector();
-  }
-  set_num_threads(threads);
-  CHECK(masks[0] == masks[1]);
+    return dropout(Tensor::ones({n}), 0.5, true, generator).to_vector();
+  };
+  CHECK(testing::with_threads(1, mask) == testing::with_threads(2, mask));
 }
 
 TEST_CASE("dropout misuse fails loudly") {

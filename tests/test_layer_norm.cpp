@@ -253,22 +253,20 @@ TEST_CASE("layer_norm fast kernels match the reference kernels") {
 }
 
 TEST_CASE("layer_norm gradients are identical for 1 and 2 threads") {
-  const int threads = num_threads();
   const int64_t rows = 301, cols = 197;  // 59,297 elements: above the single-thread grain
   const std::vector<double> x_values = wavy(rows * cols, 0.6, 2.0, cols);
   const Tensor upstream = Tensor::from_vector(wavy(rows * cols, 1.3), {rows, cols});  // (301, 197)
-  std::vector<std::vector<double>> results[2];
-  for (int run = 0; run < 2; ++run) {
-    set_num_threads(run + 1);
+  auto run = [&] {
     Tensor x = leaf_from(x_values, {rows, cols}, DType::f32);      // (301, 197)
     Tensor weight = leaf_from(wavy(cols, 0.9), {cols}, DType::f32);  // (197)
     Tensor bias = leaf_from(wavy(cols, 1.7), {cols}, DType::f32);    // (197)
     Tensor y = layer_norm(x, weight, bias);
     y.backward(upstream);
-    results[run] = {y.to_vector(), x.grad().to_vector(), weight.grad().to_vector(), bias.grad().to_vector()};
-  }
-  set_num_threads(threads);
-  for (size_t i = 0; i < 4; ++i) CHECK(results[0][i] == results[1][i]);  // bit for bit
+    return std::vector<std::vector<double>>{y.to_vector(), x.grad().to_vector(), weight.grad().to_vector(),
+                                            bias.grad().to_vector()};
+  };
+  const auto one = testing::with_threads(1, run), two = testing::with_threads(2, run);
+  for (size_t i = 0; i < 4; ++i) CHECK(one[i] == two[i]);  // bit for bit
 }
 
 TEST_CASE("layer_norm misuse fails loudly") {

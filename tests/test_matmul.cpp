@@ -1,6 +1,5 @@
 // matmul and linear: values by hand, transposed views going to GEMM without copies, batch broadcasting,
 // and gradient checks on broadcast and non-contiguous operands.
-#include "autograd/parallel.h"
 #include "tests/helpers.h"
 
 using namespace vt;
@@ -73,12 +72,7 @@ TEST_CASE("attention and linear's bias gradient: the same bits on 1 and on 2 thr
     }
     return out;
   };
-  const int threads = num_threads();
-  set_num_threads(1);
-  const auto one = results();
-  set_num_threads(2);
-  const auto two = results();
-  set_num_threads(threads);
+  const auto one = testing::with_threads(1, results), two = testing::with_threads(2, results);
   for (size_t i = 0; i < one.size(); ++i) {
     CAPTURE(i);
     CHECK(one[i] == two[i]);

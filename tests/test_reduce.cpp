@@ -51,12 +51,7 @@ TEST_CASE("reduce: sums give the same bits on 1 and on 2 threads") {
     return std::vector<std::vector<double>>{sum(x).to_vector(), sum(transpose(x, 0, 1)).to_vector(),
                                             sum(x, {0}).to_vector(), sum(x, {1}).to_vector(), mean(x, {0}).to_vector()};
   };
-  const int threads = num_threads();
-  set_num_threads(1);
-  const auto one = results();
-  set_num_threads(2);
-  const auto two = results();
-  set_num_threads(threads);
+  const auto one = testing::with_threads(1, results), two = testing::with_threads(2, results);
   for (size_t i = 0; i < one.size(); ++i) {
     CAPTURE(i);
     CHECK(one[i] == two[i]);

@@ -33,10 +33,7 @@ TEST_CASE("tensor: copy_ converts dtypes and broadcasts and clone owns its memor
 TEST_CASE("random: seeded draws repeat and do not depend on the thread count") {
   Generator g1(7), g2(7);
   Tensor a = randn({1000, 70}, DType::f32, g1);
-  const int threads = num_threads();
-  set_num_threads(1);
-  Tensor b = randn({1000, 70}, DType::f32, g2);
-  set_num_threads(threads);
+  Tensor b = testing::with_threads(1, [&] { return randn({1000, 70}, DType::f32, g2); });
   CHECK(a.to_vector() == b.to_vector());
   // mean 0 and variance 1 within a few standard errors (70,000 samples: se of the mean ~0.004)
   CHECK(std::abs(mean(a).item()) < 0.02);

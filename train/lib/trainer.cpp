@@ -251,6 +251,22 @@ void plan_schedule(Run& run) {
   run.schedule = std::make_unique<nn::LrSchedule>(nn::LrSchedule::cosine(o.lr, run.total_steps, warmup_steps, o.min_lr));
 }
 
+// A training batch's forward pass on the run's device: the logits (B, classes), the labels (B) and the loss (),
+// against the labels or, with Mixup/CutMix, the batch's soft targets (B, classes).
+struct BatchLoss {
+  Tensor logits, labels, loss;
+};
+
+BatchLoss batch_loss(const Run& run, const data::Batch& batch) {
+  const TrainOptions& o = run.options;
+  const int64_t b = static_cast<int64_t>(batch.labels.size());
+  const Tensor images = batch.images.to(o.device);                                   // (B, C, H, W)
+  const Tensor labels = Tensor::from_indices(batch.labels, {b}, o.device);            // (B)
+  const Tensor target = batch.targets.defined() ? batch.targets.to(o.device) : labels;  // (B) or (B, classes)
+  const Tensor logits = run.model->forward(images);                                   // (B, classes)
+  return {logits, labels, cross_entropy(logits, target, o.label_smoothing)};
+}
+
 // --time-budget: the epochs that fit in what is left of the budget, at the speed of real steps (the run's
 // loader with its augmentation and workers, its model, device and batch) and of inference for the test pass.
 // The steps run on a loader of their own, take no optimizer step, and the random streams are put back, so the
@@ -270,17 +286,13 @@ int64_t epochs_for_budget(Run& run, std::chrono::steady_clock::time_point run_st
   for (int64_t step = 0; train_seconds < kMeasureSeconds; ++step) {
     const auto start = std::chrono::steady_clock::now();
     if (!loader.next(batch)) break;
-    const int64_t b = static_cast<int64_t>(batch.labels.size());
-    const Tensor images = batch.images.to(o.device);                                   // (B, C, H, W)
-    const Tensor labels = Tensor::from_indices(batch.labels, {b}, o.device);            // (B)
-    const Tensor target = batch.targets.defined() ? batch.targets.to(o.device) : labels;  // (B) or (B, classes)
-    const Tensor loss = cross_entropy(run.model->forward(images), target, o.label_smoothing);  // ()
+    const BatchLoss step_loss = batch_loss(run, batch);
     run.optimizer->zero_grad();
-    loss.backward();
-    loss.item();  // waits for the device
+    step_loss.loss.backward();
+    step_loss.loss.item();  // waits for the device
     if (step < untimed_steps) continue;
     train_seconds += seconds_since(start);
-    train_images += b;
+    train_images += static_cast<int64_t>(batch.labels.size());
   }
   run.optimizer->zero_grad();
   {
@@ -538,11 +550,7 @@ bool train_epoch(Run& run, Standing& standing, int64_t epoch, double& lr) {
     lr = run.schedule->at(optimizer.step_count);
     optimizer.lr = lr;
     const int64_t b = static_cast<int64_t>(batch.labels.size());
-    const Tensor images = batch.images.to(o.device);                                   // (B, C, H, W)
-    const Tensor labels = Tensor::from_indices(batch.labels, {b}, o.device);            // (B)
-    const Tensor target = batch.targets.defined() ? batch.targets.to(o.device) : labels;  // (B) or (B, classes)
-    const Tensor logits = run.model->forward(images);                                   // (B, classes)
-    const Tensor loss = cross_entropy(logits, target, o.label_smoothing);                // ()
+    const auto [logits, labels, loss] = batch_loss(run, batch);  // (B, classes), (B), ()
     optimizer.zero_grad();
     loss.backward();
     if (o.clip_grad > 0) nn::clip_grad_norm(run.model->parameters(), o.clip_grad);

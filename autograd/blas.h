@@ -12,10 +12,20 @@
 namespace vt {
 
 // C (m, n) = alpha * op(A) (m, k) @ op(B) (k, n) + beta * C; row-major, op = transpose when the flag is set,
-// so callers pass a transposed view's storage with a flag instead of copying it.
+// so callers pass a transposed view's storage with a flag instead of copying it. The product is cut into tiles
+// that depend on (m, n, k) alone, each one single-threaded OpenBLAS call, so it is bit-identical for any thread
+// count; called inside a parallel region, it runs its tiles on the calling thread.
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
           const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
+
+// How gemm cuts C (m, n): `count` tiles of `size` rows or columns, or `count` slices of `size` along k whose
+// partial products are added in order (depth), or one call (whole).
+struct GemmTiling {
+  enum Kind { whole, rows, cols, depth } kind;
+  int64_t size, count;
+};
+GemmTiling gemm_tiling(int64_t m, int64_t n, int64_t k);
 
 std::string blas_core_name();  // OpenBLAS's kernel family, e.g. "Haswell", "SkylakeX", "Zen"
 

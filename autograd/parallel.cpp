@@ -1,9 +1,7 @@
-// One thread-count setting for our OpenMP kernels and for OpenBLAS.
+// One thread-count setting for our OpenMP kernels, which also run the tiles of every GEMM.
 #include "autograd/parallel.h"
 
 #include "autograd/tensor.h"
-
-extern "C" void openblas_set_num_threads(int);
 
 namespace vt {
 
@@ -12,7 +10,6 @@ void set_num_threads(int threads) {
 #ifdef _OPENMP
   omp_set_num_threads(threads);
 #endif
-  openblas_set_num_threads(threads);
 }
 
 int num_threads() {

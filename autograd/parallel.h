@@ -1,6 +1,6 @@
-// CPU parallelism: OpenMP for our kernels; OpenBLAS (its OpenMP build) shares the same thread count,
-// so set_num_threads is the one knob for both. parallel_for splits [begin, end) into one contiguous chunk
-// per thread and runs serially when the range is smaller than `grain` (threads cost ~µs to wake).
+// CPU parallelism: OpenMP for our kernels and for the tiles of every GEMM (OpenBLAS itself runs on one
+// thread, see gemm in blas.h), so set_num_threads is the one knob. parallel_for splits [begin, end) into one
+// contiguous chunk per thread and runs serially when the range is smaller than `grain` (threads cost ~µs to wake).
 #pragma once
 
 #include <algorithm>

@@ -1,6 +1,6 @@
 // matmul and linear on GEMM. Conventions: an operand whose last two dims are row-major or column-major
 // (a transposed view) goes to GEMM as a pointer, a leading dimension and a transpose flag, never copied;
-// batched products run one GEMM per batch, in parallel over batches when each GEMM is too small to thread.
+// batched products run one GEMM per batch, in parallel over batches when each GEMM is a single call.
 #include "autograd/blas.h"
 #include "autograd/parallel.h"
 #include "ops/cuda/kernels.h"
@@ -31,11 +31,9 @@ GemmLayout matrix_layout(const Tensor& t) {
   return gemm_layout(t.shape()[n - 2], t.shape()[n - 1], t.strides()[n - 2], t.strides()[n - 1]);
 }
 
-// GEMMs smaller than this many multiply-adds are not worth OpenBLAS's threads (its own cut-off is 64^3);
-// batches of them are spread over our threads instead.
-constexpr int64_t kSmallGemm = 64 * 64 * 64;
-
-// y (batch, M, N) = a (batch, M, K) @ b (batch, K, N), with per-batch element offsets into a and b.
+// y (batch, M, N) = a (batch, M, K) @ b (batch, K, N), with per-batch element offsets into a and b. GEMMs
+// that gemm runs as one call (attention's per-head products) are spread over the threads a batch each; larger
+// ones tile over the threads themselves.
 template <class T>
 void batched_gemm_cpu(T* y, const T* a, const T* b, const std::vector<int64_t>& a_offsets,
                       const std::vector<int64_t>& b_offsets, GemmLayout la, GemmLayout lb, int64_t m, int64_t n,
@@ -45,7 +43,7 @@ void batched_gemm_cpu(T* y, const T* a, const T* b, const std::vector<int64_t>& 
     gemm<T>(la.trans, lb.trans, m, n, k, T(1), a + a_offsets[i], la.ld, b + b_offsets[i], lb.ld, T(0),
             y + i * m * n, n);
   };
-  if (batch == 1 || m * n * k >= kSmallGemm) {
+  if (batch == 1 || gemm_tiling(m, n, k).kind != GemmTiling::whole) {
     for (int64_t i = 0; i < batch; ++i) one(i);
   } else {
     parallel_for(0, batch, 1, [&](int64_t lo, int64_t hi) {

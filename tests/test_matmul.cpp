@@ -1,5 +1,6 @@
 // matmul and linear: values by hand, transposed views going to GEMM without copies, batch broadcasting,
 // and gradient checks on broadcast and non-contiguous operands.
+#include "autograd/blas.h"
 #include "tests/helpers.h"
 
 using namespace vt;
@@ -50,19 +51,25 @@ TEST_CASE("linear: y = x W^T + b over any leading dims") {
   gradcheck([](const auto& l) { return linear(l[0], transpose(l[1], 0, 1)); }, {random_leaf({3, 5}, 44), w3});
 }
 
-TEST_CASE("attention and linear's bias gradient: the same bits on 1 and on 2 threads") {
-  // Threads split the heads of attention (each head's GEMMs, or small-head loops, on one thread) and the
-  // columns of the bias gradient (summed in fixed blocks), never one output's terms. OpenBLAS's threaded
-  // GEMMs make no such promise: there linear's y, dx and dw differ in the last bits between 1 and 2 threads.
+TEST_CASE("linear, matmul and attention: the same bits on 1 and on 2 threads") {
+  // gemm cuts each product into tiles fixed by its shape (one single-threaded OpenBLAS call each, see
+  // gemm_tiling), threads split the heads of attention and the columns of the bias gradient: no output's terms
+  // are ever summed in an order that depends on the thread count. (OpenBLAS's own threads, used until
+  // 2026-11, gave linear's y, dx and dw different last bits on 1 and 2 threads.)
   Generator generator(51);
-  const Tensor x = randn({8, 65, 192}, DType::f32, generator), w = randn({576, 192}, DType::f32, generator);
-  const Tensor b = randn({576}, DType::f32, generator), upstream = randn({8, 65, 576}, DType::f32, generator);
+  const Tensor x = randn({64, 65, 192}, DType::f32, generator), w = randn({576, 192}, DType::f32, generator);
+  const Tensor b = randn({576}, DType::f32, generator), upstream = randn({64, 65, 576}, DType::f32, generator);
+  // y (4160, 576) tiles by rows; dw (576, 192) = dy^T x over 4160 rows is summed in four slices of them.
+  CHECK(gemm_tiling(64 * 65, 576, 192).kind == GemmTiling::rows);
+  CHECK(gemm_tiling(576, 192, 64 * 65).kind == GemmTiling::depth);
   const Tensor vit_heads = randn({8, 3, 65, 64}, DType::f32, generator);   // (B, H, N, hd): GEMM calls
   const Tensor pixel_heads = randn({512, 2, 16, 6}, DType::f32, generator);  // (B*64, H, M, hd): small-head loops
   auto results = [&] {
     Tensor xl = x.clone().requires_grad_(), wl = w.clone().requires_grad_(), bl = b.clone().requires_grad_();
-    linear(xl, wl, bl).backward(upstream);
-    std::vector<std::vector<double>> out{bl.grad().to_vector()};
+    Tensor y = linear(xl, wl, bl);  // (64, 65, 576)
+    y.backward(upstream);
+    std::vector<std::vector<double>> out{y.to_vector(), xl.grad().to_vector(), wl.grad().to_vector(),
+                                         bl.grad().to_vector(), matmul(transpose(x, 1, 2), x).to_vector()};
     for (const Tensor& m : {vit_heads, pixel_heads}) {
       Tensor q = m.clone().requires_grad_();
       Tensor attention = scaled_dot_product_attention(q, mul(q, 0.5), q);  // (B, H, N, hd)

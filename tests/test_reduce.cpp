@@ -41,7 +41,7 @@ TEST_CASE("reduce: long rows and columns are summed in double on the threaded pa
 
 TEST_CASE("reduce: sums give the same bits on 1 and on 2 threads") {
   // Long rows are summed in chunks fixed by the length and columns per output element: no partial sum depends
-  // on the thread count. (OpenBLAS's GEMMs make no such promise, so a whole training step may still differ.)
+  // on the thread count.
   auto random = [](const Shape& shape, uint64_t seed) {
     Generator generator(seed);
     return randn(shape, DType::f32, generator);

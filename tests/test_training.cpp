@@ -1,5 +1,6 @@
 // Whole-model training checks: both CIFAR presets overfit one batch of 16 images, one optimizer step changes
-// every parameter, Dropout and DropPath are identities in eval mode, and initialisation follows timm.
+// every parameter and gives the same bits on any thread count, Dropout and DropPath are identities in eval
+// mode, and initialisation follows timm.
 #include <cmath>
 
 #include "models/config.h"
@@ -72,6 +73,39 @@ TEST_CASE("training: one optimizer step changes every parameter of both presets"
       CHECK(changed > 0);
       if (name.find("qkv.bias") == std::string::npos) CHECK(changed == after.size());
       ++i;
+    }
+  }
+}
+
+TEST_CASE("training: a step of both presets gives the same bits on 1 and on 2 threads") {
+  // Every kernel splits work between threads without changing any output's order of summation (GEMMs in
+  // tiles fixed by their shapes, reductions in fixed chunks), and DropPath's masks come from counters, not
+  // from a thread's position in a stream. Batch 16 is large enough that the GEMMs tile: vit_cifar's linears
+  // run over 16 * 65 = 1040 rows, tnt_cifar's pixel linears over 16 * 64 * 16 = 16384.
+  for (const std::string preset : {"vit_cifar", "tnt_cifar"}) {
+    CAPTURE(preset);
+    auto step = [&] {
+      manual_seed(3);
+      const auto model = models::create_model(models::preset(preset));  // drop_path_rate 0.1
+      nn::AdamW optimizer(nn::weight_decay_groups(*model, 0.05), 1e-3);
+      Generator data(7);
+      const Tensor images = randn({16, 3, 32, 32}, DType::f32, data);  // (B, C, H, W)
+      std::vector<int64_t> labels(16);
+      for (int i = 0; i < 16; ++i) labels[i] = i % 10;
+      cross_entropy(model->forward(images), Tensor::from_indices(labels, {16}), 0.1).backward();
+      std::vector<Tensor> params;
+      for (const auto& [name, p] : model->named_parameters()) params.push_back(p);
+      nn::clip_grad_norm(params, 1.0);
+      optimizer.step();
+      std::vector<std::pair<std::string, std::vector<double>>> after;
+      for (const auto& [name, p] : model->named_parameters()) after.emplace_back(name, p.to_vector());
+      return after;
+    };
+    const auto one = testing::with_threads(1, step), two = testing::with_threads(2, step);
+    REQUIRE(one.size() == two.size());
+    for (size_t i = 0; i < one.size(); ++i) {
+      CAPTURE(one[i].first);
+      CHECK(one[i].second == two[i].second);
     }
   }
 }

@@ -223,7 +223,7 @@ int run_cli(int argc, const char* const* argv) {
   app.fallthrough();  // flags of vt itself (--threads) may come after the command
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a flag given twice: the last wins
   int threads = 0;
-  app.add_option("--threads", threads, "threads for the kernels and OpenBLAS (default: all cores)")
+  app.add_option("--threads", threads, "threads for the kernels and the GEMM tiles (default: all cores)")
       ->check(integer_in(1, 1024))
       ->configurable(false);
   std::function<int()> run;  // the chosen command, bound to its parsed options

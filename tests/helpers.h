@@ -112,7 +112,7 @@ inline void gradcheck(const LeafFunction& f, const std::vector<Tensor>& leaves, 
   }
 }
 
-// f() run with the kernels and OpenBLAS on `threads` threads; the thread count is restored afterwards, also
+// f() run with the kernels and the GEMM tiles on `threads` threads; the thread count is restored afterwards, also
 // when f throws. For tests that results do not depend on the thread count.
 template <class F>
 auto with_threads(int threads, F f) {

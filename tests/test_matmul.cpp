@@ -54,8 +54,8 @@ TEST_CASE("linear: y = x W^T + b over any leading dims") {
 TEST_CASE("linear, matmul and attention: the same bits on 1 and on 2 threads") {
   // gemm cuts each product into tiles fixed by its shape (one single-threaded OpenBLAS call each, see
   // gemm_tiling), threads split the heads of attention and the columns of the bias gradient: no output's terms
-  // are ever summed in an order that depends on the thread count. (OpenBLAS's own threads, used until
-  // 2026-11, gave linear's y, dx and dw different last bits on 1 and 2 threads.)
+  // are ever summed in an order that depends on the thread count. (OpenBLAS's own threading, which gemm
+  // used before, gave linear's y, dx and dw different last bits on 1 and 2 threads.)
   Generator generator(51);
   const Tensor x = randn({64, 65, 192}, DType::f32, generator), w = randn({576, 192}, DType::f32, generator);
   const Tensor b = randn({576}, DType::f32, generator), upstream = randn({64, 65, 576}, DType::f32, generator);

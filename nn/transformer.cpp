@@ -1,5 +1,5 @@
-// Attention and the pre-norm block. q, k and v stay views of the projection's output (no copies): the
-// attention op reads them through their strides.
+// Attention and the pre-norm block. The attention op reads q, k and v as views of the projections' outputs
+// and writes the heads merged (no copies either way).
 #include "nn/transformer.h"
 
 #include <cmath>
@@ -22,24 +22,15 @@ Attention::Attention(int64_t dim, int64_t heads_, QkvLayout layout, bool qkv_bia
 }
 
 Tensor Attention::forward(const Tensor& x) const {
+  const std::vector<Tensor> projections = qkv ? std::vector<Tensor>{qkv->forward(x)}                // {(B, N, 3D)}
+                                              : std::vector<Tensor>{qk->forward(x), v->forward(x)};  // {(B, N, 2D), (B, N, D)}
+  if (!keep_probabilities) return proj_drop->forward(proj->forward(multi_head_attention(projections, heads)));
+  // The same attention as separate ops on the heads' views, keeping softmax(q k^T / sqrt(hd)) (B, H, N, N).
   const int64_t batch = x.size(0), tokens = x.size(1), dim = x.size(2), head_dim = dim / heads;
-  Tensor q, k, values;
-  if (qkv) {
-    const Tensor t = permute(view(qkv->forward(x), {batch, tokens, 3, heads, head_dim}), {2, 0, 3, 1, 4});  // (3, B, H, N, hd)
-    q = select(t, 0, 0), k = select(t, 0, 1), values = select(t, 0, 2);                                       // (B, H, N, hd)
-  } else {
-    const Tensor t = permute(view(qk->forward(x), {batch, tokens, 2, heads, head_dim}), {2, 0, 3, 1, 4});  // (2, B, H, N, hd)
-    q = select(t, 0, 0), k = select(t, 0, 1);
-    values = permute(view(v->forward(x), {batch, tokens, heads, head_dim}), {0, 2, 1, 3});  // (B, H, N, hd)
-  }
-  Tensor out;  // (B, H, N, hd)
-  if (keep_probabilities) {
-    probabilities = softmax(mul(matmul(q, transpose(k, 2, 3)), 1.0 / std::sqrt(static_cast<double>(head_dim))), -1);  // (B, H, N, N)
-    out = matmul(probabilities, values);
-  } else {
-    out = scaled_dot_product_attention(q, k, values);
-  }
-  const Tensor merged = reshape(transpose(out, 1, 2), {batch, tokens, dim});  // (B, N, D)
+  const Tensor qkv_heads = permute(view(cat(projections, 2), {batch, tokens, 3, heads, head_dim}), {2, 0, 3, 1, 4});  // (3, B, H, N, hd)
+  const Tensor q = select(qkv_heads, 0, 0), k = select(qkv_heads, 0, 1), values = select(qkv_heads, 0, 2);   // (B, H, N, hd)
+  probabilities = softmax(mul(matmul(q, transpose(k, 2, 3)), 1.0 / std::sqrt(static_cast<double>(head_dim))), -1);  // (B, H, N, N)
+  const Tensor merged = reshape(transpose(matmul(probabilities, values), 1, 2), {batch, tokens, dim});  // (B, N, D)
   return proj_drop->forward(proj->forward(merged));
 }
 

@@ -1,5 +1,5 @@
 // Transformer pieces shared by ViT and TNT. Conventions: tokens are (B, N, D); multi-head attention splits
-// D into H heads of hd = D / H and runs the fused scaled_dot_product_attention op on (B, H, N, hd).
+// D into H heads of hd = D / H and runs the fused multi_head_attention op on the q, k, v projections.
 #pragma once
 
 #include "nn/layers.h"

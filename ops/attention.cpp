@@ -258,7 +258,7 @@ template void attention_backward_reference<double>(double*, double*, double*, co
                                                    const double*, const double*, const double*, int64_t, int64_t,
                                                    int64_t, double);
 
-// ---- the op ----
+// ---- the ops ----
 
 namespace {
 
@@ -282,21 +282,59 @@ T* data_or_null(const Tensor& t) {
 
 HeadStrides head_strides_or_none(const Tensor& t) { return t.defined() ? head_strides(t) : HeadStrides{}; }
 
-template <class T>
-void forward_cpu(const Tensor& out, const Tensor& probs, const Tensor& q, const Tensor& k, const Tensor& v,
-                 const AttentionSizes& sizes, double scale) {
-  attention_forward_cpu<T>(out.data<T>(), probs.data<T>(), q.data<T>(), k.data<T>(), v.data<T>(), head_strides(out),
-                           head_strides(q), head_strides(k), head_strides(v), sizes, T(scale));
+// Both ops' forward: writes the (B, H, N, hd) view `out` from GEMM-readable views q, k, v, and returns what
+// the backward reads. The CPU keeps the probabilities P (B, H, N, N); the GPU kernel keeps only each row's
+// logsumexp (B, H, N) and recomputes P from q and k, so that no (N, N) matrix is ever stored there.
+// Saved: {P, q, k, v} on the CPU, {logsumexp, q, k, v, out} on the GPU.
+std::vector<Tensor> attention_forward(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v,
+                                      const AttentionSizes& sizes, double scale, const char* op) {
+  Tensor probs, logsumexp;
+  if (q.device() == Device::cpu) probs = Tensor::empty({sizes.batch, sizes.heads, sizes.tokens, sizes.tokens}, q.dtype(), q.device());
+  else logsumexp = Tensor::empty({sizes.batch, sizes.heads, sizes.tokens}, q.dtype(), q.device());
+  dispatch_float(
+      q, op,
+      [&](auto zero) {
+        using T = decltype(zero);
+        attention_forward_cpu<T>(out.data<T>(), probs.data<T>(), q.data<T>(), k.data<T>(), v.data<T>(),
+                                 head_strides(out), head_strides(q), head_strides(k), head_strides(v), sizes, T(scale));
+      },
+      [&] {
+        cuda::attention_forward(out.data<float>(), logsumexp.data<float>(), q.data<float>(), k.data<float>(),
+                                v.data<float>(), head_strides(out), head_strides(q), head_strides(k), head_strides(v),
+                                sizes, static_cast<float>(scale));
+      });
+  if (q.device() == Device::cpu) return {probs, q, k, v};
+  return {logsumexp, q, k, v, out};
 }
 
-template <class T>
-void backward_cpu(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& scores_grad, const Tensor& dout,
-                  const Tensor& probs, const Tensor& q, const Tensor& k, const Tensor& v, const AttentionSizes& sizes,
-                  double scale) {
-  attention_backward_cpu<T>(data_or_null<T>(dq), data_or_null<T>(dk), data_or_null<T>(dv),
-                            data_or_null<T>(scores_grad), dout.data<T>(), probs.data<T>(), q.data<T>(), k.data<T>(),
-                            v.data<T>(), head_strides_or_none(dq), head_strides_or_none(dk), head_strides_or_none(dv),
-                            head_strides(dout), head_strides(q), head_strides(k), head_strides(v), sizes, T(scale));
+// Both ops' backward: writes the (B, H, N, hd) views dq, dk, dv (each undefined when not needed) from dout, a
+// GEMM-readable (B, H, N, hd) view, and what attention_forward saved.
+void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dout,
+                        const std::vector<Tensor>& saved, const AttentionSizes& sizes, double scale, const char* op) {
+  const Tensor &q = saved[1], &k = saved[2], &v = saved[3];
+  dispatch_float(
+      dout, op,
+      [&](auto zero) {
+        using T = decltype(zero);
+        const Tensor& probs = saved[0];  // (B, H, N, N)
+        Tensor scores_grad;              // (B, H, N, N)
+        if (dq.defined() || dk.defined()) scores_grad = Tensor::empty(probs.shape(), dout.dtype(), dout.device());
+        attention_backward_cpu<T>(data_or_null<T>(dq), data_or_null<T>(dk), data_or_null<T>(dv),
+                                  data_or_null<T>(scores_grad), dout.data<T>(), probs.data<T>(), q.data<T>(),
+                                  k.data<T>(), v.data<T>(), head_strides_or_none(dq), head_strides_or_none(dk),
+                                  head_strides_or_none(dv), head_strides(dout), head_strides(q), head_strides(k),
+                                  head_strides(v), sizes, T(scale));
+      },
+      [&] {
+        const Tensor &logsumexp = saved[0], &out = saved[4];
+        const Tensor delta = Tensor::empty(logsumexp.shape(), dout.dtype(), dout.device());  // (B, H, N)
+        cuda::attention_backward(data_or_null<float>(dq), data_or_null<float>(dk), data_or_null<float>(dv),
+                                 delta.data<float>(), dout.data<float>(), out.data<float>(), logsumexp.data<float>(),
+                                 q.data<float>(), k.data<float>(), v.data<float>(), head_strides_or_none(dq),
+                                 head_strides_or_none(dk), head_strides_or_none(dv), head_strides(dout),
+                                 head_strides(out), head_strides(q), head_strides(k), head_strides(v), sizes,
+                                 static_cast<float>(scale));
+      });
 }
 
 void check_attention_inputs(const Tensor& q, const Tensor& k, const Tensor& v, double scale) {
@@ -312,6 +350,13 @@ void check_attention_inputs(const Tensor& q, const Tensor& k, const Tensor& v, d
   if (!std::isfinite(scale)) fail(op, "scale must be finite, got " + std::to_string(scale));
 }
 
+// The (B, H, N, hd) view of a (B, N, D) tensor's heads, starting `offset` features into each row of t
+// (B, N, width), whose last dim is unit-stride.
+Tensor heads_of(const Tensor& t, int64_t offset, const AttentionSizes& sizes) {
+  return make_view(t, {sizes.batch, sizes.heads, sizes.tokens, sizes.head_dim},
+                   {t.strides()[0], sizes.head_dim, t.strides()[1], 1}, t.offset() + offset);
+}
+
 }  // namespace
 
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale) {
@@ -323,60 +368,94 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   // heads afterwards, transpose(1, 2).reshape(B, N, H * hd), is then a view instead of a copy (and so is the
   // gradient coming back through it, which the backward reads in place).
   const Tensor out_memory = Tensor::empty({batch, tokens, heads, head_dim}, q.dtype(), q.device());  // (B, N, H, hd)
-  Tensor out = make_view(out_memory, {batch, heads, tokens, head_dim},
-                         {tokens * heads * head_dim, head_dim, heads * head_dim, 1}, 0);  // (B, H, N, hd)
-  Tensor qc, kc, vc;  // (B, H, N, hd) each, copied only when GEMM cannot read the layout
+  Tensor out = heads_of(out_memory, 0, sizes);  // (B, H, N, hd)
+  std::vector<Tensor> saved;
   {
-    NoGradGuard no_grad;
-    qc = gemm_readable(q) ? q : contiguous(q);
-    kc = gemm_readable(k) ? k : contiguous(k);
-    vc = gemm_readable(v) ? v : contiguous(v);
+    NoGradGuard no_grad;  // q, k, v (B, H, N, hd) each, copied only when GEMM cannot read the layout
+    saved = attention_forward(out, gemm_readable(q) ? q : contiguous(q), gemm_readable(k) ? k : contiguous(k),
+                              gemm_readable(v) ? v : contiguous(v), sizes, scale, "scaled_dot_product_attention");
   }
-  // The CPU keeps the probabilities P (B, H, N, N) for backward; the GPU kernel keeps only each row's
-  // logsumexp (B, H, N) and recomputes P from q and k, so that no (N, N) matrix is ever stored there.
-  Tensor probs, logsumexp;
-  if (q.device() == Device::cpu) probs = Tensor::empty({batch, heads, tokens, tokens}, q.dtype(), q.device());
-  else logsumexp = Tensor::empty({batch, heads, tokens}, q.dtype(), q.device());
-  dispatch_float(
-      q, "scaled_dot_product_attention",
-      [&](auto zero) { forward_cpu<decltype(zero)>(out, probs, qc, kc, vc, sizes, scale); },
-      [&] {
-        cuda::attention_forward(out.data<float>(), logsumexp.data<float>(), qc.data<float>(), kc.data<float>(),
-                                vc.data<float>(), head_strides(out), head_strides(qc), head_strides(kc), head_strides(vc),
-                                sizes, static_cast<float>(scale));
-      });
-  const std::vector<Tensor> saved = q.device() == Device::cpu ? std::vector<Tensor>{probs, qc, kc, vc}
-                                                               : std::vector<Tensor>{logsumexp, qc, kc, vc, out};
   record("scaled_dot_product_attention", out, {q, k, v}, saved,
          [sizes, scale](const Tensor& dy, const BackwardContext& ctx) -> Grads {
-           const Tensor &q = ctx.saved[1], &k = ctx.saved[2], &v = ctx.saved[3];
            const Tensor dout = gemm_readable(dy) ? dy : contiguous(dy);  // (B, H, N, hd)
-           const Shape shape = q.shape();
+           const Shape shape = ctx.saved[1].shape();
            Tensor dq, dk, dv;
            if (ctx.needs_input_grad[0]) dq = Tensor::empty(shape, dy.dtype(), dy.device());  // (B, H, N, hd)
            if (ctx.needs_input_grad[1]) dk = Tensor::empty(shape, dy.dtype(), dy.device());  // (B, H, N, hd)
            if (ctx.needs_input_grad[2]) dv = Tensor::empty(shape, dy.dtype(), dy.device());  // (B, H, N, hd)
-           dispatch_float(
-               dy, "scaled_dot_product_attention backward",
-               [&](auto zero) {
-                 const Tensor& probs = ctx.saved[0];  // (B, H, N, N)
-                 Tensor scores_grad;                  // (B, H, N, N)
-                 if (dq.defined() || dk.defined()) scores_grad = Tensor::empty(probs.shape(), dy.dtype(), dy.device());
-                 backward_cpu<decltype(zero)>(dq, dk, dv, scores_grad, dout, probs, q, k, v, sizes, scale);
-               },
-               [&] {
-                 const Tensor &logsumexp = ctx.saved[0], &out = ctx.saved[4];
-                 const Tensor delta = Tensor::empty(logsumexp.shape(), dy.dtype(), dy.device());  // (B, H, N)
-                 cuda::attention_backward(data_or_null<float>(dq), data_or_null<float>(dk), data_or_null<float>(dv),
-                                          delta.data<float>(), dout.data<float>(), out.data<float>(),
-                                          logsumexp.data<float>(), q.data<float>(), k.data<float>(), v.data<float>(),
-                                          head_strides_or_none(dq), head_strides_or_none(dk), head_strides_or_none(dv),
-                                          head_strides(dout), head_strides(out), head_strides(q), head_strides(k),
-                                          head_strides(v), sizes, static_cast<float>(scale));
-               });
+           attention_backward(dq, dk, dv, dout, ctx.saved, sizes, scale, "scaled_dot_product_attention backward");
            return {dq, dk, dv};
          });
   return out;
+}
+
+Tensor multi_head_attention(const std::vector<Tensor>& projections, int64_t heads, double scale) {
+  const char* op = "multi_head_attention";
+  if (projections.empty() || projections.size() > 3)
+    fail(op, "needs 1 to 3 projections ({qkv}, {qk, v} or {q, k, v}), got " + std::to_string(projections.size()));
+  for (const Tensor& p : projections) {
+    if (!p.defined()) fail(op, "undefined projection");
+    if (p.dim() != 3) fail(op, "needs projections of shape (B, N, width), got " + p.str());
+  }
+  const Tensor& first = projections[0];
+  std::string shapes;
+  int64_t width = 0;
+  for (const Tensor& p : projections) {
+    shapes += (shapes.empty() ? "" : ", ") + p.str();
+    width += p.size(2);
+  }
+  for (const Tensor& p : projections) {
+    if (p.dtype() == DType::i64 || p.dtype() != first.dtype())
+      fail(op, "needs float projections of one dtype, got " + shapes);
+    if (p.size(0) != first.size(0) || p.size(1) != first.size(1))
+      fail(op, "projections differ in batch or tokens: " + shapes);
+  }
+  for (const Tensor& p : projections) check_same_device(op, {first, p});
+  // q, k and v are the three blocks of D features, in order, across the projections' last dims; each block
+  // lies inside one projection.
+  const int64_t dim = width / 3;
+  if (heads < 1 || width % 3 != 0 || dim == 0 || dim % heads != 0)
+    fail(op, "widths of " + shapes + " do not make q, k, v of D features each, D divisible by " + std::to_string(heads) + " heads");
+  for (const Tensor& p : projections)
+    if (p.size(2) % dim != 0) fail(op, "a projection splits q, k or v (D = " + std::to_string(dim) + "): " + shapes);
+  if (first.size(1) == 0) fail(op, "needs at least one token, got " + shapes);
+  if (!std::isfinite(scale)) fail(op, "scale must be finite, got " + std::to_string(scale));
+  const AttentionSizes sizes{first.size(0), heads, first.size(1), dim / heads};
+  if (scale == 0) scale = 1 / std::sqrt(static_cast<double>(sizes.head_dim));
+
+  std::vector<int64_t> widths;
+  for (const Tensor& p : projections) widths.push_back(p.size(2));
+  // The (B, H, N, hd) views of q, k and v (blocks 0, 1, 2) in tensors laid out as the projections; an
+  // undefined tensor (a projection that needs no gradient) gives undefined blocks.
+  auto blocks = [dim, sizes, widths](const std::vector<Tensor>& ts) {
+    std::vector<Tensor> views;
+    for (size_t i = 0; i < ts.size(); ++i)
+      for (int64_t offset = 0; offset < widths[i]; offset += dim)
+        views.push_back(ts[i].defined() ? heads_of(ts[i], offset, sizes) : Tensor());
+    return views;
+  };
+  Tensor y = Tensor::empty({sizes.batch, sizes.tokens, dim}, first.dtype(), first.device());  // (B, N, D): heads merged
+  std::vector<Tensor> saved;
+  {
+    NoGradGuard no_grad;
+    std::vector<Tensor> sources;  // (B, N, width) each, copied only when its rows are not unit-stride and apart
+    for (const Tensor& p : projections)
+      sources.push_back(p.strides()[2] == 1 && (p.size(1) == 1 || p.strides()[1] >= p.size(2)) ? p : contiguous(p));
+    const std::vector<Tensor> qkv = blocks(sources);
+    saved = attention_forward(heads_of(y, 0, sizes), qkv[0], qkv[1], qkv[2], sizes, scale, op);
+  }
+  record(op, y, projections, saved, [sizes, scale, widths, blocks](const Tensor& dy, const BackwardContext& ctx) -> Grads {
+    const int64_t dim = sizes.heads * sizes.head_dim;
+    const Tensor dout = dy.strides()[2] == 1 && (sizes.tokens == 1 || dy.strides()[1] >= dim) ? dy : contiguous(dy);  // (B, N, D)
+    // Each projection's gradient (B, N, width) in one piece: the kernel writes dq, dk, dv straight into it.
+    Grads dprojections(widths.size());
+    for (size_t i = 0; i < widths.size(); ++i)
+      if (ctx.needs_input_grad[i]) dprojections[i] = Tensor::empty({sizes.batch, sizes.tokens, widths[i]}, dy.dtype(), dy.device());
+    const std::vector<Tensor> dqkv = blocks(dprojections);
+    attention_backward(dqkv[0], dqkv[1], dqkv[2], heads_of(dout, 0, sizes), ctx.saved, sizes, scale, "multi_head_attention backward");
+    return dprojections;
+  });
+  return y;
 }
 
 }  // namespace vt

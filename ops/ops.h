@@ -104,5 +104,10 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
 // ---- attention (ops/attention.cpp) ----
 // q, k, v (B, H, N, hd) -> (B, H, N, hd): softmax(q k^T * scale) v with scale = 1/sqrt(hd) by default.
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale = 0.0);
+// Multi-head attention straight from the projections, heads merged: q, k and v are consecutive blocks of
+// D = H * hd features across the last dims of `projections` ({qkv} (B, N, 3D), {qk (B, N, 2D), v (B, N, D)} or
+// {q, k, v}), each block in (H, hd) order as timm's; -> (B, N, D). The same math as scaled_dot_product_attention
+// on the head views, but each projection's gradient is written whole, with no slices, zero fills or adds.
+Tensor multi_head_attention(const std::vector<Tensor>& projections, int64_t heads, double scale = 0.0);
 
 }  // namespace vt

@@ -1,5 +1,6 @@
 // Tests of scaled_dot_product_attention: hand-derived and PyTorch values, gradchecks on contiguous, fused-qkv
-// (non-contiguous), broadcast and copied layouts, the fast kernels against the reference loops, and misuse.
+// (non-contiguous), broadcast and copied layouts, the fast kernels against the reference loops, and misuse; and
+// of multi_head_attention on the projections ({qkv}, {qk, v}, {q, k, v}) against the same op on the head views.
 #include <cmath>
 
 #include "ops/attention_kernels.h"
@@ -248,4 +249,89 @@ TEST_CASE("attention: misuse fails loudly") {
                        std::runtime_error);
   CHECK_THROWS_WITH_AS(scaled_dot_product_attention(x, Tensor(), x), doctest::Contains("undefined"),
                        std::runtime_error);
+}
+
+// multi_head_attention({qkv}) is scaled_dot_product_attention on qkv's head views with the heads merged:
+// out (B, N, H * hd) = merge(softmax(q k^T * scale) v), q, k, v = the three D-wide blocks of each row.
+TEST_CASE("multi_head_attention: equals scaled_dot_product_attention on the head views, values and gradients") {
+  for (int64_t n : {5, 33}) {  // the small-head loops and the GEMM calls
+    CAPTURE(n);
+    Tensor qkv = testing::random_leaf({2, n, 3 * 2 * 4}, 81, 2.0);  // (B, N, 3D), D = H * hd = 2 * 4
+    Tensor qkv_views = qkv.detach().clone().requires_grad_();
+    Generator generator(82);
+    const Tensor upstream = randn({2, n, 8}, DType::f64, generator);  // (B, N, D)
+    Tensor out = multi_head_attention({qkv}, 2, 0.3);                // (B, N, D)
+    const std::vector<Tensor> views = split_qkv(view(qkv_views, {2, n, 3, 2, 4}));
+    Tensor out_views = reshape(transpose(scaled_dot_product_attention(views[0], views[1], views[2], 0.3), 1, 2), {2, n, 8});
+    CHECK(out.shape() == Shape{2, n, 8});
+    CHECK(out.is_contiguous());
+    testing::expect_close(out, out_views, 1e-12);
+    out.backward(upstream);
+    out_views.backward(upstream);
+    CHECK(qkv.grad().is_contiguous());
+    testing::expect_close(qkv.grad(), qkv_views.grad(), 1e-12);
+  }
+}
+
+TEST_CASE("multi_head_attention: gradcheck on {qkv}, {qk, v} and {q, k, v}, strided and broadcast projections") {
+  for (int64_t n : {5, 33}) {
+    CAPTURE(n);
+    Tensor qkv = testing::random_leaf({2, n, 18}, 91);                         // (B, N, 3D), D = 3 heads of 2
+    Tensor qk = testing::random_leaf({2, n, 12}, 92), v = testing::random_leaf({2, n, 6}, 93);
+    Tensor q_wide = testing::random_leaf({2, n, 10}, 94);                      // q = columns 2..8: rows 10 apart
+    Tensor k_transposed = testing::random_leaf({2, 6, n}, 95);                 // k stored (B, D, N): copied
+    Tensor v_shared = testing::random_leaf({1, n, 6}, 96);                     // one v for the whole batch
+    for (double scale : {0.0, 0.7}) {
+      CAPTURE(scale);
+      testing::gradcheck([scale](const std::vector<Tensor>& l) { return multi_head_attention({l[0]}, 3, scale); }, {qkv});
+      testing::gradcheck([scale](const std::vector<Tensor>& l) { return multi_head_attention({l[0], l[1]}, 3, scale); },
+                         {qk, v});
+      testing::gradcheck(
+          [scale, n](const std::vector<Tensor>& l) {
+            return multi_head_attention({slice(l[0], 2, 2, 8), transpose(l[1], 1, 2), expand(l[2], {2, n, 6})}, 3, scale);
+          },
+          {q_wide, k_transposed, v_shared});
+    }
+  }
+}
+
+TEST_CASE("multi_head_attention: gradcheck with only some projections requiring grad") {
+  Tensor qk = testing::random_leaf({2, 4, 8}, 101), v = testing::random_leaf({2, 4, 4}, 102);
+  auto attention = [](const std::vector<Tensor>& l) { return multi_head_attention({l[0], l[1]}, 2); };
+  SUBCASE("qk only") {
+    v.requires_grad_(false);
+    testing::gradcheck(attention, {qk, v});
+    CHECK_FALSE(v.grad().defined());
+  }
+  SUBCASE("v only") {
+    qk.requires_grad_(false);
+    testing::gradcheck(attention, {qk, v});
+    CHECK_FALSE(qk.grad().defined());
+  }
+}
+
+TEST_CASE("multi_head_attention: misuse fails loudly") {
+  const Tensor qkv = Tensor::zeros({2, 5, 12});
+  CHECK_THROWS_WITH_AS(multi_head_attention({}, 2), doctest::Contains("1 to 3 projections"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(multi_head_attention({qkv, qkv, qkv, qkv}, 2), doctest::Contains("1 to 3 projections"),
+                       std::runtime_error);
+  CHECK_THROWS_WITH_AS(multi_head_attention({qkv, Tensor()}, 2), doctest::Contains("undefined"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(multi_head_attention({Tensor::zeros({10, 12})}, 2), doctest::Contains("(B, N, width)"),
+                       std::runtime_error);
+  CHECK_THROWS_WITH_AS(multi_head_attention({qkv}, 3), doctest::Contains("divisible by 3 heads"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(multi_head_attention({qkv}, 0), doctest::Contains("divisible by 0 heads"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(multi_head_attention({Tensor::zeros({2, 5, 10})}, 1), doctest::Contains("D features"),
+                       std::runtime_error);
+  // D = 4 from the widths 6 + 6 = 12, so the first projection ends halfway through k.
+  CHECK_THROWS_WITH_AS(multi_head_attention({Tensor::zeros({2, 5, 6}), Tensor::zeros({2, 5, 6})}, 2),
+                       doctest::Contains("splits q, k or v"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(multi_head_attention({Tensor::zeros({2, 5, 8}), Tensor::zeros({2, 4, 4})}, 2),
+                       doctest::Contains("batch or tokens"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(multi_head_attention({Tensor::zeros({2, 5, 8}), Tensor::zeros({2, 5, 4}, DType::f64)}, 2),
+                       doctest::Contains("one dtype"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(multi_head_attention({Tensor::zeros({2, 5, 12}, DType::i64)}, 2), doctest::Contains("float"),
+                       std::runtime_error);
+  CHECK_THROWS_WITH_AS(multi_head_attention({Tensor::zeros({2, 0, 12})}, 2), doctest::Contains("at least one token"),
+                       std::runtime_error);
+  CHECK_THROWS_WITH_AS(multi_head_attention({qkv}, 2, std::nan("")), doctest::Contains("finite"), std::runtime_error);
 }

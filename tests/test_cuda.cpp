@@ -225,6 +225,13 @@ TEST_CASE("cuda: fused attention against the CPU's, ViT-sized heads and TNT's ti
       return scaled_dot_product_attention(squeeze(slice(u, 0, 0, 1), 0), squeeze(slice(u, 0, 1, 2), 0),
                                           squeeze(slice(u, 0, 2, 3), 0));
     }, {qkv}, 2e-6, 2e-5);
+    // The same heads from the projections themselves: {qkv} (B, N, 3D) as ViT's, {qk, v} as TNT's, where the
+    // kernels write dq, dk, dv as strided views of each projection's gradient.
+    const int64_t dim = heads * head_dim;
+    expect_parity("multi_head_attention {qkv}", [&](const auto& t) { return multi_head_attention({t[0]}, heads); },
+                  {reshape(qkv, {3, tokens, 3 * dim})}, 2e-6, 2e-5);
+    expect_parity("multi_head_attention {qk, v}", [&](const auto& t) { return multi_head_attention({t[0], t[1]}, heads); },
+                  {input({3, tokens, 2 * dim}, 23), input({3, tokens, dim}, 24)}, 2e-6, 2e-5);
   }
 }
 

@@ -94,15 +94,27 @@ Tensor sum_to(const Tensor& grad, const Shape& shape) {
   return reshape(sum(grad, dims, /*keepdim=*/true), shape);
 }
 
+// Whether nobody but the caller can see t's buffer: a backward may hand the same tensor to several inputs (add
+// passes dy to both), and a node may have saved it, so only such a buffer may be stolen or updated in place.
+static bool owned(const Tensor& t) {
+  return t.impl_ptr().use_count() == 1 && t.storage().use_count() == 1 && t.is_contiguous();
+}
+
 static void accumulate_leaf(TensorImpl& leaf, Tensor grad) {
   if (!leaf.grad.defined()) {
-    // Steal the buffer when nobody else can see it; otherwise copy, since a backward may hand the same
-    // tensor to several inputs (add passes dy to both) and the leaf's grad is later updated in place.
-    const bool owned = grad.impl_ptr().use_count() == 1 && grad.storage().use_count() == 1 && grad.is_contiguous();
-    leaf.grad = owned ? std::move(grad) : grad.clone();
+    // Steal the buffer when it is owned; otherwise copy, since the leaf's grad is later updated in place.
+    leaf.grad = owned(grad) ? std::move(grad) : grad.clone();
   } else {
     leaf.grad.add_(grad);
   }
+}
+
+// A node's incoming gradients summed: in place into the first one's buffer when it is owned (the residual
+// stream of every block gets two), else into a new one.
+static void accumulate_node(Tensor& accum, Tensor grad) {
+  if (!accum.defined()) accum = std::move(grad);
+  else if (owned(accum)) accum.add_(grad);
+  else accum = add(accum, grad);
 }
 
 static void release(Node& node) {
@@ -179,7 +191,7 @@ void run_backward(const Tensor& root, const Tensor& upstream, bool retain_graph)
       if (g.dtype() != edge.dtype)
         fail(node.name, "backward produced a " + g.str() + " gradient for a " + dtype_name(edge.dtype) + " input");
       if (edge.node)
-        edge.node->grad_accum = edge.node->grad_accum.defined() ? add(edge.node->grad_accum, g) : std::move(g);
+        accumulate_node(edge.node->grad_accum, std::move(g));
       else
         accumulate_leaf(*edge.leaf, std::move(g));
     }

@@ -14,6 +14,27 @@ TEST_CASE("engine: a shared subexpression receives the sum of its gradients") {
   testing::expect_close(x.grad(), {10, 18, 26});
 }
 
+TEST_CASE("engine: a node's gradients are summed in place only into a buffer nobody else holds") {
+  // h = 2x feeds mul(h, 3) and the output's add directly, as a residual stream does: h receives 3 u (a new
+  // buffer, summed into in place) and u itself, the caller's upstream (shared: it must not be written).
+  // dout/dx = (3 + 1) * 2 = 8 times the upstream u = [1, -2, 0.5].
+  for (bool residual_first : {true, false}) {
+    CAPTURE(residual_first);
+    Tensor x = Tensor::from_vector({1.0, 2.0, 3.0}, {3}, DType::f64).requires_grad_();
+    const Tensor h = mul(x, 2.0);
+    const Tensor out = residual_first ? add(h, mul(h, 3.0)) : add(mul(h, 3.0), h);
+    const Tensor upstream = Tensor::from_vector({1.0, -2.0, 0.5}, {3}, DType::f64);
+    out.backward(upstream);
+    testing::expect_close(x.grad(), {8, -16, 4});
+    testing::expect_close(upstream, {1, -2, 0.5});  // untouched
+  }
+  // add(h, h) hands one tensor to both inputs: h's first gradient is shared with its second.
+  Tensor x = Tensor::from_vector({1.0, 2.0}, {2}, DType::f64).requires_grad_();
+  const Tensor h = mul(x, 3.0);
+  add(h, h).backward(Tensor::from_vector({1.0, 10.0}, {2}, DType::f64));
+  testing::expect_close(x.grad(), {6, 60});  // (1 + 1) * 3 * upstream
+}
+
 TEST_CASE("engine: gradients accumulate across two backward calls") {
   Tensor x = Tensor::from_vector({1.0, -1.0}, {2}).requires_grad_();
   sum(mul(x, 3.0)).backward();

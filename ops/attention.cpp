@@ -289,7 +289,8 @@ HeadStrides head_strides_or_none(const Tensor& t) { return t.defined() ? head_st
 std::vector<Tensor> attention_forward(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v,
                                       const AttentionSizes& sizes, double scale, const char* op) {
   Tensor probs, logsumexp;
-  if (q.device() == Device::cpu) probs = Tensor::empty({sizes.batch, sizes.heads, sizes.tokens, sizes.tokens}, q.dtype(), q.device());
+  if (q.device() == Device::cpu)
+    probs = Tensor::empty({sizes.batch, sizes.heads, sizes.tokens, sizes.tokens}, q.dtype(), q.device());
   else logsumexp = Tensor::empty({sizes.batch, sizes.heads, sizes.tokens}, q.dtype(), q.device());
   dispatch_float(
       q, op,
@@ -350,6 +351,12 @@ void check_attention_inputs(const Tensor& q, const Tensor& k, const Tensor& v, d
   if (!std::isfinite(scale)) fail(op, "scale must be finite, got " + std::to_string(scale));
 }
 
+// GEMM reads the heads of a (B, N, width) tensor in place when its last dim is unit-stride and its rows do not
+// overlap (the leading-dimension rule again).
+bool rows_readable(const Tensor& t) {
+  return t.strides()[2] == 1 && (t.size(1) == 1 || t.strides()[1] >= t.size(2));
+}
+
 // The (B, H, N, hd) view of a (B, N, D) tensor's heads, starting `offset` features into each row of t
 // (B, N, width), whose last dim is unit-stride.
 Tensor heads_of(const Tensor& t, int64_t offset, const AttentionSizes& sizes) {
@@ -397,28 +404,30 @@ Tensor multi_head_attention(const std::vector<Tensor>& projections, int64_t head
     if (!p.defined()) fail(op, "undefined projection");
     if (p.dim() != 3) fail(op, "needs projections of shape (B, N, width), got " + p.str());
   }
+  auto shapes = [&projections] {  // for the messages only
+    std::string text;
+    for (const Tensor& p : projections) text += (text.empty() ? "" : ", ") + p.str();
+    return text;
+  };
   const Tensor& first = projections[0];
-  std::string shapes;
   int64_t width = 0;
   for (const Tensor& p : projections) {
-    shapes += (shapes.empty() ? "" : ", ") + p.str();
+    if (p.dtype() == DType::i64 || p.dtype() != first.dtype())
+      fail(op, "needs float projections of one dtype, got " + shapes());
+    if (p.size(0) != first.size(0) || p.size(1) != first.size(1))
+      fail(op, "projections differ in batch or tokens: " + shapes());
+    check_same_device(op, {first, p});
     width += p.size(2);
   }
-  for (const Tensor& p : projections) {
-    if (p.dtype() == DType::i64 || p.dtype() != first.dtype())
-      fail(op, "needs float projections of one dtype, got " + shapes);
-    if (p.size(0) != first.size(0) || p.size(1) != first.size(1))
-      fail(op, "projections differ in batch or tokens: " + shapes);
-  }
-  for (const Tensor& p : projections) check_same_device(op, {first, p});
   // q, k and v are the three blocks of D features, in order, across the projections' last dims; each block
   // lies inside one projection.
   const int64_t dim = width / 3;
   if (heads < 1 || width % 3 != 0 || dim == 0 || dim % heads != 0)
-    fail(op, "widths of " + shapes + " do not make q, k, v of D features each, D divisible by " + std::to_string(heads) + " heads");
+    fail(op, "widths of " + shapes() + " do not make q, k, v of D features each, D divisible by " +
+                 std::to_string(heads) + " heads");
   for (const Tensor& p : projections)
-    if (p.size(2) % dim != 0) fail(op, "a projection splits q, k or v (D = " + std::to_string(dim) + "): " + shapes);
-  if (first.size(1) == 0) fail(op, "needs at least one token, got " + shapes);
+    if (p.size(2) % dim != 0) fail(op, "a projection splits q, k or v (D = " + std::to_string(dim) + "): " + shapes());
+  if (first.size(1) == 0) fail(op, "needs at least one token, got " + shapes());
   if (!std::isfinite(scale)) fail(op, "scale must be finite, got " + std::to_string(scale));
   const AttentionSizes sizes{first.size(0), heads, first.size(1), dim / heads};
   if (scale == 0) scale = 1 / std::sqrt(static_cast<double>(sizes.head_dim));
@@ -438,21 +447,21 @@ Tensor multi_head_attention(const std::vector<Tensor>& projections, int64_t head
   std::vector<Tensor> saved;
   {
     NoGradGuard no_grad;
-    std::vector<Tensor> sources;  // (B, N, width) each, copied only when its rows are not unit-stride and apart
-    for (const Tensor& p : projections)
-      sources.push_back(p.strides()[2] == 1 && (p.size(1) == 1 || p.strides()[1] >= p.size(2)) ? p : contiguous(p));
+    std::vector<Tensor> sources;  // (B, N, width) each, copied only when GEMM cannot read its rows in place
+    for (const Tensor& p : projections) sources.push_back(rows_readable(p) ? p : contiguous(p));
     const std::vector<Tensor> qkv = blocks(sources);
     saved = attention_forward(heads_of(y, 0, sizes), qkv[0], qkv[1], qkv[2], sizes, scale, op);
   }
   record(op, y, projections, saved, [sizes, scale, widths, blocks](const Tensor& dy, const BackwardContext& ctx) -> Grads {
-    const int64_t dim = sizes.heads * sizes.head_dim;
-    const Tensor dout = dy.strides()[2] == 1 && (sizes.tokens == 1 || dy.strides()[1] >= dim) ? dy : contiguous(dy);  // (B, N, D)
+    const Tensor dout = rows_readable(dy) ? dy : contiguous(dy);  // (B, N, D)
     // Each projection's gradient (B, N, width) in one piece: the kernel writes dq, dk, dv straight into it.
     Grads dprojections(widths.size());
     for (size_t i = 0; i < widths.size(); ++i)
-      if (ctx.needs_input_grad[i]) dprojections[i] = Tensor::empty({sizes.batch, sizes.tokens, widths[i]}, dy.dtype(), dy.device());
+      if (ctx.needs_input_grad[i])
+        dprojections[i] = Tensor::empty({sizes.batch, sizes.tokens, widths[i]}, dy.dtype(), dy.device());
     const std::vector<Tensor> dqkv = blocks(dprojections);
-    attention_backward(dqkv[0], dqkv[1], dqkv[2], heads_of(dout, 0, sizes), ctx.saved, sizes, scale, "multi_head_attention backward");
+    attention_backward(dqkv[0], dqkv[1], dqkv[2], heads_of(dout, 0, sizes), ctx.saved, sizes, scale,
+                       "multi_head_attention backward");
     return dprojections;
   });
   return y;

@@ -27,7 +27,8 @@ Tensor Attention::forward(const Tensor& x) const {
   if (!keep_probabilities) return proj_drop->forward(proj->forward(multi_head_attention(projections, heads)));
   // The same attention as separate ops on the heads' views, keeping softmax(q k^T / sqrt(hd)) (B, H, N, N).
   const int64_t batch = x.size(0), tokens = x.size(1), dim = x.size(2), head_dim = dim / heads;
-  const Tensor qkv_heads = permute(view(cat(projections, 2), {batch, tokens, 3, heads, head_dim}), {2, 0, 3, 1, 4});  // (3, B, H, N, hd)
+  const Tensor packed = qkv ? projections[0] : cat(projections, 2);  // (B, N, 3D): a copy only for {qk, v}
+  const Tensor qkv_heads = permute(view(packed, {batch, tokens, 3, heads, head_dim}), {2, 0, 3, 1, 4});  // (3, B, H, N, hd)
   const Tensor q = select(qkv_heads, 0, 0), k = select(qkv_heads, 0, 1), values = select(qkv_heads, 0, 2);   // (B, H, N, hd)
   probabilities = softmax(mul(matmul(q, transpose(k, 2, 3)), 1.0 / std::sqrt(static_cast<double>(head_dim))), -1);  // (B, H, N, N)
   const Tensor merged = reshape(transpose(matmul(probabilities, values), 1, 2), {batch, tokens, dim});  // (B, N, D)

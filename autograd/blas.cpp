@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "autograd/parallel.h"
 #include "autograd/tensor.h"
@@ -51,7 +52,15 @@ static void blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t 
   });
 }
 
-GemmTiling gemm_tiling(int64_t m, int64_t n, int64_t k) {
+GemmTiling gemm_tiling(int64_t m, int64_t n, int64_t k, bool trans_a, bool trans_b) {
+  constexpr int64_t kSkinnyTile = 256, kSkinnyParts = 4;
+  // The rows kind keeps op(B), padded to whole 8-float vectors, within 16 KiB (half of L1): beyond that its
+  // loads spill to L2 and OpenBLAS's blocking wins (a (8320, 256) @ (256, 64) product ran slower here).
+  const int64_t padded_width = (n + 7) / 8 * 8;
+  if (!trans_a && m >= kSkinnyLong && n <= kSkinnyWidth && k * padded_width * 4 <= kSkinnyPacked)
+    return {GemmTiling::skinny_rows, kSkinnyTile, (m + kSkinnyTile - 1) / kSkinnyTile};
+  if (trans_a && !trans_b && k >= kSkinnyLong && m <= kSkinnyWidth && n <= kSkinnyWidth)
+    return {GemmTiling::skinny_depth, (k + kSkinnyParts - 1) / kSkinnyParts, kSkinnyParts};
   // A tile of rows (or columns) repacks the whole other operand, so it should hold at least 256 of them and
   // kTileMacs multiply-adds (~50 us on one core) for that and the call to pay off.
   constexpr int64_t kTileMacs = int64_t(1) << 21, kMinTile = 256, kDepthParts = 4, kMinDepthSplit = 4 * kMinTile;
@@ -71,11 +80,175 @@ GemmTiling gemm_tiling(int64_t m, int64_t n, int64_t k) {
   return {GemmTiling::whole, 0, 1};
 }
 
+// ---- skinny products ----
+// TNT's pixel-level linears multiply 131,072 rows by weights of 12 to 48 features. OpenBLAS copies ("packs")
+// every operand into its own layout before it multiplies, and with a depth of 12 that copy, and zeroing C for
+// beta = 0, cost more than the 12 multiply-adds per output: it ran them at 10-25 GFLOP/s on a 2-core Zen 3
+// whose peak is 155. Here the small operand is laid out once in L1, zero-padded to whole vectors, and the long
+// one is read straight from memory, once. Each output is summed in a fixed order that depends on the shape
+// alone, so the result is the same on any number of threads.
+
+// 8 lanes of T: one AVX register of floats (two SSE ones, or half an AVX-512 one); the compiler maps the
+// arithmetic on it to the widest instructions -march allows. Doubles take two registers; they only serve
+// gradient checks.
+template <class T>
+struct Lanes8 {
+  typedef T type __attribute__((vector_size(8 * sizeof(T))));
+};
+constexpr int64_t kLanes = 8;
+
+// Writes c[j] = alpha * sum[j] + beta * c[j] for j < n from nv vectors of sums; with beta = 0, C is not read
+// (BLAS's rule: C may hold NaN).
+template <class T, int NV>
+static void store_row(T* c, const typename Lanes8<T>::type (&sum)[NV], int64_t n, T alpha, T beta) {
+  using V = typename Lanes8<T>::type;
+  for (int v = 0; v < NV; ++v) {
+    const int64_t j = v * kLanes;
+    V y = alpha * sum[v];
+    if (j + kLanes <= n) {
+      if (beta != T(0)) {
+        V old;
+        std::memcpy(&old, c + j, sizeof old);
+        y += beta * old;
+      }
+      std::memcpy(c + j, &y, sizeof y);
+    } else {
+      for (int64_t t = 0; j + t < n; ++t) c[j + t] = beta == T(0) ? y[t] : y[t] + beta * c[j + t];
+    }
+  }
+}
+
+// C rows [0, rows) (each n <= 8 NV wide) = alpha * A rows (each k long) @ packed + beta C, where packed is
+// op(B) as (k, 8 NV), zero-padded. R rows at a time share each load of a packed row; their R x NV sums stay
+// in registers.
+template <class T, int NV, int R>
+static void skinny_rows_tile(T* c, int64_t ldc, const T* a, int64_t lda, const T* packed, int64_t rows, int64_t n,
+                             int64_t k, T alpha, T beta) {
+  using V = typename Lanes8<T>::type;
+  auto block = [&]<int Rows>(int64_t r0) {
+    V sum[Rows][NV] = {};
+    for (int64_t p = 0; p < k; ++p) {
+      const V* b_row = reinterpret_cast<const V*>(packed + p * NV * kLanes);
+      for (int r = 0; r < Rows; ++r) {
+        const T x = a[(r0 + r) * lda + p];
+        for (int v = 0; v < NV; ++v) sum[r][v] += x * b_row[v];
+      }
+    }
+    for (int r = 0; r < Rows; ++r) store_row<T, NV>(c + (r0 + r) * ldc, sum[r], n, alpha, beta);
+  };
+  int64_t r0 = 0;
+  for (; r0 + R <= rows; r0 += R) block.template operator()<R>(r0);
+  for (; r0 < rows; ++r0) block.template operator()<1>(r0);
+}
+
+// C (m, n) = alpha * op(A) (m, k) @ op(B) (k, n) + beta * C with A's rows contiguous, n <= kSkinnyWidth and
+// op(B) padded within kSkinnyPacked bytes of floats.
+template <class T>
+static void skinny_rows_gemm(bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
+                             const T* b, int64_t ldb, T beta, T* c, int64_t ldc, int64_t tile) {
+  const int64_t nv = (n + kLanes - 1) / kLanes;
+  // op(B) as (k, 8 nv), zero-padded: at most kSkinnyPacked bytes of floats, 9 KiB for TNT's 7x7 pixel
+  // convolution. The caller's buffer, kept between calls (the workers get its address), 64-byte aligned for whole vectors.
+  thread_local std::vector<typename Lanes8<T>::type> buffer;
+  buffer.assign(static_cast<size_t>(k * nv), typename Lanes8<T>::type{});
+  T* const packed = reinterpret_cast<T*>(buffer.data());
+  for (int64_t p = 0; p < k; ++p)
+    for (int64_t j = 0; j < n; ++j) packed[p * nv * kLanes + j] = trans_b ? b[j * ldb + p] : b[p * ldb + j];
+  parallel_for(0, (m + tile - 1) / tile, 1, [&](int64_t lo, int64_t hi) {
+    const int64_t r0 = lo * tile, rows = std::min(m, hi * tile) - r0;
+    T* c_tile = c + r0 * ldc;
+    const T* a_tile = a + r0 * lda;
+    // Rows per block: as many as keep R x NV sums, NV packed loads and a broadcast within 16 registers.
+    switch (nv) {
+      case 1: return skinny_rows_tile<T, 1, 6>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
+      case 2: return skinny_rows_tile<T, 2, 4>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
+      case 3: return skinny_rows_tile<T, 3, 3>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
+      case 4: return skinny_rows_tile<T, 4, 2>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
+      case 5: return skinny_rows_tile<T, 5, 2>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
+      case 6: return skinny_rows_tile<T, 6, 1>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
+      case 7: return skinny_rows_tile<T, 7, 1>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
+      default: return skinny_rows_tile<T, 8, 1>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
+    }
+  });
+}
+
+// total (m, n) += A^T B over `depth` rows of A (stored (depth, m)) and B (stored (depth, n)), in chunks of
+// kChunk rows: each chunk's products are summed in registers in T (at most kChunk terms), then added to the
+// double total, so that a sum over 131,072 rows loses no more than one over 64 does.
+template <class T, int NV, int R>
+static void skinny_depth_part(double* total, const T* a, int64_t lda, const T* b, int64_t ldb, int64_t depth,
+                              int64_t m, int64_t n) {
+  using V = typename Lanes8<T>::type;
+  constexpr int64_t kChunk = 64;
+  alignas(64) T packed[kChunk * NV * kLanes] = {};  // a chunk of B's rows, (kChunk, 8 NV)
+  for (int64_t p0 = 0; p0 < depth; p0 += kChunk) {
+    const int64_t rows = std::min(kChunk, depth - p0);
+    for (int64_t p = 0; p < rows; ++p) std::memcpy(packed + p * NV * kLanes, b + (p0 + p) * ldb, n * sizeof(T));
+    auto block = [&]<int Rows>(int64_t i0) {
+      V sum[Rows][NV] = {};
+      for (int64_t p = 0; p < rows; ++p) {
+        const V* b_row = reinterpret_cast<const V*>(packed + p * NV * kLanes);
+        for (int r = 0; r < Rows; ++r) {
+          const T x = a[(p0 + p) * lda + i0 + r];
+          for (int v = 0; v < NV; ++v) sum[r][v] += x * b_row[v];
+        }
+      }
+      for (int r = 0; r < Rows; ++r)
+        for (int64_t j = 0; j < n; ++j) total[(i0 + r) * n + j] += sum[r][j / kLanes][j % kLanes];
+    };
+    int64_t i0 = 0;
+    for (; i0 + R <= m; i0 += R) block.template operator()<R>(i0);
+    for (; i0 < m; ++i0) block.template operator()<1>(i0);
+  }
+}
+
+// C (m, n) = alpha * A^T B + beta * C, A stored (k, m) and B (k, n), m and n <= kSkinnyWidth: `parts` fixed
+// slices of k summed in double by the threads, then added in order.
+template <class T>
+static void skinny_depth_gemm(int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
+                              int64_t ldb, T beta, T* c, int64_t ldc, int64_t part_size, int64_t parts) {
+  const int64_t nv = (n + kLanes - 1) / kLanes, mn = m * n;
+  // The caller's buffer, kept between calls; the workers get its address, not their own thread_local.
+  thread_local std::vector<double> buffer;
+  buffer.assign(static_cast<size_t>(parts * mn), 0.0);
+  double* const totals = buffer.data();  // (parts, m, n)
+  parallel_for(0, parts, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t part = lo; part < hi; ++part) {
+      const int64_t p0 = part * part_size, depth = std::min(k, p0 + part_size) - p0;
+      double* total = totals + part * mn;
+      const T *a_part = a + p0 * lda, *b_part = b + p0 * ldb;
+      switch (nv) {
+        case 1: skinny_depth_part<T, 1, 6>(total, a_part, lda, b_part, ldb, depth, m, n); break;
+        case 2: skinny_depth_part<T, 2, 4>(total, a_part, lda, b_part, ldb, depth, m, n); break;
+        case 3: skinny_depth_part<T, 3, 3>(total, a_part, lda, b_part, ldb, depth, m, n); break;
+        case 4: skinny_depth_part<T, 4, 2>(total, a_part, lda, b_part, ldb, depth, m, n); break;
+        case 5: skinny_depth_part<T, 5, 2>(total, a_part, lda, b_part, ldb, depth, m, n); break;
+        case 6: skinny_depth_part<T, 6, 1>(total, a_part, lda, b_part, ldb, depth, m, n); break;
+        case 7: skinny_depth_part<T, 7, 1>(total, a_part, lda, b_part, ldb, depth, m, n); break;
+        default: skinny_depth_part<T, 8, 1>(total, a_part, lda, b_part, ldb, depth, m, n); break;
+      }
+    }
+  });
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double sum = 0;
+      for (int64_t part = 0; part < parts; ++part) sum += totals[part * mn + i * n + j];
+      T& out = c[i * ldc + j];
+      out = beta == T(0) ? static_cast<T>(alpha * sum) : static_cast<T>(alpha * sum + beta * out);
+    }
+}
+
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
           int64_t ldb, T beta, T* c, int64_t ldc) {
-  const GemmTiling tiling = gemm_tiling(m, n, k);
+  const GemmTiling tiling = gemm_tiling(m, n, k, trans_a, trans_b);
   switch (tiling.kind) {
+    case GemmTiling::skinny_rows:
+      skinny_rows_gemm(trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, tiling.size);
+      return;
+    case GemmTiling::skinny_depth:
+      skinny_depth_gemm(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, tiling.size, tiling.count);
+      return;
     case GemmTiling::whole:
       blas_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
       return;

@@ -20,12 +20,18 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
           const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
 
 // How gemm cuts C (m, n): `count` tiles of `size` rows or columns, or `count` slices of `size` along k whose
-// partial products are added in order (depth), or one call (whole).
+// partial products are added in order (depth), or one call (whole). The skinny kinds are a long dimension
+// against operands that fit in L1, which our own loops run instead of OpenBLAS: `skinny_rows`, C's rows
+// (m >= kSkinnyLong, from A's rows) at most kSkinnyWidth wide, with op(B) padded to whole 8-float vectors
+// within kSkinnyPacked bytes of floats (Y = X W^T, dX = dY W);
+// `skinny_depth`, a C of at most kSkinnyWidth rows and columns summed over k >= kSkinnyLong, from A stored
+// (k, m) and B stored (k, n) (dW = dY^T X).
 struct GemmTiling {
-  enum Kind { whole, rows, cols, depth } kind;
+  enum Kind { whole, rows, cols, depth, skinny_rows, skinny_depth } kind;
   int64_t size, count;
 };
-GemmTiling gemm_tiling(int64_t m, int64_t n, int64_t k);
+constexpr int64_t kSkinnyWidth = 64, kSkinnyPacked = 16384, kSkinnyLong = 4096;
+GemmTiling gemm_tiling(int64_t m, int64_t n, int64_t k, bool trans_a = false, bool trans_b = false);
 
 std::string blas_core_name();  // OpenBLAS's kernel family, e.g. "Haswell", "SkylakeX", "Zen"
 

@@ -85,3 +85,108 @@ TEST_CASE("blas: gemm with every transpose flag and every tiling matches a tripl
       }
   }
 }
+
+// C = alpha op(A) op(B) + beta C summed in double, the plain triple loop the skinny kernels are checked against.
+template <class T>
+static std::vector<double> gemm_reference(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
+                                          const T* a, int64_t lda, const T* b, int64_t ldb, double beta,
+                                          const std::vector<T>& c, int64_t ldc) {
+  std::vector<double> out(m * n);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double sum = 0;
+      for (int64_t p = 0; p < k; ++p)
+        sum += double(trans_a ? a[p * lda + i] : a[i * lda + p]) * double(trans_b ? b[j * ldb + p] : b[p * ldb + j]);
+      out[i * n + j] = alpha * sum + (beta == 0 ? 0.0 : beta * double(c[i * ldc + j]));
+    }
+  return out;
+}
+
+TEST_CASE("blas: skinny products (a long dimension against operands that fit in L1) match a triple loop") {
+  struct Case {
+    bool trans_a, trans_b;
+    int64_t m, n, k;
+    GemmTiling::Kind kind;
+  };
+  // TNT's pixel linears: y = x W^T over (rows, 12) -> 48 and back, dx = dy W, dW = dy^T x, and its 7x7 pixel
+  // convolution (depth 3 x 49 = 147); widths that are not a whole number of 8-float vectors, a depth of 1, and
+  // row counts that are not a whole number of blocks.
+  const std::vector<Case> cases = {
+      {false, true, 4099, 48, 12, GemmTiling::skinny_rows},  {false, false, 4099, 12, 48, GemmTiling::skinny_rows},
+      {false, true, 4103, 64, 64, GemmTiling::skinny_rows},  {false, false, 5000, 3, 1, GemmTiling::skinny_rows},
+      {false, true, 4096, 21, 7, GemmTiling::skinny_rows},   {true, false, 48, 12, 4099, GemmTiling::skinny_depth},
+      {true, false, 12, 48, 4099, GemmTiling::skinny_depth}, {true, false, 64, 64, 4160, GemmTiling::skinny_depth},
+      {true, false, 5, 61, 4097, GemmTiling::skinny_depth},  {true, true, 12, 48, 4099, GemmTiling::depth},
+      {false, true, 4099, 65, 12, GemmTiling::rows},         {false, true, 4095, 48, 12, GemmTiling::rows},
+      {false, true, 4099, 12, 147, GemmTiling::skinny_rows}, {false, true, 4099, 12, 257, GemmTiling::rows},
+      {false, false, 4099, 64, 65, GemmTiling::rows}};  // the last two: op(B) padded over 16 KiB
+  Generator generator(7);
+  for (const Case& c : cases) {
+    const int64_t m = c.m, n = c.n, k = c.k;
+    CAPTURE(c.trans_a);
+    CAPTURE(c.trans_b);
+    CAPTURE(m);
+    CAPTURE(n);
+    CAPTURE(k);
+    CHECK(gemm_tiling(m, n, k, c.trans_a, c.trans_b).kind == c.kind);
+    // Leading dimensions 3 wider than the operands, as views into larger tensors.
+    const int64_t lda = (c.trans_a ? m : k) + 3, ldb = (c.trans_b ? k : n) + 3, ldc = n + 2;
+    const Tensor a = randn({(c.trans_a ? k : m) * lda}, DType::f64, generator);
+    const Tensor b = randn({(c.trans_b ? n : k) * ldb}, DType::f64, generator);
+    const std::vector<double> c0 = randn({m * ldc}, DType::f64, generator).to_vector();
+    for (double beta : {0.5, 0.0}) {
+      CAPTURE(beta);
+      // float64: the same arithmetic as float32, checked to rounding. beta = 0 must not read C, which holds NaN.
+      std::vector<double> out64 = c0;
+      if (beta == 0) std::fill(out64.begin(), out64.end(), std::nan(""));
+      const auto expected = gemm_reference(c.trans_a, c.trans_b, m, n, k, 2.0, a.data<double>(), lda,
+                                           b.data<double>(), ldb, beta, out64, ldc);
+      gemm<double>(c.trans_a, c.trans_b, m, n, k, 2.0, a.data<double>(), lda, b.data<double>(), ldb, beta,
+                   out64.data(), ldc);
+      // float32: the error of a float sum of k terms of size ~1 is ~sqrt(k) 6e-8 relative to sqrt(k).
+      const std::vector<double> a64 = a.to_vector(), b64 = b.to_vector();
+      const std::vector<float> a32(a64.begin(), a64.end()), b32(b64.begin(), b64.end());
+      std::vector<float> out32(c0.begin(), c0.end());
+      if (beta == 0) std::fill(out32.begin(), out32.end(), std::nanf(""));
+      const auto expected32 = gemm_reference(c.trans_a, c.trans_b, m, n, k, 2.0, a32.data(), lda, b32.data(), ldb,
+                                             beta, out32, ldc);
+      gemm<float>(c.trans_a, c.trans_b, m, n, k, 2.0f, a32.data(), lda, b32.data(), ldb, float(beta), out32.data(),
+                  ldc);
+      int64_t wrong64 = 0, wrong32 = 0;
+      const double tolerance32 = 1e-5 * std::sqrt(double(k));
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+          const double e64 = expected[i * n + j], e32 = expected32[i * n + j];
+          wrong64 += !(std::abs(out64[i * ldc + j] - e64) <= 1e-10 * (1 + std::abs(e64)));
+          wrong32 += !(std::abs(out32[i * ldc + j] - e32) <= tolerance32);
+        }
+      CHECK(wrong64 == 0);
+      CHECK(wrong32 == 0);
+      int64_t padding_touched = 0;  // the padding between C's rows is left alone
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = n; j < ldc; ++j) {
+          padding_touched += beta == 0 ? !std::isnan(out64[i * ldc + j]) : out64[i * ldc + j] != c0[i * ldc + j];
+        }
+      CHECK(padding_touched == 0);
+    }
+  }
+}
+
+TEST_CASE("blas: skinny products give the same bits on 1 and on 2 threads") {
+  // Rows are computed whole by one thread; dW's four slices of k are fixed by the shape and added in order.
+  Generator generator(8);
+  const int64_t rows = 8320, in = 12, out = 48;
+  const Tensor x = randn({rows, in}, DType::f32, generator), w = randn({out, in}, DType::f32, generator);
+  const Tensor dy = randn({rows, out}, DType::f32, generator);
+  auto products = [&] {
+    std::vector<float> y(rows * out), dx(rows * in), dw(out * in);
+    gemm<float>(false, true, rows, out, in, 1.0f, x.data<float>(), in, w.data<float>(), in, 0.0f, y.data(), out);
+    gemm<float>(false, false, rows, in, out, 1.0f, dy.data<float>(), out, w.data<float>(), in, 0.0f, dx.data(), in);
+    gemm<float>(true, false, out, in, rows, 1.0f, dy.data<float>(), out, x.data<float>(), in, 0.0f, dw.data(), in);
+    return std::vector<std::vector<float>>{y, dx, dw};
+  };
+  const auto one = testing::with_threads(1, products), two = testing::with_threads(2, products);
+  CHECK(one[0] == two[0]);
+  CHECK(one[1] == two[1]);
+  CHECK(one[2] == two[2]);
+}

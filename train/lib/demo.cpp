@@ -20,21 +20,28 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// The float32 GEMM peak in GFLOP/s: the best of several runs for each shape (what the kernels can do, not what
-// a noisy neighbour allows), printing each shape's when `print`.
+// GFLOP/s of C (m, n) = op(A) op(B): the best of 7 runs (what the kernels can do, not what a noisy neighbour
+// allows).
+double best_gemm_gflops(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k) {
+  Tensor a = randn({m, k}), b = randn({k, n}), c = Tensor::empty({m, n});
+  const double flops = 2.0 * m * n * k;
+  double best = 0;
+  for (int rep = 0; rep < 7; ++rep) {
+    const auto start = std::chrono::steady_clock::now();
+    gemm<float>(trans_a, trans_b, m, n, k, 1.0f, a.data<float>(), trans_a ? m : k, b.data<float>(), trans_b ? k : n,
+                0.0f, c.data<float>(), n);
+    best = std::max(best, flops / seconds_since(start) / 1e9);
+  }
+  return best;
+}
+
+// The float32 GEMM peak in GFLOP/s over a few shapes, printing each shape's when `print`.
 double sgemm_peak_gflops(bool print) {
   const std::vector<std::array<int64_t, 3>> shapes = {
       {512, 512, 512}, {1024, 1024, 1024}, {2048, 2048, 2048}, {8320, 576, 192}, {8320, 192, 768}};
   double peak = 0;
   for (const auto& [m, n, k] : shapes) {
-    Tensor a = randn({m, k}), b = randn({k, n}), c = Tensor::empty({m, n});
-    const double flops = 2.0 * m * n * k;
-    double best = 0;
-    for (int rep = 0; rep < 7; ++rep) {
-      const auto start = std::chrono::steady_clock::now();
-      gemm<float>(false, false, m, n, k, 1.0f, a.data<float>(), k, b.data<float>(), n, 0.0f, c.data<float>(), n);
-      best = std::max(best, flops / seconds_since(start) / 1e9);
-    }
+    const double best = best_gemm_gflops(false, false, m, n, k);
     if (print)
       std::printf("sgemm %ldx%ldx%ld: %.1f GFLOP/s\n", static_cast<long>(m), static_cast<long>(n), static_cast<long>(k),
                   best);
@@ -71,6 +78,20 @@ int command_demo() {
 int command_bench_gemm() {
   std::printf("OpenBLAS core: %s, threads: %d\n", blas_core_name().c_str(), num_threads());
   std::printf("sgemm peak GFLOP/s: %.1f\n", sgemm_peak_gflops(true));
+  // TNT's pixel-level linears at batch 128 (B*N*M = 131,072 pixel tokens of 12 channels), which gemm runs as
+  // skinny products (see blas.h): far from the peak, since each output is only 12 to 48 multiply-adds.
+  struct Skinny {
+    const char* what;
+    bool trans_a, trans_b;
+    int64_t m, n, k;
+  };
+  const int64_t tokens = 128 * 64 * 16;
+  for (const Skinny& s : {Skinny{"y = x W^T, 12 -> 48", false, true, tokens, 48, 12},
+                          Skinny{"y = x W^T, 48 -> 12", false, true, tokens, 12, 48},
+                          Skinny{"dx = dy W, 48 -> 12", false, false, tokens, 12, 48},
+                          Skinny{"dW = dy^T x, (48, 12)", true, false, 48, 12, tokens}})
+    std::printf("sgemm %-22s over %ld pixel tokens: %.1f GFLOP/s\n", s.what, static_cast<long>(tokens),
+                best_gemm_gflops(s.trans_a, s.trans_b, s.m, s.n, s.k));
   return 0;
 }
 

@@ -57,7 +57,7 @@ GemmTiling gemm_tiling(int64_t m, int64_t n, int64_t k, bool trans_a, bool trans
   // The rows kind keeps op(B), padded to whole 8-float vectors, within 16 KiB (half of L1): beyond that its
   // loads spill to L2 and OpenBLAS's blocking wins (a (8320, 256) @ (256, 64) product ran slower here).
   const int64_t padded_width = (n + 7) / 8 * 8;
-  if (!trans_a && m >= kSkinnyLong && n <= kSkinnyWidth && k * padded_width * 4 <= kSkinnyPacked)
+  if (!trans_a && m >= kSkinnyLong && n >= 1 && n <= kSkinnyWidth && k * padded_width * 4 <= kSkinnyPacked)
     return {GemmTiling::skinny_rows, kSkinnyTile, (m + kSkinnyTile - 1) / kSkinnyTile};
   if (trans_a && !trans_b && k >= kSkinnyLong && m <= kSkinnyWidth && n <= kSkinnyWidth)
     return {GemmTiling::skinny_depth, (k + kSkinnyParts - 1) / kSkinnyParts, kSkinnyParts};
@@ -154,8 +154,9 @@ static void skinny_rows_gemm(bool trans_b, int64_t m, int64_t n, int64_t k, T al
   T* const packed = reinterpret_cast<T*>(buffer.data());
   for (int64_t p = 0; p < k; ++p)
     for (int64_t j = 0; j < n; ++j) packed[p * nv * kLanes + j] = trans_b ? b[j * ldb + p] : b[p * ldb + j];
-  parallel_for(0, (m + tile - 1) / tile, 1, [&](int64_t lo, int64_t hi) {
-    const int64_t r0 = lo * tile, rows = std::min(m, hi * tile) - r0;
+  // Tile by tile, so that the row blocks start at the same rows whatever the thread count.
+  auto run_tile = [&](int64_t t) {
+    const int64_t r0 = t * tile, rows = std::min(m, r0 + tile) - r0;
     T* c_tile = c + r0 * ldc;
     const T* a_tile = a + r0 * lda;
     // Rows per block: as many as keep R x NV sums, NV packed loads and a broadcast within 16 registers.
@@ -169,6 +170,9 @@ static void skinny_rows_gemm(bool trans_b, int64_t m, int64_t n, int64_t k, T al
       case 7: return skinny_rows_tile<T, 7, 1>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
       default: return skinny_rows_tile<T, 8, 1>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
     }
+  };
+  parallel_for(0, (m + tile - 1) / tile, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t t = lo; t < hi; ++t) run_tile(t);
   });
 }
 

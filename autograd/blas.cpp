@@ -118,10 +118,14 @@ static void store_row(T* c, const typename Lanes8<T>::type (&sum)[NV], int64_t n
   }
 }
 
+// Rows per block for NV vectors of sums per row: R x NV sums, NV loads of the packed operand and a broadcast
+// of the other fit in AVX2's 16 registers.
+constexpr int rows_per_block(int nv) { return nv == 1 ? 6 : nv == 2 ? 4 : nv == 3 ? 3 : nv <= 5 ? 2 : 1; }
+
 // C rows [0, rows) (each n <= 8 NV wide) = alpha * A rows (each k long) @ packed + beta C, where packed is
 // op(B) as (k, 8 NV), zero-padded. R rows at a time share each load of a packed row; their R x NV sums stay
 // in registers.
-template <class T, int NV, int R>
+template <class T, int NV, int R = rows_per_block(NV)>
 static void skinny_rows_tile(T* c, int64_t ldc, const T* a, int64_t lda, const T* packed, int64_t rows, int64_t n,
                              int64_t k, T alpha, T beta) {
   using V = typename Lanes8<T>::type;
@@ -159,16 +163,15 @@ static void skinny_rows_gemm(bool trans_b, int64_t m, int64_t n, int64_t k, T al
     const int64_t r0 = t * tile, rows = std::min(m, r0 + tile) - r0;
     T* c_tile = c + r0 * ldc;
     const T* a_tile = a + r0 * lda;
-    // Rows per block: as many as keep R x NV sums, NV packed loads and a broadcast within 16 registers.
     switch (nv) {
-      case 1: return skinny_rows_tile<T, 1, 6>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
-      case 2: return skinny_rows_tile<T, 2, 4>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
-      case 3: return skinny_rows_tile<T, 3, 3>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
-      case 4: return skinny_rows_tile<T, 4, 2>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
-      case 5: return skinny_rows_tile<T, 5, 2>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
-      case 6: return skinny_rows_tile<T, 6, 1>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
-      case 7: return skinny_rows_tile<T, 7, 1>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
-      default: return skinny_rows_tile<T, 8, 1>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
+      case 1: return skinny_rows_tile<T, 1>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
+      case 2: return skinny_rows_tile<T, 2>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
+      case 3: return skinny_rows_tile<T, 3>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
+      case 4: return skinny_rows_tile<T, 4>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
+      case 5: return skinny_rows_tile<T, 5>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
+      case 6: return skinny_rows_tile<T, 6>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
+      case 7: return skinny_rows_tile<T, 7>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
+      default: return skinny_rows_tile<T, 8>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
     }
   };
   parallel_for(0, (m + tile - 1) / tile, 1, [&](int64_t lo, int64_t hi) {
@@ -179,7 +182,7 @@ static void skinny_rows_gemm(bool trans_b, int64_t m, int64_t n, int64_t k, T al
 // total (m, n) += A^T B over `depth` rows of A (stored (depth, m)) and B (stored (depth, n)), in chunks of
 // kChunk rows: each chunk's products are summed in registers in T (at most kChunk terms), then added to the
 // double total, so that a sum over 131,072 rows loses no more than one over 64 does.
-template <class T, int NV, int R>
+template <class T, int NV, int R = rows_per_block(NV)>
 static void skinny_depth_part(double* total, const T* a, int64_t lda, const T* b, int64_t ldb, int64_t depth,
                               int64_t m, int64_t n) {
   using V = typename Lanes8<T>::type;
@@ -222,14 +225,14 @@ static void skinny_depth_gemm(int64_t m, int64_t n, int64_t k, T alpha, const T*
       double* total = totals + part * mn;
       const T *a_part = a + p0 * lda, *b_part = b + p0 * ldb;
       switch (nv) {
-        case 1: skinny_depth_part<T, 1, 6>(total, a_part, lda, b_part, ldb, depth, m, n); break;
-        case 2: skinny_depth_part<T, 2, 4>(total, a_part, lda, b_part, ldb, depth, m, n); break;
-        case 3: skinny_depth_part<T, 3, 3>(total, a_part, lda, b_part, ldb, depth, m, n); break;
-        case 4: skinny_depth_part<T, 4, 2>(total, a_part, lda, b_part, ldb, depth, m, n); break;
-        case 5: skinny_depth_part<T, 5, 2>(total, a_part, lda, b_part, ldb, depth, m, n); break;
-        case 6: skinny_depth_part<T, 6, 1>(total, a_part, lda, b_part, ldb, depth, m, n); break;
-        case 7: skinny_depth_part<T, 7, 1>(total, a_part, lda, b_part, ldb, depth, m, n); break;
-        default: skinny_depth_part<T, 8, 1>(total, a_part, lda, b_part, ldb, depth, m, n); break;
+        case 1: skinny_depth_part<T, 1>(total, a_part, lda, b_part, ldb, depth, m, n); break;
+        case 2: skinny_depth_part<T, 2>(total, a_part, lda, b_part, ldb, depth, m, n); break;
+        case 3: skinny_depth_part<T, 3>(total, a_part, lda, b_part, ldb, depth, m, n); break;
+        case 4: skinny_depth_part<T, 4>(total, a_part, lda, b_part, ldb, depth, m, n); break;
+        case 5: skinny_depth_part<T, 5>(total, a_part, lda, b_part, ldb, depth, m, n); break;
+        case 6: skinny_depth_part<T, 6>(total, a_part, lda, b_part, ldb, depth, m, n); break;
+        case 7: skinny_depth_part<T, 7>(total, a_part, lda, b_part, ldb, depth, m, n); break;
+        default: skinny_depth_part<T, 8>(total, a_part, lda, b_part, ldb, depth, m, n); break;
       }
     }
   });

@@ -116,6 +116,7 @@ const std::vector<Field>& fields() {
       {"pool", Choice<Pooling>{&ModelConfig::pool, &kPoolingNames}},
       {"head", Choice<Head>{&ModelConfig::head, &kHeadNames}},
       {"head_hidden", Integer{&ModelConfig::head_hidden, 0, 65536}},
+      {"stem_channels", Integer{&ModelConfig::stem_channels, 0, 65536}},
       {"drop_rate", Real{&ModelConfig::drop_rate, 0, 1, false, true}},
       {"drop_path_rate", Real{&ModelConfig::drop_path_rate, 0, 1, false, true}},
       {"norm_eps", Real{&ModelConfig::norm_eps, 0, 1, true, false}},
@@ -251,6 +252,15 @@ void validate(const ModelConfig& c) {
   require(c.dim % c.heads == 0, "dim " + std::to_string(c.dim) + " is not divisible by heads " + std::to_string(c.heads));
   require(c.pos_embed != PosEmbed::sincos_2d || c.dim % 4 == 0, "sincos_2d needs dim divisible by 4");
   require(c.pos_embed != PosEmbed::learned_2d || c.dim % 2 == 0, "learned_2d needs an even dim");
+  if (c.stem_channels > 0) {
+    require(c.arch == "vit", "stem_channels is a ViT setting; TNT embeds its pixels with pixel_kernel");
+    require(c.patch_size >= 2 && (c.patch_size & (c.patch_size - 1)) == 0,
+            "a convolutional stem halves the image per conv, so patch_size must be a power of 2 from 2, got " +
+                std::to_string(c.patch_size));
+    require(c.stem_channels * (c.patch_size / 2) <= 65536,
+            "the stem's last conv would have " + std::to_string(c.stem_channels * (c.patch_size / 2)) +
+                " channels (stem_channels * patch_size / 2); at most 65,536 are supported");
+  }
   if (c.arch == "tnt") {
     require(c.patch_size % c.pixel_stride == 0,
             "patch_size " + std::to_string(c.patch_size) + " is not a multiple of pixel_stride " + std::to_string(c.pixel_stride));
@@ -272,6 +282,20 @@ static double block_parameters(double w, double hidden, bool qkv_bias) {
   return 2 * (2 * w) + 3 * w * w + (qkv_bias ? 3 * w : 0) + (w * w + w) + (w * hidden + hidden) + (hidden * w + w);
 }
 
+// The 3x3 stride-2 convs of ViT's convolutional stem (nn::PatchEmbed): channels in and out, output side.
+struct StemConv {
+  double in, out, side;
+};
+static std::vector<StemConv> stem_convs(const ModelConfig& c) {
+  std::vector<StemConv> convs;
+  double in = static_cast<double>(c.in_channels);
+  for (int64_t scale = 1; scale < c.patch_size; scale *= 2) {
+    convs.push_back({in, static_cast<double>(c.stem_channels * scale), static_cast<double>(c.image_size / (2 * scale))});
+    in = convs.back().out;
+  }
+  return convs;
+}
+
 double parameter_count(const ModelConfig& c) {
   const double d = static_cast<double>(c.dim), n = static_cast<double>(c.num_patches());
   const double hidden = static_cast<double>(static_cast<int64_t>(d * c.mlp_ratio));
@@ -282,7 +306,11 @@ double parameter_count(const ModelConfig& c) {
     case PosEmbed::sincos_2d:
     case PosEmbed::none: break;
   }
-  if (c.arch == "vit") {
+  if (c.arch == "vit" && c.stem_channels > 0) {
+    for (const StemConv& conv : stem_convs(c)) params += conv.out * conv.in * 9 + conv.out;  // patch_embed.stem.i
+    params += d * stem_convs(c).back().out + d;                                           // patch_embed.proj: 1x1
+    params += c.depth * block_parameters(d, hidden, c.qkv_bias);
+  } else if (c.arch == "vit") {
     params += d * c.in_channels * c.patch_size * c.patch_size + d;  // patch_embed
     params += c.depth * block_parameters(d, hidden, c.qkv_bias);
   } else {
@@ -312,7 +340,11 @@ double macs_per_image(const ModelConfig& c) {
     return t * w * 3 * w + 2 * t * t * w + t * w * w + 2 * t * w * mlp_hidden;
   };
   double macs = 0;
-  if (c.arch == "vit") {
+  if (c.arch == "vit" && c.stem_channels > 0) {
+    for (const StemConv& conv : stem_convs(c)) macs += conv.side * conv.side * conv.out * conv.in * 9;
+    macs += n * d * stem_convs(c).back().out;  // the 1x1 conv to tokens
+    macs += c.depth * block(tokens, d, hidden);
+  } else if (c.arch == "vit") {
     macs += n * d * c.in_channels * c.patch_size * c.patch_size;  // patch embedding conv
     macs += c.depth * block(tokens, d, hidden);
   } else {

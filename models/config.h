@@ -31,6 +31,9 @@ struct ModelConfig {
   Pooling pool = Pooling::cls;
   Head head = Head::linear;
   int64_t head_hidden = 0;  // width of the MLP head's hidden layer (0: dim)
+  // ViT's patch embedding: 0 for timm's patchify conv, S > 0 for a convolutional stem whose first conv has S
+  // channels (nn::PatchEmbed); not part of timm's ViT, so such a model has no timm counterpart.
+  int64_t stem_channels = 0;
   double drop_rate = 0.0, drop_path_rate = 0.0;
   double norm_eps = 1e-6;  // LayerNorm eps: timm's ViT uses 1e-6, its TNT PyTorch's default 1e-5
 

@@ -289,7 +289,8 @@ PrincipalComponents principal_components(const Tensor& rows, int64_t count) {
 
 Tensor patch_filters(const Classifier& model) {
   Tensor weight;  // (D, C, k, k)
-  if (const auto* vit = dynamic_cast<const VisionTransformer*>(&model)) weight = vit->patch_embed->proj->weight;
+  if (const auto* vit = dynamic_cast<const VisionTransformer*>(&model))  // with a stem: its first conv's 3x3 filters
+    weight = vit->patch_embed->stem.empty() ? vit->patch_embed->proj->weight : vit->patch_embed->stem.front()->weight;
   if (const auto* tnt = dynamic_cast<const TransformerInTransformer*>(&model)) weight = tnt->pixel_embed->proj->weight;
   if (!weight.defined()) fail("patch_filters", "model " + model.config.name + " has no patch embedding");
   return flatten(host_f64(weight), 1);  // (D, C*k*k)

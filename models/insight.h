@@ -70,8 +70,9 @@ struct PrincipalComponents {
   double total_variance = 0;       // the sum of all F eigenvalues (the covariance's trace)
 };
 PrincipalComponents principal_components(const Tensor& rows, int64_t count);
-// The patch embedding's filters, one row per output channel: ViT's patch_embed.proj.weight (D, C, p, p) and TNT's
-// pixel_embed.proj.weight (d, C, k, k), flattened to (D, C*k*k).
+// The patch embedding's filters, one row per output channel: ViT's patch_embed.proj.weight (D, C, p, p) (with a
+// convolutional stem, its first conv's (S, C, 3, 3)) and TNT's pixel_embed.proj.weight (d, C, k, k), flattened
+// to (D, C*k*k).
 Tensor patch_filters(const Classifier& model);
 
 }  // namespace vt::models

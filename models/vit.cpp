@@ -12,7 +12,7 @@ VisionTransformer::VisionTransformer(const ModelConfig& c) : Classifier(c) {
   cls_token = register_parameter("cls_token", Tensor::empty({1, 1, c.dim}));
   nn::normal_(cls_token, 1e-6);  // timm: nn.init.normal_(cls_token, std=1e-6)
   pos_embed = std::make_unique<nn::PositionEmbedding>(*this, "pos_embed", c.pos_embed, c.grid(), c.dim);
-  patch_embed = register_module("patch_embed", std::make_shared<nn::PatchEmbed>(c.in_channels, c.dim, c.patch_size));
+  patch_embed = register_module("patch_embed", std::make_shared<nn::PatchEmbed>(c.in_channels, c.dim, c.patch_size, c.stem_channels));
   pos_drop = register_module("pos_drop", std::make_shared<nn::Dropout>(c.drop_rate));
   const std::vector<double> rates = nn::drop_path_rates(c.drop_path_rate, c.depth);
   for (int64_t i = 0; i < c.depth; ++i)

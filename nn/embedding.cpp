@@ -8,13 +8,25 @@
 
 namespace vt::nn {
 
-PatchEmbed::PatchEmbed(int64_t in_channels, int64_t dim, int64_t patch) {
-  proj = register_module("proj", std::make_shared<Conv2d>(in_channels, dim, patch, patch, 0));
+PatchEmbed::PatchEmbed(int64_t in_channels, int64_t dim, int64_t patch, int64_t stem_channels) {
+  if (stem_channels == 0) {
+    proj = register_module("proj", std::make_shared<Conv2d>(in_channels, dim, patch, patch, 0));
+    return;
+  }
+  int64_t channels = in_channels;
+  for (int64_t scale = 1; scale < patch; scale *= 2) {  // models::validate checks that patch is a power of 2
+    const int64_t out = stem_channels * scale;
+    stem.push_back(register_module("stem." + std::to_string(stem.size()), std::make_shared<Conv2d>(channels, out, 3, 2, 1)));
+    channels = out;
+  }
+  proj = register_module("proj", std::make_shared<Conv2d>(channels, dim, 1, 1, 0));
 }
 
 Tensor PatchEmbed::forward(const Tensor& images) const {
-  const Tensor maps = proj->forward(images);   // (B, D, H/p, W/p)
-  return transpose(flatten(maps, 2), 1, 2);     // (B, N, D)
+  Tensor x = images;                                     // (B, C, H, W)
+  for (const auto& conv : stem) x = gelu(conv->forward(x));  // halves H and W: (B, S 2^i, H / 2^(i+1), W / 2^(i+1))
+  const Tensor maps = proj->forward(x);                  // (B, D, H/p, W/p)
+  return transpose(flatten(maps, 2), 1, 2);              // (B, N, D)
 }
 
 PositionEmbedding::PositionEmbedding(Module& owner, const std::string& name, PosEmbed kind, int64_t grid,

@@ -1,4 +1,5 @@
-// Token embeddings: patch embedding (a conv with kernel = stride = patch), and the position embeddings a
+// Token embeddings: patch embedding (a conv with kernel = stride = patch, or a convolutional stem), and the
+// position embeddings a
 // model adds to its (B, 1 + N, D) tokens: learned 1-D (timm's default), learned 2-D (a row half and a column
 // half, the ViT paper's ablation), fixed 2-D sin-cos (as MAE), or none. The class token gets zeros from the
 // 2-D kinds: its own embedding is learned anyway.
@@ -10,11 +11,17 @@ namespace vt::nn {
 
 enum class PosEmbed { learned, learned_2d, sincos_2d, none };
 
+// stem_channels = 0: timm's patchify, one conv of kernel = stride = patch. stem_channels = S > 0: the
+// convolutional stem of Xiao et al. 2021 ("Early convolutions help transformers see better"), log2(patch)
+// 3x3 convs of stride 2 with S, 2S, 4S, ... channels, each followed by GELU, then a 1x1 conv to D. It sees
+// across patch borders and builds local features before attention has to learn them, which speeds up early
+// training; the paper's BatchNorm is left out, as vt has none (the blocks' pre-norms see the tokens first).
 class PatchEmbed : public Module {
  public:
-  PatchEmbed(int64_t in_channels, int64_t dim, int64_t patch);
+  PatchEmbed(int64_t in_channels, int64_t dim, int64_t patch, int64_t stem_channels = 0);
   Tensor forward(const Tensor& images) const;  // (B, C, H, W) -> (B, N, D), N = (H / p) * (W / p)
-  std::shared_ptr<Conv2d> proj;
+  std::vector<std::shared_ptr<Conv2d>> stem;  // "stem.i": (B, S 2^i, H / 2^(i+1), W / 2^(i+1)); empty for patchify
+  std::shared_ptr<Conv2d> proj;               // patchify (D, C, p, p), or the stem's 1x1 (D, S p / 2, 1, 1)
 };
 
 // Registers its parameters on `owner` under `name` (timm: "pos_embed" for ViT, "patch_pos" for TNT;

@@ -4,6 +4,7 @@
 
 #include "autograd/allocator.h"
 #include "models/config.h"
+#include "models/insight.h"
 #include "models/tnt.h"
 #include "models/vit.h"
 #include "nn/safetensors.h"
@@ -124,6 +125,51 @@ TEST_CASE("models: gradient check through a whole ViT block and a whole TNT bloc
   }, tnt_leaves);
 }
 
+TEST_CASE("models: ViT's convolutional stem: its layers, multiply-adds, a gradient check, and its limits") {
+  // stem_channels = 16 on 4x4 patches: two 3x3 stride-2 convs 3 -> 16 (32 -> 16 pixels a side), 16 -> 32
+  // (16 -> 8), then a 1x1 conv 32 -> D = 192 at each of the 8x8 token positions.
+  const ModelConfig c = with("vit_cifar", {{"stem_channels", "16"}});
+  const auto model = models::create_model(c);
+  const auto params = model->named_parameters();
+  auto shape_of = [&](const std::string& name) {
+    for (const auto& [key, p] : params)
+      if (key == name) return p.shape();
+    FAIL("no parameter " << name);
+    return Shape{};
+  };
+  CHECK(shape_of("patch_embed.stem.0.weight") == Shape{16, 3, 3, 3});
+  CHECK(shape_of("patch_embed.stem.1.weight") == Shape{32, 16, 3, 3});
+  CHECK(shape_of("patch_embed.proj.weight") == Shape{192, 32, 1, 1});
+  CHECK(params.front().first == "cls_token");
+  CHECK(models::patch_filters(*model).shape() == Shape{16, 27});  // the first conv's 3x3 RGB filters
+  // vit_cifar's patchify conv does 64 * 192 * 3*4*4 multiply-adds; the stem 16^2 * 16 * 3*9 + 8^2 * 32 * 16*9
+  // + 64 * 192 * 32 instead.
+  const double patchify = 64.0 * 192 * 48, stem = 256.0 * 16 * 27 + 64.0 * 32 * 144 + 64.0 * 192 * 32;
+  CHECK(models::macs_per_image(c) == models::macs_per_image(models::preset("vit_cifar")) - patchify + stem);
+  {
+    NoGradGuard no_grad;
+    model->eval();
+    CHECK(model->forward(Tensor::zeros({2, 3, 32, 32})).shape() == Shape{2, 10});
+  }
+  // The stem's own gradients: 2 images of 2 channels, 8x8 pixels, patch 4 (two stem convs), D = 6.
+  manual_seed(5);
+  nn::PatchEmbed embed(2, 6, 4, 3);
+  embed.to(DType::f64);
+  std::vector<Tensor> leaves = {testing::random_leaf({2, 2, 8, 8}, 64)};
+  for (auto& [name, p] : embed.named_parameters()) leaves.push_back(p);
+  CHECK(leaves.size() == 1 + 3 * 2);  // stem.0, stem.1 and proj, each a weight and a bias
+  testing::gradcheck([&](const auto& l) { return embed.forward(l[0]); }, leaves);
+
+  CHECK_THROWS_WITH_AS(models::validate(with("vit_cifar", {{"stem_channels", "8"}, {"patch_size", "6"}, {"image_size", "24"}})),
+                       doctest::Contains("patch_size must be a power of 2 from 2, got 6"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(models::validate(with("vit_cifar", {{"stem_channels", "8"}, {"patch_size", "1"}})),
+                       doctest::Contains("patch_size must be a power of 2 from 2, got 1"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(models::validate(with("tnt_cifar", {{"stem_channels", "8"}})),
+                       doctest::Contains("stem_channels is a ViT setting"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(models::validate(with("vit_tiny_patch16_224", {{"stem_channels", "65536"}})),
+                       doctest::Contains("the stem's last conv would have 524288 channels"), std::runtime_error);
+}
+
 TEST_CASE("models: the CIFAR presets are within 15% of each other in parameters") {
   const int64_t vit = models::create_model(models::preset("vit_cifar"))->parameter_count();
   const int64_t tnt = models::create_model(models::preset("tnt_cifar"))->parameter_count();
@@ -204,6 +250,8 @@ TEST_CASE("models: parameter_count from the config equals timm's and the built m
         configs.push_back(with(arch, {{"pos_embed", pos}, {"pool", pool}, {"qkv_bias", "1"}, {"mlp_ratio", "2.7"},
                                       {"inner_mlp_ratio", "1.5"}, {"in_channels", "1"}, {"num_classes", "3"}}));
       }
+  configs.push_back(with("vit_cifar", {{"stem_channels", "16"}}));
+  configs.push_back(with("vit_cifar", {{"stem_channels", "5"}, {"patch_size", "8"}, {"in_channels", "1"}}));  // 3 convs
   for (const ModelConfig& config : configs) {
     CAPTURE(models::to_map(config));
     CHECK(models::parameter_count(config) == static_cast<double>(models::create_model(config)->parameter_count()));

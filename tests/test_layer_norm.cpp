@@ -233,8 +233,9 @@ void compare_kernels(int64_t rows, int64_t cols, bool with_weight, bool with_bia
 }  // namespace
 
 TEST_CASE("layer_norm fast kernels match the reference kernels") {
-  // Odd sizes (no multiple of a vector width), one row, and rows enough to use both threads and every block.
-  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 1}, {37, 129}, {1, 1000}, {301, 197}})
+  // Odd sizes (no multiple of a vector width), one row, rows enough to use both threads and every block, and
+  // TNT's 12-wide pixel rows (a vector and a half).
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 1}, {37, 129}, {1, 1000}, {301, 197}, {4099, 12}})
     for (bool with_weight : {true, false})
       for (bool with_bias : {true, false}) {
         compare_kernels<float>(rows, cols, with_weight, with_bias, 2e-5);

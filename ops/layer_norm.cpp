@@ -20,11 +20,6 @@ constexpr int64_t kGradientBlocks = 32;
 
 // ---- CPU kernels ----
 
-// Why two passes: the one-pass variance E[x^2] - E[x]^2 subtracts two numbers of size mean^2 to get one of
-// size var. With x = 1e4 + noise of std 1 in float32, E[x^2] = 1e8, whose float spacing is 8, so the
-// difference is pure rounding (even negative). Subtracting the mean first gives deviations of size std,
-// whose squares sum without cancellation. Accumulating in double keeps the mean itself accurate to ~1e-16
-// relative, and `omp simd reduction` lets the compiler vectorise the sums (it may reorder the additions).
 // y = (x - m) s w + b over one row in a single pass, the absent weight (1) and bias (0) chosen at compile
 // time: on TNT's 12-wide pixel rows a pass per term cost more in loop overhead than in arithmetic.
 template <class T>
@@ -42,6 +37,11 @@ static inline void normalise_row(T* y_row, const T* x_row, T m, T s, int64_t col
   for (int64_t c = 0; c < cols; ++c) y_row[c] = (x_row[c] - m) * s * weight_of(c) + bias_of(c);
 }
 
+// Why two passes: the one-pass variance E[x^2] - E[x]^2 subtracts two numbers of size mean^2 to get one of
+// size var. With x = 1e4 + noise of std 1 in float32, E[x^2] = 1e8, whose float spacing is 8, so the
+// difference is pure rounding (even negative). Subtracting the mean first gives deviations of size std,
+// whose squares sum without cancellation. Accumulating in double keeps the mean itself accurate to ~1e-16
+// relative, and `omp simd reduction` lets the compiler vectorise the sums (it may reorder the additions).
 template <class T>
 void layer_norm_forward_cpu(T* y, T* mean, T* rstd, const T* x, const T* weight, const T* bias, int64_t rows,
                             int64_t cols, double eps) {

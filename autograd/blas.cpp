@@ -118,6 +118,22 @@ static void store_row(T* c, const typename Lanes8<T>::type (&sum)[NV], int64_t n
   }
 }
 
+// Calls f.template operator()<NV>() with NV = nv (1..8), the number of 8-lane vectors a row of C needs, so that
+// each kernel's sums are a register array of a size known at compile time.
+template <class F>
+static void with_vector_count(int64_t nv, const F& f) {
+  switch (nv) {
+    case 1: return f.template operator()<1>();
+    case 2: return f.template operator()<2>();
+    case 3: return f.template operator()<3>();
+    case 4: return f.template operator()<4>();
+    case 5: return f.template operator()<5>();
+    case 6: return f.template operator()<6>();
+    case 7: return f.template operator()<7>();
+    default: return f.template operator()<8>();
+  }
+}
+
 // Rows per block for NV vectors of sums per row: R x NV sums, NV loads of the packed operand and a broadcast
 // of the other fit in AVX2's 16 registers.
 constexpr int rows_per_block(int nv) { return nv == 1 ? 6 : nv == 2 ? 4 : nv == 3 ? 3 : nv <= 5 ? 2 : 1; }
@@ -152,7 +168,7 @@ static void skinny_rows_gemm(bool trans_b, int64_t m, int64_t n, int64_t k, T al
                              const T* b, int64_t ldb, T beta, T* c, int64_t ldc, int64_t tile) {
   const int64_t nv = (n + kLanes - 1) / kLanes;
   // op(B) as (k, 8 nv), zero-padded: at most kSkinnyPacked bytes of floats, 9 KiB for TNT's 7x7 pixel
-  // convolution. The caller's buffer, kept between calls (the workers get its address), 64-byte aligned for whole vectors.
+  // convolution. The caller's buffer, kept between calls (the workers get its address), aligned for whole vectors.
   thread_local std::vector<typename Lanes8<T>::type> buffer;
   buffer.assign(static_cast<size_t>(k * nv), typename Lanes8<T>::type{});
   T* const packed = reinterpret_cast<T*>(buffer.data());
@@ -163,16 +179,7 @@ static void skinny_rows_gemm(bool trans_b, int64_t m, int64_t n, int64_t k, T al
     const int64_t r0 = t * tile, rows = std::min(m, r0 + tile) - r0;
     T* c_tile = c + r0 * ldc;
     const T* a_tile = a + r0 * lda;
-    switch (nv) {
-      case 1: return skinny_rows_tile<T, 1>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
-      case 2: return skinny_rows_tile<T, 2>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
-      case 3: return skinny_rows_tile<T, 3>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
-      case 4: return skinny_rows_tile<T, 4>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
-      case 5: return skinny_rows_tile<T, 5>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
-      case 6: return skinny_rows_tile<T, 6>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
-      case 7: return skinny_rows_tile<T, 7>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
-      default: return skinny_rows_tile<T, 8>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta);
-    }
+    with_vector_count(nv, [&]<int NV>() { skinny_rows_tile<T, NV>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta); });
   };
   parallel_for(0, (m + tile - 1) / tile, 1, [&](int64_t lo, int64_t hi) {
     for (int64_t t = lo; t < hi; ++t) run_tile(t);
@@ -224,16 +231,7 @@ static void skinny_depth_gemm(int64_t m, int64_t n, int64_t k, T alpha, const T*
       const int64_t p0 = part * part_size, depth = std::min(k, p0 + part_size) - p0;
       double* total = totals + part * mn;
       const T *a_part = a + p0 * lda, *b_part = b + p0 * ldb;
-      switch (nv) {
-        case 1: skinny_depth_part<T, 1>(total, a_part, lda, b_part, ldb, depth, m, n); break;
-        case 2: skinny_depth_part<T, 2>(total, a_part, lda, b_part, ldb, depth, m, n); break;
-        case 3: skinny_depth_part<T, 3>(total, a_part, lda, b_part, ldb, depth, m, n); break;
-        case 4: skinny_depth_part<T, 4>(total, a_part, lda, b_part, ldb, depth, m, n); break;
-        case 5: skinny_depth_part<T, 5>(total, a_part, lda, b_part, ldb, depth, m, n); break;
-        case 6: skinny_depth_part<T, 6>(total, a_part, lda, b_part, ldb, depth, m, n); break;
-        case 7: skinny_depth_part<T, 7>(total, a_part, lda, b_part, ldb, depth, m, n); break;
-        default: skinny_depth_part<T, 8>(total, a_part, lda, b_part, ldb, depth, m, n); break;
-      }
+      with_vector_count(nv, [&]<int NV>() { skinny_depth_part<T, NV>(total, a_part, lda, b_part, ldb, depth, m, n); });
     }
   });
   for (int64_t i = 0; i < m; ++i)

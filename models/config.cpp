@@ -307,8 +307,9 @@ double parameter_count(const ModelConfig& c) {
     case PosEmbed::none: break;
   }
   if (c.arch == "vit" && c.stem_channels > 0) {
-    for (const StemConv& conv : stem_convs(c)) params += conv.out * conv.in * 9 + conv.out;  // patch_embed.stem.i
-    params += d * stem_convs(c).back().out + d;                                           // patch_embed.proj: 1x1
+    const std::vector<StemConv> convs = stem_convs(c);
+    for (const StemConv& conv : convs) params += conv.out * conv.in * 9 + conv.out;  // patch_embed.stem.i
+    params += d * convs.back().out + d;                                           // patch_embed.proj: 1x1
     params += c.depth * block_parameters(d, hidden, c.qkv_bias);
   } else if (c.arch == "vit") {
     params += d * c.in_channels * c.patch_size * c.patch_size + d;  // patch_embed
@@ -341,8 +342,9 @@ double macs_per_image(const ModelConfig& c) {
   };
   double macs = 0;
   if (c.arch == "vit" && c.stem_channels > 0) {
-    for (const StemConv& conv : stem_convs(c)) macs += conv.side * conv.side * conv.out * conv.in * 9;
-    macs += n * d * stem_convs(c).back().out;  // the 1x1 conv to tokens
+    const std::vector<StemConv> convs = stem_convs(c);
+    for (const StemConv& conv : convs) macs += conv.side * conv.side * conv.out * conv.in * 9;
+    macs += n * d * convs.back().out;  // the 1x1 conv to tokens
     macs += c.depth * block(tokens, d, hidden);
   } else if (c.arch == "vit") {
     macs += n * d * c.in_channels * c.patch_size * c.patch_size;  // patch embedding conv

@@ -61,16 +61,26 @@ GemmTiling gemm_tiling(int64_t m, int64_t n, int64_t k, bool trans_a, bool trans
     return {GemmTiling::skinny_rows, kSkinnyTile, (m + kSkinnyTile - 1) / kSkinnyTile};
   if (trans_a && !trans_b && k >= kSkinnyLong && m <= kSkinnyWidth && n <= kSkinnyWidth)
     return {GemmTiling::skinny_depth, (k + kSkinnyParts - 1) / kSkinnyParts, kSkinnyParts};
-  // A tile of rows (or columns) repacks the whole other operand, so it should hold at least 256 of them and
-  // kTileMacs multiply-adds (~50 us on one core) for that and the call to pay off.
-  constexpr int64_t kTileMacs = int64_t(1) << 21, kMinTile = 256, kDepthParts = 4, kMinDepthSplit = 4 * kMinTile;
-  auto tile = [&](int64_t other) {
-    return std::max(kMinTile, (kTileMacs / std::max<int64_t>(other, 1) + 63) / 64 * 64);
+  // A tile of rows (or columns) repacks the whole other operand, so it should hold kTileMacs multiply-adds (~50
+  // us on one core) and, to keep that repacking small (a tenth of a small ViT's GEMM time with 256-row tiles),
+  // kLongTile rows; or, when that leaves fewer than four tiles, up to four tiles of kShortTile rows. Four tiles
+  // or more come in a multiple of four, of one size (to 16 rows), so that 1, 2 or 4 threads get equal shares.
+  constexpr int64_t kTileMacs = int64_t(1) << 21, kLongTile = 1024, kShortTile = 256, kDepthParts = 4,
+                    kMinDepthSplit = 1024;
+  auto tiles = [&](GemmTiling::Kind kind, int64_t length, int64_t other) {
+    const int64_t by_macs = kTileMacs / std::max<int64_t>(other, 1);
+    int64_t count = length / std::max(kLongTile, by_macs);
+    if (count < 4) {
+      const int64_t shortest = std::max(kShortTile, by_macs);
+      count = std::min<int64_t>(4, (length + shortest - 1) / shortest);
+    }
+    if (count >= 4) count -= count % 4;
+    count = std::max<int64_t>(1, count);
+    const int64_t size = std::max<int64_t>(16, ((length + count - 1) / count + 15) / 16 * 16);
+    return GemmTiling{kind, size, (length + size - 1) / size};
   };
-  const int64_t rows = tile(n * k), cols = tile(m * k);
-  const int64_t row_tiles = (m + rows - 1) / rows, col_tiles = (n + cols - 1) / cols;
-  const GemmTiling by_rows{GemmTiling::rows, rows, row_tiles}, by_cols{GemmTiling::cols, cols, col_tiles};
-  const GemmTiling& wider = row_tiles >= col_tiles ? by_rows : by_cols;
+  const GemmTiling by_rows = tiles(GemmTiling::rows, m, n * k), by_cols = tiles(GemmTiling::cols, n, m * k);
+  const GemmTiling& wider = by_rows.count >= by_cols.count ? by_rows : by_cols;
   if (wider.count >= kDepthParts) return wider;
   // Few rows and columns but a long inner dimension (the weight gradient of a linear layer, dw = dy^T x over
   // every token): four partial products over slices of k, added in a fixed order. m and n are below four

@@ -395,25 +395,17 @@ Tensor& Tensor::copy_(const Tensor& src) {
 
 Tensor& Tensor::add_(const Tensor& other, double alpha) {
   check_inplace(*this, "add_");
-  Tensor update;
   {
     NoGradGuard no_grad;
-    update = alpha == 1.0 ? add(*this, other) : add(*this, mul(other, alpha));
+    add_into(*this, alpha == 1.0 ? other : mul(other, alpha));
   }
-  if (update.shape() != shape()) fail("add_", "cannot add " + other.str() + " into " + str());
-  copy_strided(*this, update);
   bump_version();
   return *this;
 }
 
 Tensor& Tensor::mul_(double value) {
   check_inplace(*this, "mul_");
-  Tensor update;
-  {
-    NoGradGuard no_grad;
-    update = mul(*this, value);
-  }
-  copy_strided(*this, update);
+  mul_into(*this, value);
   bump_version();
   return *this;
 }

@@ -51,7 +51,8 @@ static void check_float(const Tensor& x, const char* op) {
 
 // ---- CPU kernels ----
 
-// y = f(a, b) over a plan of (y, a, b); y is freshly allocated, so its inner stride is 1.
+// y = f(a, b) over a plan of (y, a, b); y is a new tensor, or a for the in-place ops (each element is read
+// before it is written, at the same offset).
 template <class T, class F>
 static void binary_forward_cpu(T* y, const T* a, const T* b, const StridedPlan<3>& plan, const F& f) {
   for_each_run(plan, kElementwiseGrain, [&](const std::array<int64_t, 3>& base, int64_t n,
@@ -59,12 +60,12 @@ static void binary_forward_cpu(T* y, const T* a, const T* b, const StridedPlan<3
     T* yy = y + base[0];
     const T* aa = a + base[1];
     const T* bb = b + base[2];
-    if (inner[1] == 1 && inner[2] == 1) {
+    if (inner[0] == 1 && inner[1] == 1 && inner[2] == 1) {
       for (int64_t i = 0; i < n; ++i) yy[i] = f(aa[i], bb[i]);
-    } else if (inner[1] == 1 && inner[2] == 0) {
+    } else if (inner[0] == 1 && inner[1] == 1 && inner[2] == 0) {
       const T bv = *bb;
       for (int64_t i = 0; i < n; ++i) yy[i] = f(aa[i], bv);
-    } else if (inner[1] == 0 && inner[2] == 1) {
+    } else if (inner[0] == 1 && inner[1] == 0 && inner[2] == 1) {
       const T av = *aa;
       for (int64_t i = 0; i < n; ++i) yy[i] = f(av, bb[i]);
     } else {
@@ -80,7 +81,7 @@ static void unary_forward_cpu(T* y, const T* x, const StridedPlan<2>& plan, cons
                                             const std::array<int64_t, 2>& inner) {
     T* yy = y + base[0];
     const T* xx = x + base[1];
-    if (inner[1] == 1) {
+    if (inner[0] == 1 && inner[1] == 1) {
       for (int64_t i = 0; i < n; ++i) yy[i] = f(xx[i]);
     } else {
       for (int64_t i = 0; i < n; ++i) yy[i * inner[0]] = f(xx[i * inner[1]]);
@@ -88,14 +89,11 @@ static void unary_forward_cpu(T* y, const T* x, const StridedPlan<2>& plan, cons
   });
 }
 
-// Applies f elementwise to broadcast inputs a, b into a new tensor; f is called as f(T a, T b).
+// y = f(a, b) elementwise, a and b broadcast to y's shape; f is called as f(T a, T b).
 template <class F>
-static Tensor binary_apply(const Tensor& a, const Tensor& b, const char* op, const F& f) {
-  check_float_pair(a, b, op);
-  const Shape out = broadcast_shapes(a.shape(), b.shape(), op);
-  Tensor y = Tensor::empty(out, a.dtype(), a.device());
-  const Shape sa = broadcast_strides(a, out), sb = broadcast_strides(b, out);
-  const StridedPlan<3> plan = plan_strided<3>(out, {&y.strides(), &sa, &sb});
+static void binary_apply_to(const Tensor& y, const Tensor& a, const Tensor& b, const char* op, const F& f) {
+  const Shape sa = broadcast_strides(a, y.shape()), sb = broadcast_strides(b, y.shape());
+  const StridedPlan<3> plan = plan_strided<3>(y.shape(), {&y.strides(), &sa, &sb});
   switch (a.device()) {
     case Device::cpu:
       if (a.dtype() == DType::f32)
@@ -107,13 +105,20 @@ static Tensor binary_apply(const Tensor& a, const Tensor& b, const char* op, con
       on_cuda(op, [&] { cuda::map_binary(y.data<float>(), a.data<float>(), b.data<float>(), plan, f); });
       break;
   }
+}
+
+// f(a, b) into a new tensor of the broadcast shape.
+template <class F>
+static Tensor binary_apply(const Tensor& a, const Tensor& b, const char* op, const F& f) {
+  check_float_pair(a, b, op);
+  Tensor y = Tensor::empty(broadcast_shapes(a.shape(), b.shape(), op), a.dtype(), a.device());
+  binary_apply_to(y, a, b, op, f);
   return y;
 }
 
+// y = f(x) elementwise, x of y's shape.
 template <class F>
-static Tensor unary_apply(const Tensor& x, const char* op, const F& f) {
-  check_float(x, op);
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+static void unary_apply_to(const Tensor& y, const Tensor& x, const char* op, const F& f) {
   const StridedPlan<2> plan = plan_strided<2>(x.shape(), {&y.strides(), &x.strides()});
   switch (x.device()) {
     case Device::cpu:
@@ -124,7 +129,43 @@ static Tensor unary_apply(const Tensor& x, const char* op, const F& f) {
       break;
     case Device::cuda: on_cuda(op, [&] { cuda::map_unary(y.data<float>(), x.data<float>(), plan, f); }); break;
   }
+}
+
+template <class F>
+static Tensor unary_apply(const Tensor& x, const char* op, const F& f) {
+  check_float(x, op);
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  unary_apply_to(y, x, op, f);
   return y;
+}
+
+// ---- in place, outside the graph (Tensor::add_ and mul_) ----
+// y is updated where it lies, any strides: the engine's gradient sums write into the first gradient's buffer
+// with no temporary and no copy back. Two elements of y must not share memory (a broadcast view), or the
+// second update would read the first's result; b may be any view, even of y's own storage.
+
+static void check_inplace_target(const Tensor& y, const char* op) {
+  check_float(y, op);
+  for (int64_t d = 0; d < y.dim(); ++d)
+    if (y.strides()[d] == 0 && y.shape()[d] > 1)
+      fail(op, "cannot write into " + y.str() + ": a broadcast view whose elements share memory");
+}
+
+void add_into(const Tensor& y, const Tensor& b) {
+  check_inplace_target(y, "add_");
+  check_float_pair(y, b, "add_");
+  if (broadcast_shapes(y.shape(), b.shape(), "add_") != y.shape())
+    fail("add_", "cannot add " + b.str() + " into " + y.str());
+  // A b that overlaps y in another layout would read elements already updated: it is copied first.
+  const bool same_view = b.storage() == y.storage() && b.shape() == y.shape() && b.strides() == y.strides() &&
+                         b.offset() == y.offset();
+  const Tensor source = b.storage() == y.storage() && !same_view ? b.clone() : b;
+  binary_apply_to(y, y, source, "add_", Add{});
+}
+
+void mul_into(const Tensor& y, double value) {
+  check_inplace_target(y, "mul_");
+  unary_apply_to(y, y, "mul_", Forward<MulScalar>{MulScalar{value}});
 }
 
 // ---- binary ops ----

@@ -22,6 +22,9 @@ Tensor sub(const Tensor& a, double b);
 Tensor mul(const Tensor& a, double b);
 Tensor div(const Tensor& a, double b);
 Tensor rsub(double a, const Tensor& b);  // a - b
+// In place and outside the graph, the kernels of Tensor::add_ and mul_: y += b (b broadcast to y), y *= value.
+void add_into(const Tensor& y, const Tensor& b);
+void mul_into(const Tensor& y, double value);
 Tensor neg(const Tensor& x);
 Tensor exp(const Tensor& x);
 Tensor log(const Tensor& x);

@@ -46,12 +46,16 @@ TEST_CASE("blas: gemm with every transpose flag and every tiling matches a tripl
     int64_t m, n, k;
     GemmTiling::Kind kind;
   };
-  // Tiles hold >= 256 rows (or columns) and >= 2^21 multiply-adds; a k of 1024 or more with few rows and
-  // columns is cut into four slices whose partial products are added in order. The kind checked is that of
-  // the default flags: with trans_a alone, {8, 9, 5003} runs as skinny_depth (checked here all the same).
+  // Tiles hold >= 1024 rows (or columns), or up to four of about 256 when 1024 would give fewer, and >= 2^21
+  // multiply-adds; a k of 1024 or more with few rows and columns is cut into four slices whose partial products
+  // are added in order. The kind checked is that of the default flags: with trans_a alone, {8, 9, 5003} runs as
+  // skinny_depth (checked here all the same). {600, 64, 128} is 3 tiles of 208 rows (the last 184),
+  // {1100, 64, 128} 4 of 288 (the last 236), {2500, 64, 128} 4 of 640 (the last 580), {64, 600, 128} 3 of 208
+  // columns.
   const std::vector<Case> cases = {{5, 7, 3, GemmTiling::whole},     {600, 64, 128, GemmTiling::rows},
-                                   {1100, 64, 128, GemmTiling::rows}, {64, 600, 128, GemmTiling::cols},
-                                   {8, 9, 5003, GemmTiling::depth},   {192, 192, 1040, GemmTiling::depth}};
+                                   {1100, 64, 128, GemmTiling::rows}, {2500, 64, 128, GemmTiling::rows},
+                                   {64, 600, 128, GemmTiling::cols},  {8, 9, 5003, GemmTiling::depth},
+                                   {192, 192, 1040, GemmTiling::depth}};
   Generator generator(5);
   for (const Case& c : cases) {
     const int64_t m = c.m, n = c.n, k = c.k;
@@ -85,6 +89,24 @@ TEST_CASE("blas: gemm with every transpose flag and every tiling matches a tripl
           for (int64_t j = n; j < ldc; ++j) CHECK(out[i * ldc + j] == 1.0);
       }
   }
+}
+
+TEST_CASE("blas: row tiles are long, equal and a multiple of four in number") {
+  auto tiling = [](int64_t m, int64_t n, int64_t k) {
+    const GemmTiling t = gemm_tiling(m, n, k);
+    return std::vector<int64_t>{t.kind, t.size, t.count};
+  };
+  // vit_cifar's linears at batch 128, (128 * 65 = 8320, 192) @ (192, 576): 8320 / 1024 = 8 tiles of 1040 rows,
+  // 4 per thread on 2 threads (the 256-row tiles before were 33, 17 against 16).
+  CHECK(tiling(8320, 576, 192) == std::vector<int64_t>{GemmTiling::rows, 1040, 8});
+  // 9 tiles of 1024 would fit in 9360 rows; rounded down to 8 they hold 1170, rounded up to 1184 (16s).
+  CHECK(tiling(9360, 128, 128) == std::vector<int64_t>{GemmTiling::rows, 1184, 8});
+  // Fewer than four 1024-row tiles: four of at least 256 instead (4160 / 4 = 1040; 2000 / 4 = 500 -> 512).
+  CHECK(tiling(4160, 576, 192) == std::vector<int64_t>{GemmTiling::rows, 1040, 4});
+  CHECK(tiling(2000, 128, 64) == std::vector<int64_t>{GemmTiling::rows, 512, 4});
+  // And at least 2^21 multiply-adds each: with n k = 64 * 64, 2^21 / 4096 = 512 rows, so 1500 rows make 3 tiles.
+  CHECK(tiling(1500, 64, 64) == std::vector<int64_t>{GemmTiling::rows, 512, 3});
+  CHECK(tiling(0, 64, 64)[0] == GemmTiling::whole);  // nothing to cut
 }
 
 // C = alpha op(A) op(B) + beta C summed in double, the plain triple loop the skinny kernels are checked against.

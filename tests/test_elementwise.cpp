@@ -144,3 +144,32 @@ TEST_CASE("elementwise: misuse fails loudly") {
                        std::runtime_error);
   CHECK_THROWS_WITH_AS(mul(Tensor(), Tensor::ones({1})), doctest::Contains("mul: undefined"), std::runtime_error);
 }
+
+TEST_CASE("elementwise: add_ and mul_ update the tensor where it lies, any strides") {
+  // Into a transposed view with a broadcast row: m^T (3, 2) += (10, 20), so m (2, 3) gets 10 on row 0, 20 on row 1.
+  Tensor m = Tensor::from_vector({1, 2, 3, 4, 5, 6}, {2, 3});
+  const float* before = m.data<float>();
+  Tensor mt = transpose(m, 0, 1);  // (3, 2), strides (1, 3)
+  mt.add_(Tensor::from_vector({10, 20}, {2}));
+  CHECK(m.data<float>() == before);
+  testing::expect_close(m, {11, 12, 13, 24, 25, 26});
+  mt.mul_(0.5);  // every element of m halved through the view
+  testing::expect_close(m, {5.5, 6, 6.5, 12, 12.5, 13});
+
+  // A source overlapping the target in another layout adds its values from before the update:
+  // x[1:5] += x[0:4] with x = (1, 2, 3, 4, 5) gives (1, 1+2, 2+3, 3+4, 4+5), not a running sum (1, 3, 6, 10, 15).
+  Tensor x = Tensor::from_vector({1, 2, 3, 4, 5}, {5});
+  slice(x, 0, 1, 5).add_(slice(x, 0, 0, 4));
+  testing::expect_close(x, {1, 3, 5, 7, 9});
+  x.add_(x, 2.0);  // the same view: x + 2x
+  testing::expect_close(x, {3, 9, 15, 21, 27});
+
+  // A broadcast view has elements that share memory: writing into it is refused, not left to the last write.
+  Tensor row = Tensor::from_vector({1, 2}, {1, 2});
+  CHECK_THROWS_WITH_AS(expand(row, {3, 2}).add_(Tensor::ones({3, 2})),
+                       doctest::Contains("add_: cannot write into f32(3, 2): a broadcast view"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(expand(row, {3, 2}).mul_(2.0), doctest::Contains("mul_: cannot write into"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(row.add_(Tensor::ones({3, 2})), doctest::Contains("add_: cannot add f32(3, 2) into f32(1, 2)"),
+                       std::runtime_error);
+  testing::expect_close(row, {1, 2});
+}

@@ -161,7 +161,9 @@ TEST_CASE("elementwise: add_ and mul_ update the tensor where it lies, any strid
   Tensor x = Tensor::from_vector({1, 2, 3, 4, 5}, {5});
   slice(x, 0, 1, 5).add_(slice(x, 0, 0, 4));
   testing::expect_close(x, {1, 3, 5, 7, 9});
-  x.add_(x, 2.0);  // the same view: x + 2x
+  x.add_(x);  // the source is the target's own view, read and written in place: each element doubled
+  testing::expect_close(x, {2, 6, 10, 14, 18});
+  x.add_(x, 0.5);  // alpha scales a new tensor first: x + x / 2
   testing::expect_close(x, {3, 9, 15, 21, 27});
 
   // A broadcast view has elements that share memory: writing into it is refused, not left to the last write.

@@ -157,9 +157,9 @@ void add_into(const Tensor& y, const Tensor& b) {
   if (broadcast_shapes(y.shape(), b.shape(), "add_") != y.shape())
     fail("add_", "cannot add " + b.str() + " into " + y.str());
   // A b that overlaps y in another layout would read elements already updated: it is copied first.
-  const bool same_view = b.storage() == y.storage() && b.shape() == y.shape() && b.strides() == y.strides() &&
-                         b.offset() == y.offset();
-  const Tensor source = b.storage() == y.storage() && !same_view ? b.clone() : b;
+  const bool overlaps_elsewhere =
+      b.storage() == y.storage() && (b.shape() != y.shape() || b.strides() != y.strides() || b.offset() != y.offset());
+  const Tensor source = overlaps_elsewhere ? b.clone() : b;
   binary_apply_to(y, y, source, "add_", Add{});
 }
 

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "autograd/cuda.h"
 #include "autograd/cuda_runtime.cuh"
@@ -154,48 +155,68 @@ void empty_cache() {
   cache().drain([](void* block) { check(cudaFree(block), "cuda empty_cache"); });
 }
 
-// Host-to-device copies go through a ring of pinned (page-locked) staging buffers. From pageable memory,
+// Host-to-device copies go through rings of pinned (page-locked) staging buffers. From pageable memory,
 // cudaMemcpyAsync may wait for the stream to drain before it returns, which would make every batch upload a
 // host synchronisation; from pinned memory it only queues the DMA. The host copies each chunk into the next
-// buffer, after waiting for that buffer's previous DMA (queued kStagingBuffers chunks ago, usually long done).
+// buffer of a ring, after waiting for that buffer's previous DMA. Its event completes only when everything
+// queued before that DMA has run, so the wait reaches back as many uploads as the ring has buffers: small
+// uploads (labels, the optimizers' tensor tables: several per step) get a ring of 64, so that the host never
+// waits on a step still running; batches of images get 4 buffers of 8 MiB.
 namespace {
 
-struct Staging {
-  static constexpr int kStagingBuffers = 4;
-  static constexpr size_t kChunk = size_t{8} << 20;  // a batch of 512 CIFAR images is 6 MiB: one chunk
-  std::mutex mutex;
-  void* buffers[kStagingBuffers] = {};
-  cudaEvent_t copied[kStagingBuffers] = {};
-  int next = 0;
-  Staging() {
+class Staging {
+ public:
+  Staging(int buffers, size_t chunk) : chunk_(chunk), buffers_(buffers), copied_(buffers) {
     context();
-    for (int i = 0; i < kStagingBuffers; ++i) {
-      check(cudaHostAlloc(&buffers[i], kChunk, cudaHostAllocDefault), "cuda staging buffers");
-      check(cudaEventCreateWithFlags(&copied[i], cudaEventDisableTiming), "cuda staging buffers");
+    for (int i = 0; i < buffers; ++i) {
+      check(cudaHostAlloc(&buffers_[i], chunk, cudaHostAllocDefault), "cuda staging buffers");
+      // Blocking sync: a wait sleeps instead of spinning on a core the data loader needs.
+      check(cudaEventCreateWithFlags(&copied_[i], cudaEventDisableTiming | cudaEventBlockingSync),
+            "cuda staging buffers");
     }
   }
+
+  size_t chunk() const { return chunk_; }
+
+  void upload(void* destination, const void* source, size_t bytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (size_t offset = 0; offset < bytes; offset += chunk_) {
+      const size_t part = std::min(chunk_, bytes - offset);
+      const int i = next_;
+      next_ = (next_ + 1) % static_cast<int>(buffers_.size());
+      check(cudaEventSynchronize(copied_[i]), "copy to device");
+      std::memcpy(buffers_[i], static_cast<const char*>(source) + offset, part);
+      check(cudaMemcpyAsync(static_cast<char*>(destination) + offset, buffers_[i], part, cudaMemcpyHostToDevice,
+                            stream()),
+            "copy to device");
+      check(cudaEventRecord(copied_[i], stream()), "copy to device");
+    }
+  }
+
+ private:
+  size_t chunk_;
+  std::mutex mutex_;
+  std::vector<void*> buffers_;
+  std::vector<cudaEvent_t> copied_;
+  int next_ = 0;
 };
 
-Staging& staging() {
-  static Staging* instance = new Staging();
+Staging& small_staging() {
+  static Staging* instance = new Staging(64, size_t{64} << 10);
+  return *instance;
+}
+
+Staging& large_staging() {
+  static Staging* instance = new Staging(4, size_t{8} << 20);  // a batch of 512 CIFAR images is 6 MiB: one chunk
   return *instance;
 }
 
 }  // namespace
 
 void copy_to_device(void* destination, const void* source, size_t bytes) {
-  Staging& s = staging();
-  std::lock_guard<std::mutex> lock(s.mutex);
-  for (size_t offset = 0; offset < bytes; offset += Staging::kChunk) {
-    const size_t chunk = std::min(Staging::kChunk, bytes - offset);
-    const int i = s.next;
-    s.next = (s.next + 1) % Staging::kStagingBuffers;
-    check(cudaEventSynchronize(s.copied[i]), "copy to device");
-    std::memcpy(s.buffers[i], static_cast<const char*>(source) + offset, chunk);
-    check(cudaMemcpyAsync(static_cast<char*>(destination) + offset, s.buffers[i], chunk, cudaMemcpyHostToDevice, stream()),
-          "copy to device");
-    check(cudaEventRecord(s.copied[i], stream()), "copy to device");
-  }
+  if (bytes == 0) return;
+  Staging& ring = bytes <= small_staging().chunk() ? small_staging() : large_staging();
+  ring.upload(destination, source, bytes);
 }
 
 void copy_to_host(void* destination, const void* source, size_t bytes) {

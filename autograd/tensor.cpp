@@ -371,13 +371,25 @@ void Tensor::bump_version() const { ++impl_->storage->version; }
 
 Tensor& Tensor::fill_(double value) {
   check_inplace(*this, "fill_");
-  Tensor source = Tensor::empty({}, dtype());  // on the host: copy_strided broadcasts it onto any device
-  switch (dtype()) {
-    case DType::f32: *source.data<float>() = static_cast<float>(value); break;
-    case DType::f64: *source.data<double>() = value; break;
-    case DType::i64: *source.data<int64_t>() = static_cast<int64_t>(value); break;
+  switch (device()) {
+    case Device::cpu: {
+      Tensor source = Tensor::empty({}, dtype());  // copy_strided broadcasts it through any strides
+      switch (dtype()) {
+        case DType::f32: *source.data<float>() = static_cast<float>(value); break;
+        case DType::f64: *source.data<double>() = value; break;
+        case DType::i64: *source.data<int64_t>() = static_cast<int64_t>(value); break;
+      }
+      copy_strided(*this, source);
+      break;
+    }
+    case Device::cuda: {
+      // The value goes to the kernel as an argument: uploading a scalar would pass through the staging ring,
+      // whose buffer reuse can make the host wait for the GPU (zeros run inside every backward pass).
+      const StridedPlan<1> plan = plan_strided<1>(shape(), {&strides()});
+      on_cuda("fill_", [&] { cuda::fill_strided(raw_data(), dtype(), value, plan); });
+      break;
+    }
   }
-  copy_strided(*this, source);
   bump_version();
   return *this;
 }

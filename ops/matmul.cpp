@@ -76,6 +76,7 @@ void batched_gemm_cuda(float* y, const float* a, const float* b, const std::vect
                        const std::vector<int64_t>& b_offsets, GemmLayout la, GemmLayout lb, int64_t m, int64_t n,
                        int64_t k) {
   const int64_t batch = static_cast<int64_t>(a_offsets.size());
+  if (batch == 0) return;  // no first offset to read
   const int64_t stride_a = batch > 1 ? a_offsets[1] - a_offsets[0] : 0, stride_b = batch > 1 ? b_offsets[1] - b_offsets[0] : 0;
   bool even = true;
   for (int64_t i = 0; i < batch && even; ++i)
@@ -184,6 +185,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   const int64_t in = weight.size(1), out = weight.size(0);
   if (bias.defined() && (bias.dim() != 1 || bias.size(0) != out || bias.dtype() != x.dtype()))
     fail("linear", "bias " + bias.str() + " does not match weight " + weight.str());
+  check_same_device("linear", {x, weight, bias});
   Shape out_shape = x.shape();
   out_shape.back() = out;
   Tensor y = Tensor::empty(out_shape, x.dtype(), x.device());

@@ -311,6 +311,7 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   if (index.dtype() != DType::i64 || index.dim() != 1)
     fail("index_select", "index must be a 1-D i64 tensor, got " + index.str());
   if (x.dtype() == DType::i64) fail("index_select", "needs a float tensor, got " + x.str());
+  check_same_device("index_select", {x, index});
   const int64_t d = wrap_dim(dim, x.dim(), "index_select");
   const Tensor idx = contiguous(index);
   const int64_t n = x.shape()[d], k = idx.numel();

@@ -98,6 +98,34 @@ TEST_CASE("cuda: uploads through the pinned staging ring: larger than a buffer, 
   std::vector<Tensor> uploads;
   for (int i = 0; i < 9; ++i) uploads.push_back(Tensor::full({1 << 20}, i, DType::f32).to(Device::cuda));
   for (int i = 0; i < 9; ++i) CHECK(sum(uploads[i]).item() == double(i) * (1 << 20));
+  // Small uploads (up to 64 KiB) have their own ring of 64 buffers: 70 in a row reuse six of them.
+  std::vector<Tensor> small;
+  for (int i = 0; i < 70; ++i) small.push_back(Tensor::full({1000}, i, DType::f32).to(Device::cuda));
+  for (int i = 0; i < 70; ++i) CHECK(sum(small[i]).item() == double(i) * 1000);
+}
+
+TEST_CASE("cuda: fill_ writes on the device through any strides, and the misuse of a device is named") {
+  if (!gpu()) return;
+  Tensor x = Tensor::zeros({4, 6}, DType::f32, Device::cuda);
+  narrow(transpose(x, 0, 1), 0, 1, 2).fill_(2.5);  // columns 1 and 2 of x, through a transposed view
+  std::vector<double> expected(24, 0.0);
+  for (int r = 0; r < 4; ++r) expected[r * 6 + 1] = expected[r * 6 + 2] = 2.5;
+  CHECK(x.to_vector() == expected);
+  CHECK(Tensor::zeros({3}, DType::i64, Device::cuda).fill_(-7.9).to_vector() == std::vector<double>{-7, -7, -7});
+  // A bias or an index left on the CPU would hand a host pointer to a kernel: refused, naming both devices.
+  const Tensor a = input({2, 3}, 3).to(Device::cuda), w = input({5, 3}, 4).to(Device::cuda);
+  CHECK_THROWS_WITH_AS(linear(a, w, input({5}, 5)), doctest::Contains("on cpu"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(index_select(a, 1, Tensor::from_indices({0, 2}, {2})), doctest::Contains("on cpu"),
+                       std::runtime_error);
+  // An empty batch of products is an empty result, not a read of the first batch's offset.
+  CHECK(matmul(Tensor::zeros({0, 4, 5}, DType::f32, Device::cuda), Tensor::zeros({0, 5, 6}, DType::f32, Device::cuda))
+            .shape() == Shape{0, 4, 6});
+  // LayerNorm over zero rows: the parameter gradients are sums of nothing, 0 (as on the CPU), not stale memory.
+  Tensor weight = Tensor::ones({8}, DType::f32, Device::cuda).requires_grad_(),
+         bias = Tensor::zeros({8}, DType::f32, Device::cuda).requires_grad_();
+  sum(layer_norm(Tensor::zeros({0, 8}, DType::f32, Device::cuda), weight, bias, 1e-5)).backward();
+  CHECK(weight.grad().to_vector() == std::vector<double>(8, 0.0));
+  CHECK(bias.grad().to_vector() == std::vector<double>(8, 0.0));
 }
 
 TEST_CASE("cuda: elementwise ops, forward and backward, plain, broadcast and non-contiguous (rtol 1e-5)") {

@@ -10,6 +10,7 @@
 // D_i = rowsum(dO_i O_i) = rowsum(dP_i P_i), dQ = scale dS K and dK = scale dS^T Q. Every kernel writes its
 // own rows only: no atomics, so gradients repeat run to run.
 #include <algorithm>
+#include <limits>
 #include <string>
 
 #include "autograd/cuda_runtime.cuh"
@@ -375,9 +376,13 @@ dim3 warp_grid(const AttentionSizes& sz) {
               static_cast<unsigned>(std::min<int64_t>(sz.batch * sz.heads, 65535)));
 }
 
+// One block per group of problems (the kernels take no grid-stride loop): more than the grid's 2^31 - 1 blocks
+// would leave problems undone, so it is refused.
 unsigned int small_blocks(const AttentionSizes& sz) {
-  const int64_t per_block = kSmallThreads / sz.tokens;
-  return static_cast<unsigned>(std::min<int64_t>((sz.batch * sz.heads + per_block - 1) / per_block, int64_t{1} << 31));
+  const int64_t per_block = kSmallThreads / sz.tokens, blocks = (sz.batch * sz.heads + per_block - 1) / per_block;
+  if (blocks > std::numeric_limits<int32_t>::max())
+    fail("attention", std::to_string(sz.batch * sz.heads) + " (batch, head) problems exceed one launch's grid");
+  return static_cast<unsigned>(blocks);
 }
 
 size_t small_shared(const AttentionSizes& sz, int operands) {

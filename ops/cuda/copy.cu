@@ -31,6 +31,20 @@ void copy_from(void* dst, const void* src, DType src_dtype, const StridedPlan<2>
   }
 }
 
+template <class T>
+__global__ void fill_kernel(T* dst, T value, DevicePlan<1> plan) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < plan.numel; i += int64_t{gridDim.x} * blockDim.x) {
+    int64_t offset[1];
+    plan.offsets(i, offset);
+    dst[offset[0]] = value;
+  }
+}
+
+template <class T>
+void launch_fill(void* dst, T value, const StridedPlan<1>& plan) {
+  fill_kernel<<<blocks_for(plan.numel), kThreads, 0, stream()>>>(static_cast<T*>(dst), value, DevicePlan<1>(plan));
+}
+
 // y (outer, K, inner) from x (outer, n, inner): one thread per element of y.
 __global__ void index_select_kernel(float* y, const float* x, const int64_t* index, int64_t outer, int64_t n,
                                     int64_t k, int64_t inner) {
@@ -65,6 +79,16 @@ void copy_strided(void* dst, DType dst_dtype, const void* src, DType src_dtype, 
     case DType::i64: copy_from<int64_t>(dst, src, src_dtype, plan); break;
   }
   check_launch("copy");
+}
+
+void fill_strided(void* dst, DType dtype, double value, const StridedPlan<1>& plan) {
+  if (plan.numel == 0) return;
+  switch (dtype) {
+    case DType::f32: launch_fill(dst, static_cast<float>(value), plan); break;
+    case DType::f64: launch_fill(dst, value, plan); break;
+    case DType::i64: launch_fill(dst, static_cast<int64_t>(value), plan); break;
+  }
+  check_launch("fill");
 }
 
 void index_select_forward(float* y, const float* x, const int64_t* index, int64_t outer, int64_t n, int64_t k,

@@ -16,6 +16,8 @@ namespace vt::cuda {
 
 // dst[...] = src[...] over a plan of (dst, src), offsets in elements of each one's dtype, converting the dtype.
 void copy_strided(void* dst, DType dst_dtype, const void* src, DType src_dtype, const StridedPlan<2>& plan);
+// dst[...] = value (converted to dtype as the CPU's fill_ converts it): no upload of the value, no host wait.
+void fill_strided(void* dst, DType dtype, double value, const StridedPlan<1>& plan);
 
 // ---- elementwise (ops/cuda/elementwise.cu): one strided kernel for every functor of elementwise_functors.h ----
 

@@ -105,7 +105,11 @@ void layer_norm_forward(float* y, float* mean, float* rstd, const float* x, cons
 
 void layer_norm_backward(float* dx, float* dweight, float* dbias, const float* dy, const float* x, const float* mean,
                          const float* rstd, const float* weight, int64_t rows, int64_t cols) {
-  if (rows == 0) return;
+  if (rows == 0) {  // the parameter gradients are sums over no rows: zero, as on the CPU
+    if (dweight) check(cudaMemsetAsync(dweight, 0, sizeof(float) * cols, stream()), "layer_norm backward");
+    if (dbias) check(cudaMemsetAsync(dbias, 0, sizeof(float) * cols, stream()), "layer_norm backward");
+    return;
+  }
   if (dx)
     layer_norm_dx_kernel<<<warp_row_blocks(rows), kThreads, 0, stream()>>>(dx, dy, x, mean, rstd, weight, rows, cols);
   if (dweight || dbias) {

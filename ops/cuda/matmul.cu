@@ -30,6 +30,7 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
                                    &beta, c, CUDA_R_32F, checked_int(ldc, "ldc"), stride_c, checked_int(batch, "batch"),
                                    gemm_compute_type(), CUBLAS_GEMM_DEFAULT),
         "gemm");
+  check_launch("gemm");  // with VT_CUDA_SYNC=1, a fault inside cuBLAS is named here, not at a later op
 }
 
 }  // namespace vt::cuda

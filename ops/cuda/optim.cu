@@ -1,7 +1,9 @@
 // Optimizer steps on the GPU, every parameter in one launch (multi-tensor): blockIdx.y picks the tensor,
 // blockIdx.x strides over its elements. The tensor table (pointers, sizes, per-tensor hyperparameters) is
-// copied to the device before each launch; the arithmetic is the CPU kernels', element for element.
+// copied to the device before each launch; the arithmetic is the CPU kernels' (equal to rounding: nvcc
+// contracts a * b + c into one FMA).
 #include <algorithm>
+#include <string>
 #include <vector>
 
 #include "autograd/cuda_runtime.cuh"
@@ -27,6 +29,7 @@ class DeviceTable {
 
 // Blocks in x for the longest tensor (each thread takes several elements); y is one tensor each.
 dim3 multi_tensor_grid(const int64_t* sizes, int count) {
+  if (count > 65535) fail("optimizer step", std::to_string(count) + " tensors exceed the grid's 65,535 in y");
   int64_t longest = 1;
   for (int i = 0; i < count; ++i) longest = std::max(longest, sizes[i]);
   return dim3(std::min<unsigned int>(blocks_for((longest + 3) / 4), 1024), static_cast<unsigned int>(count));

@@ -193,6 +193,28 @@ TEST_CASE("vt train --time-budget: the epochs fitted to the budget, then exactly
   CHECK(static_cast<int64_t>(train(stopped).epochs.size()) == stopped_epochs);
 }
 
+TEST_CASE("vt train --time-budget: the epochs are fitted again after the warm-up, only where the run stays exact") {
+  // 390 steps an epoch (50,000 images at batch 128), one epoch of warm-up; the first steps estimated 12 epochs.
+  // After epoch 1, 3,300 s left at 150 s an epoch: 1 + floor(3300 / 150) = 23. Both 12 and 23 epochs warm up
+  // for min(390, total / 10) = 390 steps, and the 390 steps taken were all warm-up steps.
+  CHECK(warmup_steps_for(12 * 390, 390, 1.0) == 390);
+  CHECK(refit_epochs(12, 1, 390, 1.0, 3300, 150) == 23);
+  CHECK(refit_epochs(12, 1, 390, 1.0, 1499, 150) == 10);  // slower than estimated: 1 + floor(9.99) = 10
+  // 1 + floor(1300 / 150) = 9 epochs would warm up for 9 * 390 / 10 = 351 steps: the steps taken would have
+  // had other learning rates, so the count stays.
+  CHECK(refit_epochs(12, 1, 390, 1.0, 1300, 150) == 12);
+  // After epoch 2 the cosine has begun (780 steps > 390): the count stays.
+  CHECK(refit_epochs(12, 2, 390, 1.0, 3000, 150) == 12);
+  // No warm-up at all: every step already depends on the length.
+  CHECK(refit_epochs(12, 1, 390, 0.0, 3300, 150) == 12);
+  // The default five epochs of warm-up, capped at a tenth of 12 epochs (468 steps): 23 epochs would warm up
+  // for 897, so the count stays.
+  CHECK(refit_epochs(12, 1, 390, 5.0, 3300, 150) == 12);
+  // Nothing left, or nothing measured: the count stays.
+  CHECK(refit_epochs(12, 1, 390, 1.0, -5, 150) == 12);
+  CHECK(refit_epochs(12, 1, 390, 1.0, 3300, 0) == 12);
+}
+
 namespace {
 
 // Runs `vt compare` with the given arguments (after the command name) and returns the report it wrote.

@@ -246,8 +246,7 @@ void plan_schedule(Run& run) {
   const TrainOptions& o = run.options;
   if (__builtin_mul_overflow(o.epochs, run.steps_per_epoch, &run.total_steps))
     fail("train", std::to_string(o.epochs) + " epochs of " + std::to_string(run.steps_per_epoch) + " steps are too many");
-  // Warm-up never longer than a tenth of the run, so a one-epoch run still spends most steps learning.
-  const int64_t warmup_steps = std::min<int64_t>(static_cast<int64_t>(o.warmup_epochs * run.steps_per_epoch), run.total_steps / 10);
+  const int64_t warmup_steps = warmup_steps_for(run.total_steps, run.steps_per_epoch, o.warmup_epochs);
   run.schedule = std::make_unique<nn::LrSchedule>(nn::LrSchedule::cosine(o.lr, run.total_steps, warmup_steps, o.min_lr));
 }
 
@@ -616,7 +615,45 @@ void finish_epoch(Run& run, Standing& standing, int64_t epoch, double lr) {
                 m.test_loss, 100 * m.test_acc, m.images_per_s, m.seconds);
 }
 
+// After an epoch of a fresh budgeted run: the epochs fitted again from the epochs' own mean wall time, which the
+// first steps only estimated (refit_epochs says when the count may change). Saves the state and the config
+// again when it does.
+void refit_to_budget(Run& run, const Standing& standing, double seconds_per_epoch,
+                     std::chrono::steady_clock::time_point run_start) {
+  TrainOptions& o = run.options;
+  const int64_t epochs = refit_epochs(o.epochs, standing.epochs_done, run.steps_per_epoch, o.warmup_epochs,
+                                      o.time_budget - seconds_since(run_start), seconds_per_epoch);
+  if (epochs == o.epochs) return;
+  if (!o.quiet)
+    std::printf("time budget %.0f s: an epoch took %.0f s, so %ld epochs instead of %ld\n", o.time_budget,
+                seconds_per_epoch, static_cast<long>(epochs), static_cast<long>(o.epochs));
+  o.epochs = epochs;
+  plan_schedule(run);
+  save_state(run, standing);
+  write_file_atomically("train", run.config, run_config_file(o));
+}
+
 }  // namespace
+
+int64_t warmup_steps_for(int64_t total_steps, int64_t steps_per_epoch, double warmup_epochs) {
+  // Never longer than a tenth of the run, so a one-epoch run still spends most steps learning.
+  return std::min<int64_t>(static_cast<int64_t>(warmup_epochs * steps_per_epoch), total_steps / 10);
+}
+
+int64_t refit_epochs(int64_t epochs, int64_t epochs_done, int64_t steps_per_epoch, double warmup_epochs,
+                     double seconds_left, double seconds_per_epoch) {
+  if (!(seconds_per_epoch > 0) || !std::isfinite(seconds_left)) return epochs;
+  const int64_t fitted =
+      epochs_done + static_cast<int64_t>(std::clamp(std::floor(seconds_left / seconds_per_epoch), 0.0, 1e6));
+  int64_t steps = 0, fitted_steps = 0;
+  if (fitted <= epochs_done || __builtin_mul_overflow(epochs, steps_per_epoch, &steps) ||
+      __builtin_mul_overflow(fitted, steps_per_epoch, &fitted_steps))
+    return epochs;
+  const int64_t warmup = warmup_steps_for(steps, steps_per_epoch, warmup_epochs);
+  const bool only_warmup_so_far = epochs_done * steps_per_epoch <= warmup;
+  return only_warmup_so_far && warmup_steps_for(fitted_steps, steps_per_epoch, warmup_epochs) == warmup ? fitted
+                                                                                                          : epochs;
+}
 
 MatmulPrecision matmul_precision(bool tf32, const std::string& amp) {
   if (amp == "bf16") {
@@ -777,7 +814,10 @@ TrainResult train(const TrainOptions& options) {
 
   TrainResult result;
   InterruptScope interrupt_scope;
+  const bool refits = o.time_budget > 0 && !o.resume;
+  double epochs_seconds = 0;  // wall time of this call's epochs, test passes and checkpoints included
   for (int64_t epoch = standing.epochs_done; epoch < o.epochs; ++epoch) {
+    const auto epoch_start = std::chrono::steady_clock::now();
     double lr = run.schedule->at(run.optimizer->step_count);
     if (train_epoch(run, standing, epoch, lr)) {
       save_state(run, standing);
@@ -789,6 +829,8 @@ TrainResult train(const TrainOptions& options) {
       break;
     }
     finish_epoch(run, standing, epoch, lr);
+    epochs_seconds += seconds_since(epoch_start);
+    if (refits) refit_to_budget(run, standing, epochs_seconds / static_cast<double>(epoch + 1), run_start);
     if (g_interrupted || run.optimizer->step_count == o.stop_after_steps) {
       result.interrupted = epoch + 1 < o.epochs;
       break;

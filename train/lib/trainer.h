@@ -45,6 +45,16 @@ struct TrainOptions {
   bool quiet = false;             // no per-step output (tests)
 };
 
+// The warm-up of a cosine schedule of total_steps: warmup_epochs of steps, never more than a tenth of the run.
+int64_t warmup_steps_for(int64_t total_steps, int64_t steps_per_epoch, double warmup_epochs);
+
+// --time-budget: after an epoch, the epochs that fit in what is left (epochs_done plus whole epochs of
+// seconds_per_epoch, as measured over the epochs so far), or `epochs` unchanged. A warm-up step's learning rate
+// does not depend on the run's length, so the count changes only while every step so far was a warm-up step
+// and to a length whose warm-up is the same: the run stays exactly the run of `--epochs` the new count.
+int64_t refit_epochs(int64_t epochs, int64_t epochs_done, int64_t steps_per_epoch, double warmup_epochs,
+                     double seconds_left, double seconds_per_epoch);
+
 // The GPU's matmul arithmetic that --tf32 and --amp chose (exact fp32 with neither; both is an error).
 MatmulPrecision matmul_precision(bool tf32, const std::string& amp);
 

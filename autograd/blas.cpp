@@ -6,11 +6,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
 
+#include "autograd/gemm_bf16.h"
 #include "autograd/parallel.h"
 #include "autograd/tensor.h"
 
@@ -35,9 +37,26 @@ static void on_this_thread(const Call& call) {
   call();
 }
 
-// The library call for one tile.
+static std::atomic<MatmulPrecision> g_cpu_precision{MatmulPrecision::fp32};
+
+void set_cpu_matmul_precision(MatmulPrecision precision) {
+  const char* op = "set_matmul_precision";
+  if (precision == MatmulPrecision::tf32) fail(op, "TF32 is a mode of the GPU's matmuls: it needs --device cuda");
+  if (precision == MatmulPrecision::bf16 && best_bf16_kernel() == Bf16Kernel::none)
+    fail(op, "bf16 matmuls on the CPU need AVX512-BF16 or AMX (Intel Cooper Lake, Sapphire Rapids and later; AMD Zen 4 "
+             "and later), and this CPU has neither: train in float32 (no --amp) or on a GPU (--device cuda)");
+  g_cpu_precision.store(precision);
+}
+
+MatmulPrecision cpu_matmul_precision() { return g_cpu_precision.load(); }
+
+// The library call for one tile, or this CPU's bf16 kernel under --amp bf16.
 static void blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                       int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (g_cpu_precision.load(std::memory_order_relaxed) == MatmulPrecision::bf16) {
+    gemm_bf16(best_bf16_kernel(), trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
   on_this_thread([&] {
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
                 alpha, a, lda, b, ldb, beta, c, ldc);

@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "autograd/tensor.h"
+
 namespace vt {
 
 // C (m, n) = alpha * op(A) (m, k) @ op(B) (k, n) + beta * C; row-major, op = transpose when the flag is set,
@@ -18,6 +20,13 @@ namespace vt {
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
           const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
+
+// The arithmetic of gemm<float>: exact float32 (the default), or MatmulPrecision::bf16 (--amp bf16): each tile
+// on this CPU's bf16 kernel (gemm_bf16.h), the inputs rounded to bf16 and the products summed in float32. The
+// skinny kinds below stay float32: they are bound by memory, not multiply-adds. Fails for bf16 on a CPU without
+// AVX512-BF16 or AMX, and for TF32, which is a GPU format.
+void set_cpu_matmul_precision(MatmulPrecision precision);
+MatmulPrecision cpu_matmul_precision();
 
 // How gemm cuts C (m, n): `count` tiles of `size` rows or columns, or `count` slices of `size` along k whose
 // partial products are added in order (depth), or one call (whole). The skinny kinds are a long dimension

@@ -2,6 +2,7 @@
 #include "autograd/device.h"
 
 #include "autograd/allocator.h"
+#include "autograd/blas.h"
 #include "autograd/cuda.h"
 
 namespace vt {
@@ -46,9 +47,7 @@ uint64_t system_allocations(Device device) {
 void set_matmul_precision(Device device, MatmulPrecision precision) {
   const char* op = "set_matmul_precision";
   if (device == Device::cuda) on_cuda(op, [&] { cuda::set_matmul_precision(precision); });
-  else if (precision == MatmulPrecision::tf32) fail(op, "TF32 is a mode of the GPU's matmuls: it needs --device cuda");
-  else if (precision == MatmulPrecision::bf16)
-    fail(op, "bf16 matmuls run on the GPU only so far (no CPU kernels for AVX512-BF16 or AMX yet): they need --device cuda");
+  else set_cpu_matmul_precision(precision);
 }
 
 const char* matmul_precision_name(MatmulPrecision precision) {

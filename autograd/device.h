@@ -45,8 +45,8 @@ uint64_t system_allocations(Device device);
 // The arithmetic of float32 GEMMs on `device`: exact fp32 by default, as PyTorch's. On the GPU, tf32 lets cuBLAS
 // round the inputs to TF32 (about 8x the fp32 rate on an H100) and bf16 to bfloat16 (twice TF32's rate; cuBLAS
 // may still pick TF32 where bf16 is no faster). Outputs and accumulation stay fp32, so weights, activations and
-// the LayerNorm and softmax statistics are fp32 throughout. The CPU computes exact fp32 only: asking it for
-// another precision fails.
+// the LayerNorm and softmax statistics are fp32 throughout. The CPU has fp32, and bf16 where it has AVX512-BF16
+// or AMX (set_cpu_matmul_precision in blas.h); asking it for TF32, or for bf16 without either, fails.
 void set_matmul_precision(Device device, MatmulPrecision precision);
 const char* matmul_precision_name(MatmulPrecision precision);  // "fp32", "tf32" or "bf16"
 

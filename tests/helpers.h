@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "autograd/blas.h"
 #include "autograd/parallel.h"
 #include "ops/ops.h"
 
@@ -121,6 +122,17 @@ auto with_threads(int threads, F f) {
     ~Restore() { set_num_threads(threads); }
   } restore;
   set_num_threads(threads);
+  return f();
+}
+
+// f() run with the CPU's float32 GEMMs in `precision` (set_cpu_matmul_precision); float32 is put back
+// afterwards, also when f throws.
+template <class F>
+auto with_cpu_matmul_precision(MatmulPrecision precision, F f) {
+  struct Restore {
+    ~Restore() { set_cpu_matmul_precision(MatmulPrecision::fp32); }
+  } restore;
+  set_cpu_matmul_precision(precision);
   return f();
 }
 

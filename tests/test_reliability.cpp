@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "autograd/files.h"
+#include "autograd/gemm_bf16.h"
 #include "nn/checkpoint.h"
 #include "nn/safetensors.h"
 #include "tests/helpers.h"
@@ -302,13 +303,19 @@ TEST_CASE("reliability: the command line checks every flag's type and range, and
   const Outcome both = vt("train --model vit_cifar --time-budget 60 --epochs 3");
   CHECK(both.exit_code == 2);
   CHECK(has(both.output, "--epochs excludes --time-budget"));
-  // TF32 and bf16 are GPU matmul modes: on the CPU the flags are refused, not ignored.
+  // TF32 is a GPU matmul mode: on the CPU the flag is refused, not ignored. bf16 runs on a CPU with AMX or
+  // AVX512-BF16, and is refused, naming what is missing, on one without.
   const Outcome tf32 = vt("bench-train --model vit_cifar --device cpu --tf32");
   CHECK(tf32.exit_code == 1);
   CHECK(has(tf32.output, "set_matmul_precision: TF32 is a mode of the GPU's matmuls: it needs --device cuda"));
-  const Outcome bf16 = vt("bench-train --model vit_cifar --device cpu --amp bf16");
-  CHECK(bf16.exit_code == 1);
-  CHECK(has(bf16.output, "set_matmul_precision: bf16 matmuls run on the GPU only so far"));
+  const Outcome bf16 = vt("bench-train --model vit_cifar depth=1 --batch 4 --device cpu --amp bf16");
+  if (best_bf16_kernel() == Bf16Kernel::none) {
+    CHECK(bf16.exit_code == 1);
+    CHECK(has(bf16.output, "set_matmul_precision: bf16 matmuls on the CPU need AVX512-BF16 or AMX"));
+  } else {
+    CHECK(bf16.exit_code == 0);
+    CHECK(has(bf16.output, "vt vit_cifar bf16 batch 4 on cpu: training"));
+  }
   CHECK(has(vt("bench-train --model vit_cifar --tf32 --amp bf16").output, "--tf32 and --amp bf16 are two matmul precisions: choose one"));
   CHECK(vt("train --model vit_cifar --amp fp16").exit_code == 2);
   CHECK(has(vt("train --model vit_cifar head_hidden=-5").output, "head_hidden=-5 is outside [0, 65536]"));

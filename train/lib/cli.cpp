@@ -126,12 +126,13 @@ void add_device_option(CLI::App& command, Device& device) {
           ""));
 }
 
-// The GPU's matmul arithmetic: exact fp32 unless one of these is given.
+// The matmul arithmetic: exact fp32 unless one of these is given.
 void add_precision_options(CLI::App& command, bool& tf32, std::string& amp) {
   command.add_flag("--tf32", tf32, "float32 matmuls on the GPU's TF32 tensor cores (10-bit mantissa inputs; default: exact fp32)");
   command.add_option("--amp", amp,
-                     "bf16: float32 matmuls on the GPU's bf16 tensor cores (7-bit mantissa inputs), fp32 accumulation, "
-                     "weights, activations and statistics; the fused attention stays fp32")
+                     "bf16: float32 matmuls with bf16 inputs (7-bit mantissa), fp32 accumulation, weights, activations "
+                     "and statistics; on the GPU's tensor cores (the fused attention stays fp32), or on a CPU with AMX "
+                     "or AVX512-BF16 (TNT's pixel-level products stay fp32)")
       ->check(CLI::IsMember({"none", "bf16"}))
       ->capture_default_str();
 }

@@ -4,6 +4,7 @@
 
 #include "autograd/blas.h"
 #include "autograd/device.h"
+#include "autograd/gemm_bf16.h"
 #include "autograd/parallel.h"
 #include "models/config.h"
 #include "train/lib/commands.h"
@@ -56,7 +57,8 @@ int command_info(const InfoOptions& o) {
     std::printf("}, \"params\": %ld, \"gmacs\": %.6f}\n", static_cast<long>(params), gmacs);
     return 0;
   }
-  std::printf("backends: cpu (OpenBLAS %s, %d threads); cuda: %s\n", blas_core_name().c_str(), num_threads(),
+  std::printf("backends: cpu (OpenBLAS %s, %d threads, bf16 matmuls: %s); cuda: %s\n", blas_core_name().c_str(),
+              num_threads(), best_bf16_kernel() == Bf16Kernel::none ? "none, no AMX or AVX512-BF16" : bf16_kernel_name(best_bf16_kernel()),
               kCudaBuild ? cuda_description().c_str() : "not in this build");
   std::printf("model: %s (%s)\n", config.name.c_str(), config.arch == "vit" ? "Vision Transformer" : "Transformer in Transformer");
   std::printf("input: %ldx%ld, %ld channels; %ldx%ld patches -> %ld tokens + class token; %ld classes\n",

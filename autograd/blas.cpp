@@ -50,12 +50,28 @@ void set_cpu_matmul_precision(MatmulPrecision precision) {
 
 MatmulPrecision cpu_matmul_precision() { return g_cpu_precision.load(); }
 
-// The library call for one tile, or this CPU's bf16 kernel under --amp bf16.
+// C (rows, cols) = beta C + bias, the row vector `bias` (cols) on every row; with beta = 0, C is not read. What a
+// bias needs before a library call that then adds alpha op(A) op(B) onto C (beta 1): C's tile is still in cache.
+template <class T>
+static void add_bias_rows(T* c, int64_t ldc, int64_t rows, int64_t cols, T beta, const T* bias) {
+  for (int64_t i = 0; i < rows; ++i) {
+    T* row = c + i * ldc;
+    if (beta == T(0)) std::copy_n(bias, cols, row);
+    else
+      for (int64_t j = 0; j < cols; ++j) row[j] = beta * row[j] + bias[j];
+  }
+}
+
+// The library call for one tile, or this CPU's bf16 kernel under --amp bf16 (which adds the bias as it writes C).
 static void blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-                      int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+                      int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc, const float* bias) {
   if (g_cpu_precision.load(std::memory_order_relaxed) == MatmulPrecision::bf16) {
-    gemm_bf16(best_bf16_kernel(), trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    gemm_bf16(best_bf16_kernel(), trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias);
     return;
+  }
+  if (bias) {
+    add_bias_rows(c, ldc, m, n, beta, bias);
+    beta = 1;
   }
   on_this_thread([&] {
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
@@ -64,7 +80,12 @@ static void blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t 
 }
 
 static void blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
-                      int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+                      int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc,
+                      const double* bias) {
+  if (bias) {
+    add_bias_rows(c, ldc, m, n, beta, bias);
+    beta = 1;
+  }
   on_this_thread([&] {
     cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
                 alpha, a, lda, b, ldb, beta, c, ldc);
@@ -127,10 +148,10 @@ struct Lanes8 {
 };
 constexpr int64_t kLanes = 8;
 
-// Writes c[j] = alpha * sum[j] + beta * c[j] for j < n from nv vectors of sums; with beta = 0, C is not read
-// (BLAS's rule: C may hold NaN).
+// Writes c[j] = alpha * sum[j] + beta * c[j] (+ bias[j]) for j < n from nv vectors of sums; with beta = 0, C is
+// not read (BLAS's rule: C may hold NaN).
 template <class T, int NV>
-static void store_row(T* c, const typename Lanes8<T>::type (&sum)[NV], int64_t n, T alpha, T beta) {
+static void store_row(T* c, const typename Lanes8<T>::type (&sum)[NV], int64_t n, T alpha, T beta, const T* bias) {
   using V = typename Lanes8<T>::type;
   for (int v = 0; v < NV; ++v) {
     const int64_t j = v * kLanes;
@@ -141,9 +162,15 @@ static void store_row(T* c, const typename Lanes8<T>::type (&sum)[NV], int64_t n
         std::memcpy(&old, c + j, sizeof old);
         y += beta * old;
       }
+      if (bias) {
+        V b;
+        std::memcpy(&b, bias + j, sizeof b);
+        y += b;
+      }
       std::memcpy(c + j, &y, sizeof y);
     } else {
-      for (int64_t t = 0; j + t < n; ++t) c[j + t] = beta == T(0) ? y[t] : y[t] + beta * c[j + t];
+      for (int64_t t = 0; j + t < n; ++t)
+        c[j + t] = (beta == T(0) ? y[t] : y[t] + beta * c[j + t]) + (bias ? bias[j + t] : T(0));
     }
   }
 }
@@ -173,7 +200,7 @@ constexpr int rows_per_block(int nv) { return nv == 1 ? 6 : nv == 2 ? 4 : nv == 
 // in registers.
 template <class T, int NV, int R = rows_per_block(NV)>
 static void skinny_rows_tile(T* c, int64_t ldc, const T* a, int64_t lda, const T* packed, int64_t rows, int64_t n,
-                             int64_t k, T alpha, T beta) {
+                             int64_t k, T alpha, T beta, const T* bias) {
   using V = typename Lanes8<T>::type;
   auto block = [&]<int Rows>(int64_t r0) {
     V sum[Rows][NV] = {};
@@ -184,7 +211,7 @@ static void skinny_rows_tile(T* c, int64_t ldc, const T* a, int64_t lda, const T
         for (int v = 0; v < NV; ++v) sum[r][v] += x * b_row[v];
       }
     }
-    for (int r = 0; r < Rows; ++r) store_row<T, NV>(c + (r0 + r) * ldc, sum[r], n, alpha, beta);
+    for (int r = 0; r < Rows; ++r) store_row<T, NV>(c + (r0 + r) * ldc, sum[r], n, alpha, beta, bias);
   };
   int64_t r0 = 0;
   for (; r0 + R <= rows; r0 += R) block.template operator()<R>(r0);
@@ -195,7 +222,7 @@ static void skinny_rows_tile(T* c, int64_t ldc, const T* a, int64_t lda, const T
 // op(B) padded within kSkinnyPacked bytes of floats.
 template <class T>
 static void skinny_rows_gemm(bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
-                             const T* b, int64_t ldb, T beta, T* c, int64_t ldc, int64_t tile) {
+                             const T* b, int64_t ldb, T beta, T* c, int64_t ldc, const T* bias, int64_t tile) {
   const int64_t nv = (n + kLanes - 1) / kLanes;
   // op(B) as (k, 8 nv), zero-padded: at most kSkinnyPacked bytes of floats, 9 KiB for TNT's 7x7 pixel
   // convolution. The caller's buffer, kept between calls (the workers get its address), aligned for whole vectors.
@@ -209,7 +236,9 @@ static void skinny_rows_gemm(bool trans_b, int64_t m, int64_t n, int64_t k, T al
     const int64_t r0 = t * tile, rows = std::min(m, r0 + tile) - r0;
     T* c_tile = c + r0 * ldc;
     const T* a_tile = a + r0 * lda;
-    with_vector_count(nv, [&]<int NV>() { skinny_rows_tile<T, NV>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta); });
+    with_vector_count(nv, [&]<int NV>() {
+      skinny_rows_tile<T, NV>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta, bias);
+    });
   };
   parallel_for(0, (m + tile - 1) / tile, 1, [&](int64_t lo, int64_t hi) {
     for (int64_t t = lo; t < hi; ++t) run_tile(t);
@@ -250,7 +279,7 @@ static void skinny_depth_part(double* total, const T* a, int64_t lda, const T* b
 // slices of k summed in double by the threads, then added in order.
 template <class T>
 static void skinny_depth_gemm(int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
-                              int64_t ldb, T beta, T* c, int64_t ldc, int64_t part_size, int64_t parts) {
+                              int64_t ldb, T beta, T* c, int64_t ldc, const T* bias, int64_t part_size, int64_t parts) {
   const int64_t nv = (n + kLanes - 1) / kLanes, mn = m * n;
   // The caller's buffer, kept between calls; the workers get its address, not their own thread_local.
   thread_local std::vector<double> buffer;
@@ -269,30 +298,30 @@ static void skinny_depth_gemm(int64_t m, int64_t n, int64_t k, T alpha, const T*
       double sum = 0;
       for (int64_t part = 0; part < parts; ++part) sum += totals[part * mn + i * n + j];
       T& out = c[i * ldc + j];
-      out = beta == T(0) ? static_cast<T>(alpha * sum) : static_cast<T>(alpha * sum + beta * out);
+      out = (beta == T(0) ? static_cast<T>(alpha * sum) : static_cast<T>(alpha * sum + beta * out)) + (bias ? bias[j] : T(0));
     }
 }
 
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
-          int64_t ldb, T beta, T* c, int64_t ldc) {
+          int64_t ldb, T beta, T* c, int64_t ldc, const T* bias) {
   const GemmTiling tiling = gemm_tiling(m, n, k, trans_a, trans_b);
   switch (tiling.kind) {
     case GemmTiling::skinny_rows:
-      skinny_rows_gemm(trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, tiling.size);
+      skinny_rows_gemm(trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, tiling.size);
       return;
     case GemmTiling::skinny_depth:
-      skinny_depth_gemm(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, tiling.size, tiling.count);
+      skinny_depth_gemm(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, tiling.size, tiling.count);
       return;
     case GemmTiling::whole:
-      blas_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+      blas_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias);
       return;
     case GemmTiling::rows:  // C rows [r0, r1) = op(A) rows [r0, r1) @ op(B)
       parallel_for(0, tiling.count, 1, [&](int64_t lo, int64_t hi) {
         for (int64_t t = lo; t < hi; ++t) {
           const int64_t r0 = t * tiling.size, rows = std::min(m, r0 + tiling.size) - r0;
           blas_gemm(trans_a, trans_b, rows, n, k, alpha, trans_a ? a + r0 : a + r0 * lda, lda, b, ldb, beta,
-                    c + r0 * ldc, ldc);
+                    c + r0 * ldc, ldc, bias);
         }
       });
       return;
@@ -301,12 +330,12 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
         for (int64_t t = lo; t < hi; ++t) {
           const int64_t c0 = t * tiling.size, cols = std::min(n, c0 + tiling.size) - c0;
           blas_gemm(trans_a, trans_b, m, cols, k, alpha, a, lda, trans_b ? b + c0 * ldb : b + c0, ldb, beta, c + c0,
-                    ldc);
+                    ldc, bias ? bias + c0 : nullptr);
         }
       });
       return;
     case GemmTiling::depth: {
-      // C = beta C + alpha op(A)[:, slice 0] op(B)[slice 0, :], then + partial 1, + partial 2, + partial 3.
+      // C = beta C + bias + alpha op(A)[:, slice 0] op(B)[slice 0, :], then + partial 1, + partial 2, + partial 3.
       // The caller's buffer, kept between calls; the workers get its address, not their own thread_local.
       thread_local std::vector<T> buffer;
       const int64_t mn = m * n;
@@ -318,10 +347,10 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
           const T* a_part = trans_a ? a + k0 * lda : a + k0;
           const T* b_part = trans_b ? b + k0 : b + k0 * ldb;
           if (part == 0)
-            blas_gemm(trans_a, trans_b, m, n, depth, alpha, a_part, lda, b_part, ldb, beta, c, ldc);
+            blas_gemm(trans_a, trans_b, m, n, depth, alpha, a_part, lda, b_part, ldb, beta, c, ldc, bias);
           else
             blas_gemm(trans_a, trans_b, m, n, depth, alpha, a_part, lda, b_part, ldb, T(0),
-                      partials + (part - 1) * mn, n);
+                      partials + (part - 1) * mn, n, static_cast<const T*>(nullptr));
         }
       });
       parallel_for(0, m, std::max<int64_t>(1, 4096 / std::max<int64_t>(n, 1)), [&](int64_t lo, int64_t hi) {
@@ -335,9 +364,9 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
 }
 
 template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t,
-                          float, float*, int64_t);
+                          float, float*, int64_t, const float*);
 template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t, const double*,
-                           int64_t, double, double*, int64_t);
+                           int64_t, double, double*, int64_t, const double*);
 
 std::string blas_core_name() { return openblas_get_corename(); }
 

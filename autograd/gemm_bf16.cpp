@@ -36,7 +36,7 @@ float bf16_to_float(uint16_t x) {
 }
 
 void gemm_bf16_reference(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-                         int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+                         int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc, const float* bias) {
   auto a_at = [&](int64_t i, int64_t p) { return bf16_to_float(round_to_bf16(trans_a ? a[p * lda + i] : a[i * lda + p])); };
   auto b_at = [&](int64_t p, int64_t j) { return bf16_to_float(round_to_bf16(trans_b ? b[j * ldb + p] : b[p * ldb + j])); };
   for (int64_t i = 0; i < m; ++i)
@@ -44,7 +44,7 @@ void gemm_bf16_reference(bool trans_a, bool trans_b, int64_t m, int64_t n, int64
       float sum = 0;
       for (int64_t p = 0; p < k; ++p) sum += a_at(i, p) * b_at(p, j);
       float& out = c[i * ldc + j];
-      out = beta == 0 ? alpha * sum : alpha * sum + beta * out;
+      out = (beta == 0 ? alpha * sum : alpha * sum + beta * out) + (bias ? bias[j] : 0.0f);
     }
 }
 
@@ -157,17 +157,20 @@ VT_AVX512_BF16 void pack_b(uint16_t* packed, bool trans_b, const float* b, int64
     }
 }
 
-// block (32, 32) -> C rows [0, rows) and columns [0, cols): C = alpha block + beta C, C unread when beta = 0.
-VT_AVX512_BF16 void write_block(float* c, int64_t ldc, const float* block, int64_t rows, int64_t cols,
-                                       float alpha, float beta) {
+// block (32, 32) -> C rows [0, rows) and columns [0, cols): C = alpha block + beta C + bias (the bias's columns
+// [0, cols), when given); C is not read when beta = 0.
+VT_AVX512_BF16 void write_block(float* c, int64_t ldc, const float* block, int64_t rows, int64_t cols, float alpha,
+                                float beta, const float* bias) {
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < cols; j += 16) {
-      const __mmask16 mask = first_lanes(cols - j);
-      __m512 y = _mm512_mul_ps(va, _mm512_loadu_ps(block + r * kBlockCols + j));
+  for (int64_t j = 0; j < cols; j += 16) {
+    const __mmask16 mask = first_lanes(cols - j);
+    const __m512 add = bias ? _mm512_maskz_loadu_ps(mask, bias + j) : _mm512_setzero_ps();
+    for (int64_t r = 0; r < rows; ++r) {
+      __m512 y = _mm512_fmadd_ps(va, _mm512_loadu_ps(block + r * kBlockCols + j), add);
       if (beta != 0) y = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mask, c + r * ldc + j), y);
       _mm512_mask_storeu_ps(c + r * ldc + j, mask, y);
     }
+  }
 }
 
 // ---- AVX512-BF16: one dot product of 16 pairs per instruction ----
@@ -278,7 +281,8 @@ struct Scratch {
 }  // namespace
 
 void gemm_bf16(Bf16Kernel kernel, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
+               const float* bias) {
   if (kernel == Bf16Kernel::none || static_cast<int>(kernel) > static_cast<int>(best_bf16_kernel()))
     fail("gemm_bf16", std::string("this CPU cannot run the ") + bf16_kernel_name(kernel) + " kernel");
   if (m <= 0 || n <= 0) return;
@@ -302,7 +306,8 @@ void gemm_bf16(Bf16Kernel kernel, bool trans_a, bool trans_b, int64_t m, int64_t
         case Bf16Kernel::avx512_bf16: avx512_bf16_block(block, panel, group0, group1, rows, kpad); break;
         case Bf16Kernel::none: break;
       }
-      write_block(c + i0 * ldc + j0, ldc, block, rows, std::min(kBlockCols, n - j0), alpha, beta);
+      write_block(c + i0 * ldc + j0, ldc, block, rows, std::min(kBlockCols, n - j0), alpha, beta,
+                  bias ? bias + j0 : nullptr);
     }
   }
   if (kernel == Bf16Kernel::amx) amx_release();

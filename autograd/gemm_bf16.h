@@ -19,14 +19,16 @@ const char* bf16_kernel_name(Bf16Kernel kernel);  // "AMX", "AVX512-BF16" or "no
 uint16_t round_to_bf16(float x);
 float bf16_to_float(uint16_t x);  // exact
 
-// The plain loop the kernels are checked against: C[i][j] = alpha * s + beta * C[i][j] with
+// The plain loop the kernels are checked against: C[i][j] = alpha * s + beta * C[i][j] + bias[j] with
 // s = sum over p, in order, of bf16(op(A)[i][p]) * bf16(op(B)[p][j]) in float32 (each product of two bf16 values is
-// exact in float32); with beta = 0, C is not read.
+// exact in float32); with beta = 0, C is not read; a null bias adds nothing.
 void gemm_bf16_reference(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-                         int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+                         int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
+                         const float* bias = nullptr);
 
 // The same product on one of this CPU's kernels (not none, and one that best_bf16_kernel() allows).
 void gemm_bf16(Bf16Kernel kernel, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
+               const float* bias = nullptr);
 
 }  // namespace vt

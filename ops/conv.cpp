@@ -147,15 +147,10 @@ void conv2d_forward_cpu(T* y, T* patches, const T* x, const T* weight, const T* 
                         int64_t out_channels) {
   im2col_cpu(patches, x, g);
   const int64_t rows = g.batch * g.positions(), patch_size = g.patch_size();
-  if (bias) {
-    parallel_for(0, rows, grain_in_units(out_channels), [&](int64_t lo, int64_t hi) {
-      for (int64_t r = lo; r < hi; ++r) std::copy_n(bias, out_channels, y + r * out_channels);
-    });
-  }
-  // Every image's positions in one GEMM, (B*L, C*kh*kw) @ (C*kh*kw, O): tall enough for OpenBLAS to thread
-  // even when each image alone is tiny (4x4 TNT pixel patches, 8x8 CIFAR patch grids).
-  gemm<T>(false, true, rows, out_channels, patch_size, T(1), patches, patch_size, weight, patch_size,
-          bias ? T(1) : T(0), y, out_channels);
+  // Every image's positions in one GEMM, (B*L, C*kh*kw) @ (C*kh*kw, O): tall enough to cut into tiles even when
+  // each image alone is tiny (4x4 TNT pixel patches, 8x8 CIFAR patch grids). GEMM adds the bias as it writes y.
+  gemm<T>(false, true, rows, out_channels, patch_size, T(1), patches, patch_size, weight, patch_size, T(0), y,
+          out_channels, bias);
 }
 
 template <class T>

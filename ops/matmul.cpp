@@ -159,15 +159,10 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 
 // ---- linear ----
 
-// y (rows, out) = x (rows, in) @ w^T (in, out) + bias; the bias is written first and GEMM adds onto it.
+// y (rows, out) = x (rows, in) @ w^T (in, out) + bias, the bias added by GEMM as it writes each tile of y.
 template <class T>
 static void linear_forward_cpu(T* y, const T* x, const T* w, const T* bias, int64_t rows, int64_t in, int64_t out) {
-  if (bias) {
-    parallel_for(0, rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(out, 1)), [&](int64_t lo, int64_t hi) {
-      for (int64_t r = lo; r < hi; ++r) std::copy_n(bias, out, y + r * out);
-    });
-  }
-  gemm<T>(false, true, rows, out, in, T(1), x, in, w, in, bias ? T(1) : T(0), y, out);
+  gemm<T>(false, true, rows, out, in, T(1), x, in, w, in, T(0), y, out, bias);
 }
 
 // dx (rows, in) = dy @ w; dw (out, in) = dy^T @ x; both straight from GEMM's transpose flags.

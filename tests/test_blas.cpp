@@ -66,28 +66,32 @@ TEST_CASE("blas: gemm with every transpose flag and every tiling matches a tripl
     // Each operand sits in a wider buffer (leading dimension + 3), as a view into a larger tensor would.
     const Tensor a = randn({(m + 3) * (k + 3)}, DType::f64, generator);
     const Tensor b = randn({(k + 3) * (n + 3)}, DType::f64, generator);
+    const std::vector<double> bias = randn({n}, DType::f64, generator).to_vector();
     const double *pa = a.data<double>(), *pb = b.data<double>();
     for (bool trans_a : {false, true})
-      for (bool trans_b : {false, true}) {
-        CAPTURE(trans_a);
-        CAPTURE(trans_b);
-        // op(A)[i][p] is A[i * lda + p] stored (m, k), or A[p * lda + i] stored (k, m) when transposed.
-        const int64_t lda = (trans_a ? m : k) + 3, ldb = (trans_b ? k : n) + 3, ldc = n + 2;
-        std::vector<double> out(m * ldc, 1.0);
-        gemm<double>(trans_a, trans_b, m, n, k, 2.0, pa, lda, pb, ldb, 0.5, out.data(), ldc);
-        int64_t wrong = 0;
-        for (int64_t i = 0; i < m; ++i)
-          for (int64_t j = 0; j < n; ++j) {
-            double expected = 0.5;  // beta * C
-            for (int64_t p = 0; p < k; ++p)
-              expected += 2.0 * (trans_a ? pa[p * lda + i] : pa[i * lda + p]) *
-                          (trans_b ? pb[j * ldb + p] : pb[p * ldb + j]);
-            wrong += std::abs(out[i * ldc + j] - expected) > 1e-10 * (1 + std::abs(expected));
-          }
-        CHECK(wrong == 0);
-        for (int64_t i = 0; i < m; ++i)  // the padding between C's rows is left alone
-          for (int64_t j = n; j < ldc; ++j) CHECK(out[i * ldc + j] == 1.0);
-      }
+      for (bool trans_b : {false, true})
+        for (bool with_bias : {false, true}) {
+          CAPTURE(trans_a);
+          CAPTURE(trans_b);
+          CAPTURE(with_bias);
+          // op(A)[i][p] is A[i * lda + p] stored (m, k), or A[p * lda + i] stored (k, m) when transposed.
+          const int64_t lda = (trans_a ? m : k) + 3, ldb = (trans_b ? k : n) + 3, ldc = n + 2;
+          std::vector<double> out(m * ldc, 1.0);
+          gemm<double>(trans_a, trans_b, m, n, k, 2.0, pa, lda, pb, ldb, 0.5, out.data(), ldc,
+                       with_bias ? bias.data() : nullptr);
+          int64_t wrong = 0;
+          for (int64_t i = 0; i < m; ++i)
+            for (int64_t j = 0; j < n; ++j) {
+              double expected = 0.5 + (with_bias ? bias[j] : 0.0);  // beta * C + bias
+              for (int64_t p = 0; p < k; ++p)
+                expected += 2.0 * (trans_a ? pa[p * lda + i] : pa[i * lda + p]) *
+                            (trans_b ? pb[j * ldb + p] : pb[p * ldb + j]);
+              wrong += std::abs(out[i * ldc + j] - expected) > 1e-10 * (1 + std::abs(expected));
+            }
+          CHECK(wrong == 0);
+          for (int64_t i = 0; i < m; ++i)  // the padding between C's rows is left alone
+            for (int64_t j = n; j < ldc; ++j) CHECK(out[i * ldc + j] == 1.0);
+        }
   }
 }
 
@@ -159,31 +163,39 @@ TEST_CASE("blas: skinny products (a long dimension against operands that fit in 
     const Tensor a = randn({(c.trans_a ? k : m) * lda}, DType::f64, generator);
     const Tensor b = randn({(c.trans_b ? n : k) * ldb}, DType::f64, generator);
     const std::vector<double> c0 = randn({m * ldc}, DType::f64, generator).to_vector();
-    for (double beta : {0.5, 0.0}) {
+    const std::vector<double> bias64 = randn({n}, DType::f64, generator).to_vector();
+    const std::vector<float> bias32(bias64.begin(), bias64.end());
+    for (auto [beta, with_bias] : {std::pair{0.5, false}, {0.0, false}, {0.5, true}, {0.0, true}}) {
       CAPTURE(beta);
+      CAPTURE(with_bias);
       // float64: the same arithmetic as float32, checked to rounding. beta = 0 must not read C, which holds NaN.
       std::vector<double> out64 = c0;
       if (beta == 0) std::fill(out64.begin(), out64.end(), std::nan(""));
-      const auto expected = gemm_reference(c.trans_a, c.trans_b, m, n, k, 2.0, a.data<double>(), lda,
-                                           b.data<double>(), ldb, beta, out64, ldc);
+      auto expected = gemm_reference(c.trans_a, c.trans_b, m, n, k, 2.0, a.data<double>(), lda, b.data<double>(),
+                                     ldb, beta, out64, ldc);
+      if (with_bias)
+        for (int64_t i = 0; i < m * n; ++i) expected[i] += bias64[i % n];
       gemm<double>(c.trans_a, c.trans_b, m, n, k, 2.0, a.data<double>(), lda, b.data<double>(), ldb, beta,
-                   out64.data(), ldc);
-      // float32: the error of a float sum of k terms of size ~1 is ~sqrt(k) 6e-8 relative to sqrt(k).
+                   out64.data(), ldc, with_bias ? bias64.data() : nullptr);
+      // float32: the error of a float sum of k terms of size ~1 is ~sqrt(k) 6e-8 relative to sqrt(k), and adding
+      // beta C and the bias rounds once or twice more.
       const std::vector<double> a64 = a.to_vector(), b64 = b.to_vector();
       const std::vector<float> a32(a64.begin(), a64.end()), b32(b64.begin(), b64.end());
       std::vector<float> out32(c0.begin(), c0.end());
       if (beta == 0) std::fill(out32.begin(), out32.end(), std::nanf(""));
-      const auto expected32 = gemm_reference(c.trans_a, c.trans_b, m, n, k, 2.0, a32.data(), lda, b32.data(), ldb,
-                                             beta, out32, ldc);
+      auto expected32 = gemm_reference(c.trans_a, c.trans_b, m, n, k, 2.0, a32.data(), lda, b32.data(), ldb, beta,
+                                       out32, ldc);
+      if (with_bias)
+        for (int64_t i = 0; i < m * n; ++i) expected32[i] += bias32[i % n];
       gemm<float>(c.trans_a, c.trans_b, m, n, k, 2.0f, a32.data(), lda, b32.data(), ldb, float(beta), out32.data(),
-                  ldc);
+                  ldc, with_bias ? bias32.data() : nullptr);
       int64_t wrong64 = 0, wrong32 = 0;
       const double tolerance32 = 1e-5 * std::sqrt(double(k));
       for (int64_t i = 0; i < m; ++i)
         for (int64_t j = 0; j < n; ++j) {
           const double e64 = expected[i * n + j], e32 = expected32[i * n + j];
           wrong64 += !(std::abs(out64[i * ldc + j] - e64) <= 1e-10 * (1 + std::abs(e64)));
-          wrong32 += !(std::abs(out32[i * ldc + j] - e32) <= tolerance32);
+          wrong32 += !(std::abs(out32[i * ldc + j] - e32) <= tolerance32 + 2.4e-7 * (1 + std::abs(e32)));
         }
       CHECK(wrong64 == 0);
       CHECK(wrong32 == 0);

@@ -89,7 +89,7 @@ TEST_CASE("bf16: each kernel's packing rounds exactly as round_to_bf16 (products
 }
 
 TEST_CASE("bf16: the reference sums the exact products of the rounded inputs in float32") {
-  // (1, 2) @ (2, 1): bf16(1 + 2^-9) = 1 and bf16(3 + 2^-7) = 3 (a quarter step of 2^-5 above 3: down), while
+  // (1, 2) @ (2, 1): bf16(1 + 2^-9) = 1 and bf16(3 + 2^-7) = 3 (half a step of 2^-6 above 3, a tie: to the even 3), while
   // bf16(1 + 2^-7) = 1 + 2^-7 is exact: 1 * 1 + 3 * (1 + 2^-7) = 4 + 3 * 2^-7.
   const float a[2] = {1.0f + 0x1p-9f, 3.0f + 0x1p-7f}, b[2] = {1.0f, 1.0f + 0x1p-7f};
   float c = std::nanf("");  // beta = 0: C is not read
@@ -127,7 +127,7 @@ TEST_CASE("bf16: the reference sums the exact products of the rounded inputs in 
     }
 }
 
-TEST_CASE("bf16: each kernel this CPU has matches the reference across panel and block edges, flags, alpha and beta") {
+TEST_CASE("bf16: each kernel this CPU has matches the reference across panel and block edges, flags, alpha, beta, bias") {
   // Panels of 32 rows, blocks of 32 columns and depths of 32: sizes on both sides of each, a depth of 0 (C = beta C)
   // and ones. Both sums add the same exact products in float32, in orders that may differ, so each is within
   // k 2^-24 sum |alpha products| of the exact sum and the two within twice that.
@@ -146,21 +146,26 @@ TEST_CASE("bf16: each kernel this CPU has matches the reference across panel and
       CAPTURE(k);
       for (bool trans_a : {false, true})
         for (bool trans_b : {false, true})
-          for (float beta : {0.0f, 0.5f}) {
+          for (auto [beta, with_bias] : {std::pair{0.0f, false}, {0.5f, false}, {0.0f, true}, {0.5f, true}}) {
             CAPTURE(trans_a);
             CAPTURE(trans_b);
             CAPTURE(beta);
+            CAPTURE(with_bias);
             // Operands inside wider buffers (leading dimensions + 3), as views into larger tensors.
             const int64_t lda = (trans_a ? m : k) + 3, ldb = (trans_b ? k : n) + 3, ldc = n + 2;
             const std::vector<double> av = randn({(trans_a ? k : m) * lda}, DType::f64, generator).to_vector(),
                                       bv = randn({(trans_b ? n : k) * ldb}, DType::f64, generator).to_vector(),
                                       cv = randn({m * ldc}, DType::f64, generator).to_vector();
             const std::vector<float> a(av.begin(), av.end()), b(bv.begin(), bv.end());
+            const std::vector<double> biasv = randn({n}, DType::f64, generator).to_vector();
+            const std::vector<float> bias_values(biasv.begin(), biasv.end());
+            const float* bias = with_bias ? bias_values.data() : nullptr;  // added to every row of C
             std::vector<float> c0(cv.begin(), cv.end());
             if (beta == 0) std::fill(c0.begin(), c0.end(), std::nanf(""));  // beta = 0 must not read C
             std::vector<float> expected = c0, got = c0;
-            gemm_bf16_reference(trans_a, trans_b, m, n, k, 2.0f, a.data(), lda, b.data(), ldb, beta, expected.data(), ldc);
-            gemm_bf16(kernel, trans_a, trans_b, m, n, k, 2.0f, a.data(), lda, b.data(), ldb, beta, got.data(), ldc);
+            gemm_bf16_reference(trans_a, trans_b, m, n, k, 2.0f, a.data(), lda, b.data(), ldb, beta, expected.data(),
+                                ldc, bias);
+            gemm_bf16(kernel, trans_a, trans_b, m, n, k, 2.0f, a.data(), lda, b.data(), ldb, beta, got.data(), ldc, bias);
             int64_t wrong = 0, padding_touched = 0;
             for (int64_t i = 0; i < m; ++i) {
               for (int64_t j = 0; j < n; ++j) {

@@ -35,7 +35,8 @@ double best_gemm_gflops(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_
   return best;
 }
 
-// The float32 GEMM peak in GFLOP/s over a few shapes, printing each shape's when `print`.
+// The float32 GEMM peak in GFLOP/s over a few shapes, printing each shape's when `print` (under --amp bf16, the
+// bf16 kernel's: gemm<float> runs on it).
 double sgemm_peak_gflops(bool print) {
   const std::vector<std::array<int64_t, 3>> shapes = {
       {512, 512, 512}, {1024, 1024, 1024}, {2048, 2048, 2048}, {8320, 576, 192}, {8320, 192, 768}};
@@ -98,8 +99,9 @@ int command_bench_gemm() {
 // Training and inference speed of a model on random data: a training step is forward, backward and AdamW, the
 // median of 5 steps after 2 warm-up steps (the measurement of bench/pytorch_train_step.py, for a side-by-side
 // comparison); inference is an eval-mode forward, median of 5 after 2. Each timing waits for the device.
-// On the CPU it also prints the roofline: the sgemm peak measured in the same run over the training FLOPs per
-// image (forward and backward are 3x the forward's multiply-adds, 2 FLOPs each), and the fraction reached.
+// On the CPU it also prints the roofline: the GEMM peak (sgemm, or the bf16 kernel under --amp bf16) measured in
+// the same run over the training FLOPs per image (forward and backward are 3x the forward's multiply-adds, 2 FLOPs
+// each), and the fraction reached.
 int command_bench_train(const BenchTrainOptions& o) {
   const models::ModelConfig config = o.model.config();
   const int64_t batch = o.batch_size;
@@ -143,9 +145,10 @@ int command_bench_train(const BenchTrainOptions& o) {
   if (o.device == Device::cpu) {
     const double flops_per_image = 3 * 2 * models::macs_per_image(config), peak = sgemm_peak_gflops(false);
     const double roofline = peak * 1e9 / flops_per_image;
-    std::printf("roofline: sgemm peak %.1f GFLOP/s over %.3f GFLOP per training image = %.1f images/s; "
+    std::printf("roofline: %s peak %.1f GFLOP/s over %.3f GFLOP per training image = %.1f images/s; "
                 "this run reached %.0f%% of it\n",
-                peak, flops_per_image / 1e9, roofline, 100 * batch / train_seconds / roofline);
+                precision == MatmulPrecision::bf16 ? "bf16 gemm" : "sgemm", peak, flops_per_image / 1e9, roofline,
+                100 * batch / train_seconds / roofline);
   }
   return 0;
 }

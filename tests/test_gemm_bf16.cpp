@@ -130,7 +130,8 @@ TEST_CASE("bf16: the reference sums the exact products of the rounded inputs in 
 TEST_CASE("bf16: each kernel this CPU has matches the reference across panel and block edges, flags, alpha, beta, bias") {
   // Panels of 32 rows, blocks of 32 columns and depths of 32: sizes on both sides of each, a depth of 0 (C = beta C)
   // and ones. Both sums add the same exact products in float32, in orders that may differ, so each is within
-  // k 2^-24 sum |alpha products| of the exact sum and the two within twice that.
+  // k 2^-24 sum |alpha products| of the exact sum and the two within twice that (a bias adds its own size to the
+  // sum: with alpha 1 and beta 0, AMX sums a whole block onto the bias in its tiles).
   struct Case {
     int64_t m, n, k;
   };
@@ -146,9 +147,12 @@ TEST_CASE("bf16: each kernel this CPU has matches the reference across panel and
       CAPTURE(k);
       for (bool trans_a : {false, true})
         for (bool trans_b : {false, true})
-          for (auto [beta, with_bias] : {std::pair{0.0f, false}, {0.5f, false}, {0.0f, true}, {0.5f, true}}) {
+          for (auto [alpha, beta, with_bias] : {std::tuple{2.0f, 0.0f, false}, {2.0f, 0.5f, false},
+                                                 {2.0f, 0.0f, true}, {2.0f, 0.5f, true}, {1.0f, 0.0f, false},
+                                                 {1.0f, 0.0f, true}}) {
             CAPTURE(trans_a);
             CAPTURE(trans_b);
+            CAPTURE(alpha);
             CAPTURE(beta);
             CAPTURE(with_bias);
             // Operands inside wider buffers (leading dimensions + 3), as views into larger tensors.
@@ -163,17 +167,18 @@ TEST_CASE("bf16: each kernel this CPU has matches the reference across panel and
             std::vector<float> c0(cv.begin(), cv.end());
             if (beta == 0) std::fill(c0.begin(), c0.end(), std::nanf(""));  // beta = 0 must not read C
             std::vector<float> expected = c0, got = c0;
-            gemm_bf16_reference(trans_a, trans_b, m, n, k, 2.0f, a.data(), lda, b.data(), ldb, beta, expected.data(),
+            gemm_bf16_reference(trans_a, trans_b, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, expected.data(),
                                 ldc, bias);
-            gemm_bf16(kernel, trans_a, trans_b, m, n, k, 2.0f, a.data(), lda, b.data(), ldb, beta, got.data(), ldc, bias);
+            gemm_bf16(kernel, trans_a, trans_b, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, got.data(), ldc, bias);
             int64_t wrong = 0, padding_touched = 0;
             for (int64_t i = 0; i < m; ++i) {
               for (int64_t j = 0; j < n; ++j) {
                 double magnitude = 0;
                 for (int64_t p = 0; p < k; ++p)
-                  magnitude += 2 * std::abs(double(bf16_to_float(round_to_bf16(a[trans_a ? p * lda + i : i * lda + p]))) *
+                  magnitude += alpha * std::abs(double(bf16_to_float(round_to_bf16(a[trans_a ? p * lda + i : i * lda + p]))) *
                                             bf16_to_float(round_to_bf16(b[trans_b ? j * ldb + p : p * ldb + j])));
-                wrong += !(std::abs(got[i * ldc + j] - expected[i * ldc + j]) <= 2 * k * 0x1p-24 * magnitude + 1e-6);
+                if (bias) magnitude += std::abs(bias[j]);
+                wrong += !(std::abs(got[i * ldc + j] - expected[i * ldc + j]) <= 2 * (k + 1) * 0x1p-24 * magnitude + 1e-6);
               }
               for (int64_t j = n; j < ldc; ++j)  // the padding between C's rows is left alone
                 padding_touched += bits_of(got[i * ldc + j]) != bits_of(c0[i * ldc + j]);

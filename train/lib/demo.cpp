@@ -6,6 +6,7 @@
 
 #include "autograd/blas.h"
 #include "autograd/device.h"
+#include "autograd/gemm_bf16.h"
 #include "autograd/parallel.h"
 #include "datasets/loader.h"
 #include "models/config.h"
@@ -44,8 +45,9 @@ double sgemm_peak_gflops(bool print) {
   for (const auto& [m, n, k] : shapes) {
     const double best = best_gemm_gflops(false, false, m, n, k);
     if (print)
-      std::printf("sgemm %ldx%ldx%ld: %.1f GFLOP/s\n", static_cast<long>(m), static_cast<long>(n), static_cast<long>(k),
-                  best);
+      std::printf("%s %ldx%ldx%ld: %.1f GFLOP/s\n",
+                  cpu_matmul_precision() == MatmulPrecision::bf16 ? "bf16 gemm" : "sgemm", static_cast<long>(m),
+                  static_cast<long>(n), static_cast<long>(k), best);
     peak = std::max(peak, best);
   }
   return peak;
@@ -79,6 +81,13 @@ int command_demo() {
 int command_bench_gemm() {
   std::printf("OpenBLAS core: %s, threads: %d\n", blas_core_name().c_str(), num_threads());
   std::printf("sgemm peak GFLOP/s: %.1f\n", sgemm_peak_gflops(true));
+  // The same shapes on this CPU's bf16 kernel (--amp bf16), where it has one.
+  if (best_bf16_kernel() != Bf16Kernel::none) {
+    set_cpu_matmul_precision(MatmulPrecision::bf16);
+    const double bf16_peak = sgemm_peak_gflops(true);
+    set_cpu_matmul_precision(MatmulPrecision::fp32);
+    std::printf("bf16 gemm peak GFLOP/s (%s): %.1f\n", bf16_kernel_name(best_bf16_kernel()), bf16_peak);
+  }
   // TNT's pixel-level linears at batch 128 (B*N*M = 131,072 pixel tokens of 12 channels), which gemm runs as
   // skinny products (see blas.h): far from the peak, since each output is only 12 to 48 multiply-adds.
   struct Skinny {

@@ -1,6 +1,8 @@
 // bf16 GEMM: the reference loop first, then the packed layouts both kernels read, the AVX512-BF16 and AMX kernels,
-// and the detection of what this CPU runs. Kernels use target attributes, so every x86-64 build has them and a
-// CPU without the instructions never reaches them (best_bf16_kernel decides at run time).
+// and the detection of what this CPU runs. The AVX-512 code has target attributes and the AMX instructions are
+// inline assembly (binutils >= 2.36 knows them), so every x86-64 build has both, and a CPU without the
+// instructions never reaches them (best_bf16_kernel decides at run time). No pointer is formed past an operand:
+// the masked loads get null where no lane is read.
 #include "autograd/gemm_bf16.h"
 
 #include <cpuid.h>
@@ -68,15 +70,17 @@ VT_AVX512_BF16 __mmask16 first_lanes(int64_t count) {
   return count >= 16 ? __mmask16(0xffff) : count <= 0 ? __mmask16(0) : __mmask16((1u << count) - 1);
 }
 
-// 32 floats, the lanes at and past `count` read as zero, rounded to 32 bf16 (low lanes from x[0..15]).
+// 32 floats, the lanes at and past `count` read as zero, rounded to 32 bf16 (low lanes from x[0..15]); x may be
+// null when count <= 0.
 VT_AVX512_BF16 __m512i load_bf16x32(const float* x, int64_t count) {
+  if (count <= 0) return _mm512_setzero_si512();
   const __m512 lo = _mm512_maskz_loadu_ps(first_lanes(count), x);
-  const __m512 hi = _mm512_maskz_loadu_ps(first_lanes(count - 16), x + 16);
+  const __m512 hi = count > 16 ? _mm512_maskz_loadu_ps(first_lanes(count - 16), x + 16) : _mm512_setzero_ps();
   return reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo));
 }
 
-// Rows p and p + 1 of 16 floats each (lanes at and past `count` zero), rounded and interleaved into 16 pairs:
-// lane j holds (x0[j], x1[j]) as two bf16 in one 32-bit lane, the VNNI layout's row.
+// Rows p and p + 1 of 16 floats each (lanes at and past `count` zero, a null row all zero), rounded and
+// interleaved into 16 pairs: lane j holds (x0[j], x1[j]) as two bf16 in one 32-bit lane, the VNNI layout's row.
 VT_AVX512_BF16 __m512i pairs_of_rows(const float* x0, const float* x1, int64_t count) {
   const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22,
                                               6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
@@ -121,10 +125,10 @@ VT_AVX512_BF16 __attribute__((always_inline)) inline void transpose_16x16(__m512
 
 // The A panel of op(A) rows [i0, i0 + rows), stored (m, k): row r, depth p is A[(i0 + r) lda + p].
 VT_AVX512_BF16 void pack_a_panel(uint16_t* panel, const float* a, int64_t lda, int64_t i0, int64_t rows,
-                                        int64_t k, int64_t kpad) {
+                                 int64_t k, int64_t kpad) {
   for (int64_t p0 = 0; p0 < kpad; p0 += kDepth)
     for (int64_t r = 0; r < kPanelRows; ++r) {
-      const __m512i v = r < rows ? load_bf16x32(a + (i0 + r) * lda + p0, k - p0) : _mm512_setzero_si512();
+      const __m512i v = r < rows && p0 < k ? load_bf16x32(a + (i0 + r) * lda + p0, k - p0) : _mm512_setzero_si512();
       _mm512_storeu_si512(panel + p0 * kPanelRows + r * kDepth, v);
     }
 }
@@ -134,13 +138,15 @@ VT_AVX512_BF16 void pack_a_panel(uint16_t* panel, const float* a, int64_t lda, i
 // pairs over gives 16 panel rows of 32 depths. A's rows are read in order, 32 at a time: a panel at a time would
 // read a strip of every row and stall on memory.
 VT_AVX512_BF16 void pack_a_transposed(uint16_t* panels, const float* a, int64_t lda, int64_t m, int64_t k,
-                                             int64_t kpad) {
+                                      int64_t kpad) {
   for (int64_t p0 = 0; p0 < kpad; p0 += kDepth)
     for (int64_t r0 = 0; r0 < round_up(m, kPanelRows); r0 += 16) {
       __m512i block[16];
       for (int64_t q = 0; q < 16; ++q) {
         const int64_t p = p0 + 2 * q;
-        block[q] = pairs_of_rows(p < k ? a + p * lda + r0 : nullptr, p + 1 < k ? a + (p + 1) * lda + r0 : nullptr, m - r0);
+        const bool inside = r0 < m;  // the last panel's padding rows read nothing
+        block[q] = pairs_of_rows(inside && p < k ? a + p * lda + r0 : nullptr,
+                                 inside && p + 1 < k ? a + (p + 1) * lda + r0 : nullptr, m - r0);
       }
       transpose_16x16(block);
       uint16_t* out = panels + (r0 / kPanelRows) * kPanelRows * kpad + p0 * kPanelRows + (r0 % kPanelRows) * kDepth;
@@ -152,12 +158,13 @@ VT_AVX512_BF16 void pack_a_transposed(uint16_t* panels, const float* a, int64_t 
 // Not transposed, each pair of B's rows is read whole, in order. Transposed, a column's depth is contiguous: 32 of
 // its depths are 16 pairs, and 16 columns of them, turned over, are 16 VNNI rows.
 VT_AVX512_BF16 void pack_b(uint16_t* packed, bool trans_b, const float* b, int64_t ldb, int64_t n, int64_t k,
-                                  int64_t npad, int64_t kpad) {
+                           int64_t npad, int64_t kpad) {
   if (!trans_b) {
     for (int64_t p = 0; p < kpad; p += 2)
       for (int64_t j0 = 0; j0 < npad; j0 += 16) {
-        const __m512i v = pairs_of_rows(p < k ? b + p * ldb + j0 : nullptr, p + 1 < k ? b + (p + 1) * ldb + j0 : nullptr,
-                                        n - j0);
+        const bool inside = j0 < n;  // the last block's padding columns read nothing
+        const __m512i v = pairs_of_rows(inside && p < k ? b + p * ldb + j0 : nullptr,
+                                        inside && p + 1 < k ? b + (p + 1) * ldb + j0 : nullptr, n - j0);
         _mm512_storeu_si512(packed + j0 * kpad + p * 16, v);  // group j0 / 16: (kpad / 2, 16, 2)
       }
     return;
@@ -166,7 +173,7 @@ VT_AVX512_BF16 void pack_b(uint16_t* packed, bool trans_b, const float* b, int64
     for (int64_t p0 = 0; p0 < kpad; p0 += kDepth) {
       __m512i block[16];
       for (int64_t j = 0; j < 16; ++j)
-        block[j] = j0 + j < n ? load_bf16x32(b + (j0 + j) * ldb + p0, k - p0) : _mm512_setzero_si512();
+        block[j] = j0 + j < n && p0 < k ? load_bf16x32(b + (j0 + j) * ldb + p0, k - p0) : _mm512_setzero_si512();
       transpose_16x16(block);
       for (int64_t q = 0; q < 16; ++q) _mm512_storeu_si512(packed + j0 * kpad + (p0 + 2 * q) * 16, block[q]);
     }
@@ -192,7 +199,7 @@ VT_AVX512_BF16 void write_block(float* c, int64_t ldc, const float* block, int64
 // block (32, 32) = panel (rows of 32) @ the 32 columns of two groups. Eight rows at a time keep 16 sums of 16
 // lanes in registers; each step broadcasts one row's pair (p, p + 1) against both groups' 16 pairs.
 VT_AVX512_BF16 void avx512_bf16_block(float* block, const uint16_t* panel, const uint16_t* group0,
-                                             const uint16_t* group1, int64_t rows, int64_t kpad) {
+                                      const uint16_t* group1, int64_t rows, int64_t kpad) {
   constexpr int kRows = 8;
   for (int64_t r0 = 0; r0 < rows; r0 += kRows) {
     __m512 sum[kRows][2];

@@ -21,7 +21,8 @@ float bf16_to_float(uint16_t x);  // exact
 
 // The plain loop the kernels are checked against: C[i][j] = alpha * s + beta * C[i][j] + bias[j] with
 // s = sum over p, in order, of bf16(op(A)[i][p]) * bf16(op(B)[p][j]) in float32 (each product of two bf16 values is
-// exact in float32); with beta = 0, C is not read; a null bias adds nothing.
+// exact in float32 unless it underflows, which the instructions flush to zero and this loop does not); with
+// beta = 0, C is not read; a null bias adds nothing.
 void gemm_bf16_reference(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
                          const float* bias = nullptr);

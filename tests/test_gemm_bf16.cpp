@@ -1,6 +1,9 @@
 // bf16 GEMM (--amp bf16 on the CPU): the rounding, the reference loop against exact arithmetic, every kernel this
 // CPU has against the reference, and gemm's tilings under the bf16 precision. On a CPU without AVX512-BF16 or AMX
 // the kernel cases say so and check the reference alone.
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -32,6 +35,31 @@ std::vector<Bf16Kernel> kernels_here() {
   if (kernels.empty()) MESSAGE("this CPU has neither AVX512-BF16 nor AMX: only the reference is checked");
   return kernels;
 }
+
+// `count` floats that end exactly where an unreadable, unwritable page begins: a kernel reading or writing one
+// element past the end faults, which the padding of a larger buffer (or ASan, blind to masked vector loads and
+// to AMX's tile loads) would not show.
+class GuardedFloats {
+ public:
+  explicit GuardedFloats(int64_t count) {
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    const size_t bytes = (static_cast<size_t>(count) * sizeof(float) + page - 1) / page * page;
+    size_ = bytes + page;
+    base_ = mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(base_ != MAP_FAILED);
+    REQUIRE(mprotect(static_cast<char*>(base_) + bytes, page, PROT_NONE) == 0);
+    data_ = reinterpret_cast<float*>(static_cast<char*>(base_) + bytes) - count;
+  }
+  ~GuardedFloats() { munmap(base_, size_); }
+  GuardedFloats(const GuardedFloats&) = delete;
+  GuardedFloats& operator=(const GuardedFloats&) = delete;
+  float* data() const { return data_; }
+
+ private:
+  void* base_ = nullptr;
+  size_t size_ = 0;
+  float* data_ = nullptr;
+};
 
 }  // namespace
 
@@ -190,6 +218,49 @@ TEST_CASE("bf16: each kernel this CPU has matches the reference across panel and
   }
 }
 
+TEST_CASE("bf16: each kernel reads and writes nothing past its operands, packed to their exact sizes") {
+  // Leading dimensions equal to the rows' lengths and every operand (A, B, C, the bias) ending at an unreadable
+  // page, so that the last row of each is where a load or store past it would fault: sizes that leave partial
+  // vectors, panels, blocks and depths everywhere.
+  struct Case {
+    int64_t m, n, k;
+  };
+  Generator generator(16);
+  for (Bf16Kernel kernel : kernels_here()) {
+    CAPTURE(bf16_kernel_name(kernel));
+    for (const Case& s : {Case{33, 47, 65}, Case{5, 7, 3}, Case{31, 1, 17}, Case{1, 33, 1}, Case{64, 32, 32}})
+      for (bool trans_a : {false, true})
+        for (bool trans_b : {false, true}) {
+          const int64_t m = s.m, n = s.n, k = s.k;
+          CAPTURE(m);
+          CAPTURE(n);
+          CAPTURE(k);
+          CAPTURE(trans_a);
+          CAPTURE(trans_b);
+          GuardedFloats a(m * k), b(k * n), c(m * n), bias(n);
+          auto fill = [&](float* x, int64_t count) {
+            const std::vector<double> values = randn({count}, DType::f64, generator).to_vector();
+            std::copy(values.begin(), values.end(), x);
+          };
+          fill(a.data(), m * k);
+          fill(b.data(), k * n);
+          fill(bias.data(), n);
+          const int64_t lda = trans_a ? m : k, ldb = trans_b ? k : n;
+          for (float alpha : {1.0f, 2.0f}) {  // alpha 1 and beta 0: AMX stores whole blocks straight into C
+            CAPTURE(alpha);
+            std::vector<float> expected(m * n);
+            gemm_bf16_reference(trans_a, trans_b, m, n, k, alpha, a.data(), lda, b.data(), ldb, 0.0f, expected.data(),
+                                n, bias.data());
+            gemm_bf16(kernel, trans_a, trans_b, m, n, k, alpha, a.data(), lda, b.data(), ldb, 0.0f, c.data(), n,
+                      bias.data());
+            int64_t wrong = 0;
+            for (int64_t i = 0; i < m * n; ++i) wrong += !(std::abs(c.data()[i] - expected[i]) <= 1e-4 * (k + 1));
+            CHECK(wrong == 0);
+          }
+        }
+  }
+}
+
 TEST_CASE("bf16: gemm's tilings run on the bf16 kernel, the same bits on 1 and 2 threads, skinny products stay fp32") {
   if (best_bf16_kernel() == Bf16Kernel::none) {
     MESSAGE("this CPU has neither AVX512-BF16 nor AMX: gemm refuses the bf16 precision");
@@ -213,25 +284,38 @@ TEST_CASE("bf16: gemm's tilings run on the bf16 kernel, the same bits on 1 and 2
     CAPTURE(n);
     CAPTURE(k);
     const bool trans_a = s.kind == GemmTiling::depth;
-    REQUIRE(gemm_tiling(m, n, k, trans_a, false).kind == s.kind);
     const Tensor a = randn({m * k}, DType::f32, generator), b = randn({k * n}, DType::f32, generator);
+    const Tensor c0 = randn({m * n}, DType::f32, generator), bias = randn({n}, DType::f32, generator);
     const int64_t lda = trans_a ? m : k;
-    auto product = [&] {
-      return testing::with_cpu_matmul_precision(MatmulPrecision::bf16, [&] {
-        std::vector<float> c(m * n, std::nanf(""));
-        gemm<float>(trans_a, false, m, n, k, 1.0f, a.data<float>(), lda, b.data<float>(), n, 0.0f, c.data(), n);
-        return c;
-      });
-    };
-    const std::vector<float> one = testing::with_threads(1, product), two = testing::with_threads(2, product);
-    CHECK(one == two);
-    std::vector<float> expected(m * n);
-    gemm_bf16_reference(trans_a, false, m, n, k, 1.0f, a.data<float>(), lda, b.data<float>(), n, 0.0f,
-                        expected.data(), n);
-    // The depth slices' partial sums are added in float32 too: at most 4 more roundings of the total.
-    int64_t wrong = 0;
-    for (int64_t i = 0; i < m * n; ++i) wrong += !(std::abs(one[i] - expected[i]) <= 1e-5 * std::sqrt(double(k)));
-    CHECK(wrong == 0);
+    // A linear layer's forward (a bias onto beta = 0) and an accumulation (beta = 0.5 and a bias): the bias must
+    // land once in every kind, on the right columns of each column tile, and on the first depth slice only.
+    for (bool trans_b : {false, true})
+      for (auto [beta, with_bias] : {std::pair{0.0f, false}, {0.0f, true}, {0.5f, true}}) {
+        CAPTURE(trans_b);
+        CAPTURE(beta);
+        CAPTURE(with_bias);
+        REQUIRE(gemm_tiling(m, n, k, trans_a, trans_b).kind == s.kind);
+        const int64_t ldb = trans_b ? k : n;
+        const float* row_bias = with_bias ? bias.data<float>() : nullptr;
+        auto product = [&] {
+          return testing::with_cpu_matmul_precision(MatmulPrecision::bf16, [&] {
+            std::vector<float> c(c0.data<float>(), c0.data<float>() + m * n);
+            if (beta == 0) std::fill(c.begin(), c.end(), std::nanf(""));  // not read
+            gemm<float>(trans_a, trans_b, m, n, k, 1.0f, a.data<float>(), lda, b.data<float>(), ldb, beta, c.data(), n,
+                        row_bias);
+            return c;
+          });
+        };
+        const std::vector<float> one = testing::with_threads(1, product), two = testing::with_threads(2, product);
+        CHECK(one == two);
+        std::vector<float> expected(c0.data<float>(), c0.data<float>() + m * n);
+        gemm_bf16_reference(trans_a, trans_b, m, n, k, 1.0f, a.data<float>(), lda, b.data<float>(), ldb, beta,
+                            expected.data(), n, row_bias);
+        // The depth slices' partial sums are added in float32 too: at most 4 more roundings of the total.
+        int64_t wrong = 0;
+        for (int64_t i = 0; i < m * n; ++i) wrong += !(std::abs(one[i] - expected[i]) <= 1e-5 * std::sqrt(double(k)));
+        CHECK(wrong == 0);
+      }
   }
   // TNT's pixel linear (4099, 12) @ (12, 48): a skinny product, bound by memory, keeps the float32 arithmetic.
   const int64_t rows = 4099, in = 12, out = 48;

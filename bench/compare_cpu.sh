@@ -28,7 +28,8 @@ echo "| batch 128 | vt training | PyTorch training | ratio | vt inference | PyTo
 echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 # bf16 rows where the CPU has AMX or AVX512-BF16: vt --amp bf16 against PyTorch's autocast to bf16.
 precisions=(fp32)
-"$vt" info --model vit_cifar | grep -q "bf16 matmuls: none" || precisions+=(bf16)
+info=$("$vt" info --model vit_cifar)
+[[ $info == *"bf16 matmuls: none"* ]] || precisions+=(bf16)
 for precision in "${precisions[@]}"; do
   for model in vit_cifar tnt_cifar; do
     overrides=$([ "$model" = tnt_cifar ] && echo "pixel_kernel=7" || true)

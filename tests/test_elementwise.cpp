@@ -67,9 +67,10 @@ TEST_CASE("elementwise: float32 gelu (vectorised erf) agrees with the float64 re
   }
   MESSAGE("gelu float32 vs float64: worst relative forward error " << worst_forward << ", worst absolute derivative error "
                                                                    << worst_backward);
-  // float32 rounds the exponent -x^2/2 (~72 at |x| = 12) to ~4e-6 absolute, i.e. ~4e-6 relative in the tail:
-  // that, not the erfc fit (1.2e-7), bounds the forward error.
-  CHECK(worst_forward < 2e-6);
+  // float32 rounds the exponent -x^2/2 (~72 at |x| = 12) to ~4e-6 absolute, i.e. ~4e-6 relative in the far
+  // tail, where gelu(x) < 1e-3 and the floor above scales it down; elsewhere the erfc fit (2e-7) and float32's
+  // rounding bound it. Measured 4.1e-7 (the earlier fit, erfc = t e^{-a^2 + P(t)}, gave 1.1e-6).
+  CHECK(worst_forward < 8e-7);
   CHECK(worst_backward < 1e-6);
 }
 

@@ -234,8 +234,10 @@ void compare_kernels(int64_t rows, int64_t cols, bool with_weight, bool with_bia
 
 TEST_CASE("layer_norm fast kernels match the reference kernels") {
   // Odd sizes (no multiple of a vector width), one row, rows enough to use both threads and every block, and
-  // TNT's 12-wide pixel rows (a vector and a half).
-  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 1}, {37, 129}, {1, 1000}, {301, 197}, {4099, 12}})
+  // the pixel rows of tnt_cifar (12 wide, a vector and a half) and of timm's TNT-S (24), which run loops of a
+  // compile-time width.
+  for (auto [rows, cols] :
+       {std::pair<int64_t, int64_t>{1, 1}, {37, 129}, {1, 1000}, {301, 197}, {4099, 12}, {2053, 24}, {3, 12}})
     for (bool with_weight : {true, false})
       for (bool with_bias : {true, false}) {
         compare_kernels<float>(rows, cols, with_weight, with_bias, 2e-5);

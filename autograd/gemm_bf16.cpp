@@ -327,12 +327,13 @@ void gemm_bf16(Bf16Kernel kernel, bool trans_a, bool trans_b, int64_t m, int64_t
   if (m <= 0 || n <= 0) return;
   const int64_t kpad = round_up(std::max<int64_t>(k, 0), kDepth), npad = round_up(n, kBlockCols);
   // Every panel of op(A) passes over op(B)'s packed columns. When they fill more than 3/4 of L2 they are taken in
-  // equal chunks of at most half of it, which stay in L2 while every panel passes; op(A) is then packed whole up
-  // front, so that each panel is still packed once. A CIFAR preset's op(B) fits whole; a (2048, 2048) one is
-  // 8 MiB and would stream from memory for every 32 rows (one core of a Xeon with 2 MiB of L2: 673 -> 1073
-  // GFLOP/s at (1024, 2048, 2048)). Chunking an op(B) that fits costs the whole-A pass for nothing.
+  // chunks of about half of it (whole blocks of 32 columns, the last one smaller), which stay in L2 while every
+  // panel passes; op(A) is then packed whole up front, so that each panel is still packed once. A (2048, 2048)
+  // op(B) is 8 MiB and would stream from memory for every 32 rows (one core of a Xeon with 2 MiB of L2: 673 ->
+  // 1073 GFLOP/s at (1024, 2048, 2048)); chunking an op(B) that fits costs the whole-A pass for nothing.
   const int64_t packed_b_bytes = npad * kpad * 2, chunk_bytes = std::max<int64_t>(l2_bytes / 2, 1);
-  const int64_t chunks = packed_b_bytes <= l2_bytes / 4 * 3 ? 1 : (packed_b_bytes + chunk_bytes - 1) / chunk_bytes;
+  const int64_t chunks =
+      packed_b_bytes <= l2_bytes / 4 * 3 ? 1 : std::max<int64_t>(1, (packed_b_bytes + chunk_bytes - 1) / chunk_bytes);
   const int64_t chunk_cols = round_up((npad + chunks - 1) / chunks, kBlockCols);
   const bool a_whole = trans_a || chunks > 1;
   thread_local Scratch b_scratch, a_scratch;

@@ -59,17 +59,17 @@ template <class T>
 void layer_norm_forward_cpu(T* y, T* mean, T* rstd, const T* x, const T* weight, const T* bias, int64_t rows,
                             int64_t cols, double eps) {
   const double inv_cols = 1.0 / static_cast<double>(cols);  // a product, not a division per row: 1 ulp of double
-  auto rows_of_width = [&](int64_t lo, int64_t hi, auto cols) {
+  auto rows_of_width = [&](int64_t lo, int64_t hi, auto width) {
     for (int64_t r = lo; r < hi; ++r) {
-      const T* x_row = x + r * cols;
-      T* y_row = y + r * cols;
+      const T* x_row = x + r * width;
+      T* y_row = y + r * width;
       double sum = 0;
 #pragma omp simd reduction(+ : sum)
-      for (int64_t c = 0; c < cols; ++c) sum += x_row[c];
+      for (int64_t c = 0; c < width; ++c) sum += x_row[c];
       const double row_mean = sum * inv_cols;
       double squares = 0;
 #pragma omp simd reduction(+ : squares)
-      for (int64_t c = 0; c < cols; ++c) {
+      for (int64_t c = 0; c < width; ++c) {
         const double deviation = x_row[c] - row_mean;
         squares += deviation * deviation;
       }
@@ -80,11 +80,11 @@ void layer_norm_forward_cpu(T* y, T* mean, T* rstd, const T* x, const T* weight,
       // float the rounded mean is off by at most half a float spacing of the input's magnitude, the input's
       // own resolution; x - mean is then exact (Sterbenz) where x is close to the mean.
       const T m = mean[r], s = rstd[r];
-      if (weight && bias) normalise_row(y_row, x_row, m, s, cols, [weight](int64_t c) { return weight[c]; },
+      if (weight && bias) normalise_row(y_row, x_row, m, s, width, [weight](int64_t c) { return weight[c]; },
                                         [bias](int64_t c) { return bias[c]; });
-      else if (weight) normalise_row(y_row, x_row, m, s, cols, [weight](int64_t c) { return weight[c]; }, ZeroOf<T>{});
-      else if (bias) normalise_row(y_row, x_row, m, s, cols, OneOf<T>{}, [bias](int64_t c) { return bias[c]; });
-      else normalise_row(y_row, x_row, m, s, cols, OneOf<T>{}, ZeroOf<T>{});
+      else if (weight) normalise_row(y_row, x_row, m, s, width, [weight](int64_t c) { return weight[c]; }, ZeroOf<T>{});
+      else if (bias) normalise_row(y_row, x_row, m, s, width, OneOf<T>{}, [bias](int64_t c) { return bias[c]; });
+      else normalise_row(y_row, x_row, m, s, width, OneOf<T>{}, ZeroOf<T>{});
     }
   };
   parallel_for(0, rows, std::max<int64_t>(1, kRowGrain / std::max<int64_t>(cols, 1)), [&](int64_t lo, int64_t hi) {
@@ -132,13 +132,13 @@ void layer_norm_backward_cpu(T* dx, T* dweight, T* dbias, const T* dy, const T* 
 
   // One row: a fused pass for the two row means and the partial weight and bias sums, then a pass for dx.
   // weight_of(c) is weight[c] or OneOf, chosen at compile time so that both loops vectorise.
-  auto backward_row = [&](int64_t r, double* block_dweight, double* block_dbias, const auto& weight_of, auto cols) {
-    const T* dy_row = dy + r * cols;
-    const T* x_row = x + r * cols;
+  auto backward_row = [&](int64_t r, double* block_dweight, double* block_dbias, const auto& weight_of, auto width) {
+    const T* dy_row = dy + r * width;
+    const T* x_row = x + r * width;
     const T m = mean[r], s = rstd[r];
     double sum_g = 0, sum_g_xhat = 0;
 #pragma omp simd reduction(+ : sum_g, sum_g_xhat)
-    for (int64_t c = 0; c < cols; ++c) {
+    for (int64_t c = 0; c < width; ++c) {
       const T xhat = (x_row[c] - m) * s;
       const T g = dy_row[c] * weight_of(c);
       sum_g += g;
@@ -149,8 +149,8 @@ void layer_norm_backward_cpu(T* dx, T* dweight, T* dbias, const T* dy, const T* 
     if (!dx) return;
     const T mean_g = static_cast<T>(sum_g * inv_cols);
     const T mean_g_xhat = static_cast<T>(sum_g_xhat * inv_cols);
-    T* dx_row = dx + r * cols;
-    for (int64_t c = 0; c < cols; ++c) {
+    T* dx_row = dx + r * width;
+    for (int64_t c = 0; c < width; ++c) {
       const T g = dy_row[c] * weight_of(c);
       dx_row[c] = s * (g - mean_g - (x_row[c] - m) * s * mean_g_xhat);
     }

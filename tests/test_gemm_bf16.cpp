@@ -157,10 +157,12 @@ TEST_CASE("bf16: the reference sums the exact products of the rounded inputs in 
 
 TEST_CASE("bf16: each kernel this CPU has matches the reference across panel and block edges, flags, alpha, beta, bias") {
   // Panels of 32 rows, blocks of 32 columns and depths of 32: sizes on both sides of each, a depth of 0 (C = beta C)
-  // and ones. Each product runs twice: with this CPU's L2 size, and with 32 KiB, so that every op(B) of more than
-  // 24 KiB packed is taken in chunks of columns (with op(A) packed whole). Both sums add the same exact products in float32, in orders that may differ, so each is within
-  // k 2^-24 sum |alpha products| of the exact sum and the two within twice that (a bias adds its own size to the
-  // sum: with alpha 1 and beta 0, AMX sums a whole block onto the bias in its tiles).
+  // and ones. Each product runs three times: with this CPU's L2 size, and with 32 KiB and 128 KiB, so that op(B)s of
+  // more than 24 KiB packed are taken in chunks of columns (one block each, or several and a smaller last one, as
+  // (100, 200, 300) in chunks of 96, 96 and 8), with op(A) packed whole. Both sums add the same exact products in
+  // float32, in orders that may differ, so each is within k 2^-24 sum |alpha products| of the exact sum and the two
+  // within twice that (a bias adds its own size to the sum: with alpha 1 and beta 0, AMX sums a whole block onto the
+  // bias in its tiles).
   struct Case {
     int64_t m, n, k;
   };
@@ -195,12 +197,14 @@ TEST_CASE("bf16: each kernel this CPU has matches the reference across panel and
             const float* bias = with_bias ? bias_values.data() : nullptr;  // added to every row of C
             std::vector<float> c0(cv.begin(), cv.end());
             if (beta == 0) std::fill(c0.begin(), c0.end(), std::nanf(""));  // beta = 0 must not read C
-            std::vector<float> expected = c0, got = c0, got_chunked = c0;
+            std::vector<float> expected = c0, got = c0, got_chunked = c0, got_wide_chunks = c0;
             gemm_bf16_reference(trans_a, trans_b, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, expected.data(),
                                 ldc, bias);
             gemm_bf16(kernel, trans_a, trans_b, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, got.data(), ldc, bias);
             gemm_bf16(kernel, trans_a, trans_b, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, got_chunked.data(),
                       ldc, bias, 32 << 10);
+            gemm_bf16(kernel, trans_a, trans_b, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta,
+                      got_wide_chunks.data(), ldc, bias, 128 << 10);
             int64_t wrong = 0, padding_touched = 0;
             for (int64_t i = 0; i < m; ++i) {
               for (int64_t j = 0; j < n; ++j) {
@@ -212,10 +216,12 @@ TEST_CASE("bf16: each kernel this CPU has matches the reference across panel and
                 const double bound = 2 * (k + 1) * 0x1p-24 * magnitude + 1e-6;
                 wrong += !(std::abs(got[i * ldc + j] - expected[i * ldc + j]) <= bound);
                 wrong += !(std::abs(got_chunked[i * ldc + j] - expected[i * ldc + j]) <= bound);
+                wrong += !(std::abs(got_wide_chunks[i * ldc + j] - expected[i * ldc + j]) <= bound);
               }
               for (int64_t j = n; j < ldc; ++j)  // the padding between C's rows is left alone
                 padding_touched += (bits_of(got[i * ldc + j]) != bits_of(c0[i * ldc + j])) +
-                                   (bits_of(got_chunked[i * ldc + j]) != bits_of(c0[i * ldc + j]));
+                                   (bits_of(got_chunked[i * ldc + j]) != bits_of(c0[i * ldc + j])) +
+                                   (bits_of(got_wide_chunks[i * ldc + j]) != bits_of(c0[i * ldc + j]));
             }
             CHECK(wrong == 0);
             CHECK(padding_touched == 0);

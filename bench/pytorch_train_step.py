@@ -11,6 +11,7 @@ fp32 means fp32: TF32 matmuls and convolutions are off unless --tf32, as in vt.
 """
 import argparse
 import contextlib
+import resource
 import statistics
 import sys
 import time
@@ -70,6 +71,8 @@ def bench(name, batch, device, mode):
     peak = f", peak memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if device == "cuda" else ""
     model.eval()
     infer = median_seconds(infer_step, device)
+    if device == "cpu":  # the process's high-water mark so far (ru_maxrss is in KiB), as vt bench-train reports it
+        peak = f", peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB"
     print(f"pytorch {torch.__version__} {mode} {name} batch {batch} on {device}: training {batch / train:.1f} images/s, "
           f"inference {batch / infer:.1f} images/s{peak} (threads {torch.get_num_threads()})")
 

@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cstdio>
 
+#include <sys/resource.h>
+
 #include "autograd/blas.h"
 #include "autograd/device.h"
 #include "autograd/gemm_bf16.h"
@@ -148,6 +150,9 @@ int command_bench_train(const BenchTrainOptions& o) {
     NoGradGuard no_grad;
     model->forward(images);
   });
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);  // the process's high-water mark, what PyTorch's script reports too
+  const double peak_rss_gib = static_cast<double>(usage.ru_maxrss) / (1 << 20);  // ru_maxrss is in KiB
   std::printf("vt %s %s batch %ld on %s: training %.1f images/s, inference %.1f images/s, peak memory %.2f GiB (threads %d)\n",
               config.name.c_str(), matmul_precision_name(precision), static_cast<long>(batch), device_name(o.device), batch / train_seconds,
               batch / infer_seconds, static_cast<double>(train_peak) / (1 << 30), num_threads());
@@ -158,6 +163,7 @@ int command_bench_train(const BenchTrainOptions& o) {
                 "this run reached %.0f%% of it\n",
                 precision == MatmulPrecision::bf16 ? "bf16 gemm" : "sgemm", peak, flops_per_image / 1e9, roofline,
                 100 * batch / train_seconds / roofline);
+    std::printf("memory: peak RSS %.2f GiB, the whole process's\n", peak_rss_gib);
   }
   return 0;
 }

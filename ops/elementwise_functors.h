@@ -103,14 +103,15 @@ struct Relu {  // d relu(x) = [x > 0] (0 at x = 0, as PyTorch)
 
 // The normal CDF Phi(x) = erfc(-x / sqrt 2) / 2 in arithmetic that vectorises: glibc's erff and expf are
 // scalar calls, and GELU runs over every MLP hidden activation (a fifth of a ViT's training time with erff).
-// float32: erfc(a) = t e^{-a^2} Q(t), t = 1 / (1 + a / 2), where Q is smooth on t in (0, 1] (from 1 at a = 0
-// to 1 / (2 sqrt pi) as a -> inf) and Q(t) below is our degree-8 fit of it, weighted for relative error on
-// t >= 0.17 (a <= 9.8; past a = 9.3 the float32 e^{-a^2} is 0): 4.3e-8 with exact coefficients, 2.0e-7 with
-// these float32 ones in float32 arithmetic (they sum to 1 - 5.8e-8, so Phi(0) is half a float spacing below 1/2). With a = |x| / sqrt 2, e^{-a^2} = e^{-x^2 / 2} is also sqrt(2 pi) times the density phi(x), so
-// GELU's backward computes one exponential for both. The tail erfc(|x| / sqrt 2) / 2 is computed directly,
-// never as 1 - erf, so that Phi of a negative x keeps its relative precision instead of cancelling. float64
-// keeps std::erfc and is the reference the float32 path is tested against. The GPU runs the same float32
-// arithmetic, so both devices agree to rounding.
+// float32: erfc(a) = t e^{-a^2} Q(t), t = 1 / (1 + a / 2), where Q is smooth on t in (0, 1] (from 1 at a = 0 to
+// 1 / (2 sqrt pi) as a -> inf) and Q(t) below is our degree-8 fit of it, weighted for relative error on t >=
+// 0.17 (a <= 9.8; past a = 9.3 the float32 e^{-a^2} is 0): 4.3e-8 with exact coefficients, 2.0e-7 with these
+// float32 ones in float32 arithmetic (they sum to 1 - 5.8e-8, so Phi(0) is one float spacing below 1/2).
+// With a = |x| / sqrt 2, e^{-a^2} = e^{-x^2 / 2} is also sqrt(2 pi) times the density phi(x), so GELU's
+// backward computes one exponential for both. The tail erfc(|x| / sqrt 2) / 2 is computed directly, never as 1 - erf, so
+// that Phi of a negative x keeps its relative precision instead of cancelling. float64 keeps std::erfc and is
+// the reference the float32 path is tested against. The GPU runs the same float32 arithmetic, so both devices
+// agree to rounding.
 VT_HOST_DEVICE VT_INLINE float exp_fast(float x) { return vectorizable_exp(x); }
 VT_HOST_DEVICE inline double exp_fast(double x) { return std::exp(x); }
 // Phi(x), given gaussian = e^{-x^2 / 2}

@@ -10,9 +10,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "autograd/gemm_bf16.h"
+#include "autograd/gemm_f32.h"
 #include "autograd/parallel.h"
 #include "autograd/tensor.h"
 
@@ -302,10 +304,47 @@ static void skinny_depth_gemm(int64_t m, int64_t n, int64_t k, T alpha, const T*
     }
 }
 
+// gemm<float> with op(A) = A in float32 on our kernel (gemm_f32.h), cut into tiles of rows or of columns. OpenBLAS
+// packs op(B) again for every row tile (8 times for vit_cifar's (8320, 192) @ (192, 576)); here the caller packs
+// it once and the row tiles share it. A tile of columns packs its own.
+static void gemm_f32_tiles(const GemmTiling& tiling, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
+                           const float* bias) {
+  if (tiling.kind == GemmTiling::cols) {
+    parallel_for(0, tiling.count, 1, [&](int64_t lo, int64_t hi) {
+      thread_local PackedB columns;
+      for (int64_t t = lo; t < hi; ++t) {
+        const int64_t c0 = t * tiling.size, cols = std::min(n, c0 + tiling.size) - c0;
+        const float* packed = columns.pack(trans_b ? b + c0 * ldb : b + c0, ldb, trans_b, cols, k);
+        gemm_f32_packed(c + c0, ldc, a, lda, packed, m, cols, k, alpha, beta, bias ? bias + c0 : nullptr);
+      }
+    });
+    return;
+  }
+  thread_local PackedB whole;  // the caller's, kept between calls; the workers read it
+  const float* packed = whole.pack(b, ldb, trans_b, n, k);
+  parallel_for(0, tiling.count, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t t = lo; t < hi; ++t) {
+      const int64_t r0 = t * tiling.size, rows = std::min(m, r0 + tiling.size) - r0;
+      gemm_f32_packed(c + r0 * ldc, ldc, a + r0 * lda, lda, packed, rows, n, k, alpha, beta, bias);
+    }
+  });
+}
+
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
           int64_t ldb, T beta, T* c, int64_t ldc, const T* bias) {
   const GemmTiling tiling = gemm_tiling(m, n, k, trans_a, trans_b);
+  if constexpr (std::is_same_v<T, float>) {
+    // What stays on OpenBLAS ran faster there: A transposed (dW = dY^T X, in depth slices), and products small
+    // enough to run whole (attention's per-head 65 x 64 @ 64 x 65), which its small-matrix kernels run unpacked.
+    const bool tiled = tiling.kind == GemmTiling::rows || tiling.kind == GemmTiling::cols;
+    if (kGemmF32Preferred && !trans_a && tiled &&
+        g_cpu_precision.load(std::memory_order_relaxed) == MatmulPrecision::fp32) {
+      gemm_f32_tiles(tiling, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias);
+      return;
+    }
+  }
   switch (tiling.kind) {
     case GemmTiling::skinny_rows:
       skinny_rows_gemm(trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, tiling.size);

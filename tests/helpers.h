@@ -5,6 +5,7 @@
 
 #include <doctest/doctest.h>
 
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -112,6 +113,31 @@ inline void gradcheck(const LeafFunction& f, const std::vector<Tensor>& leaves, 
     }
   }
 }
+
+// `count` floats that end exactly where an unreadable, unwritable page begins: a kernel reading or writing one
+// element past the end faults, which the padding of a larger buffer (or ASan, blind to masked vector loads and
+// to AMX's tile loads) would not show.
+class GuardedFloats {
+ public:
+  explicit GuardedFloats(int64_t count) {
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    const size_t bytes = (static_cast<size_t>(count) * sizeof(float) + page - 1) / page * page;
+    size_ = bytes + page;
+    base_ = mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(base_ != MAP_FAILED);
+    REQUIRE(mprotect(static_cast<char*>(base_) + bytes, page, PROT_NONE) == 0);
+    data_ = reinterpret_cast<float*>(static_cast<char*>(base_) + bytes) - count;
+  }
+  ~GuardedFloats() { munmap(base_, size_); }
+  GuardedFloats(const GuardedFloats&) = delete;
+  GuardedFloats& operator=(const GuardedFloats&) = delete;
+  float* data() const { return data_; }
+
+ private:
+  void* base_ = nullptr;
+  size_t size_ = 0;
+  float* data_ = nullptr;
+};
 
 // f() run with the kernels and the GEMM tiles on `threads` threads; the thread count is restored afterwards, also
 // when f throws. For tests that results do not depend on the thread count.

@@ -1,9 +1,6 @@
 // bf16 GEMM (--amp bf16 on the CPU): the rounding, the reference loop against exact arithmetic, every kernel this
 // CPU has against the reference, and gemm's tilings under the bf16 precision. On a CPU without AVX512-BF16 or AMX
 // the kernel cases say so and check the reference alone.
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -35,31 +32,6 @@ std::vector<Bf16Kernel> kernels_here() {
   if (kernels.empty()) MESSAGE("this CPU has neither AVX512-BF16 nor AMX: only the reference is checked");
   return kernels;
 }
-
-// `count` floats that end exactly where an unreadable, unwritable page begins: a kernel reading or writing one
-// element past the end faults, which the padding of a larger buffer (or ASan, blind to masked vector loads and
-// to AMX's tile loads) would not show.
-class GuardedFloats {
- public:
-  explicit GuardedFloats(int64_t count) {
-    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-    const size_t bytes = (static_cast<size_t>(count) * sizeof(float) + page - 1) / page * page;
-    size_ = bytes + page;
-    base_ = mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    REQUIRE(base_ != MAP_FAILED);
-    REQUIRE(mprotect(static_cast<char*>(base_) + bytes, page, PROT_NONE) == 0);
-    data_ = reinterpret_cast<float*>(static_cast<char*>(base_) + bytes) - count;
-  }
-  ~GuardedFloats() { munmap(base_, size_); }
-  GuardedFloats(const GuardedFloats&) = delete;
-  GuardedFloats& operator=(const GuardedFloats&) = delete;
-  float* data() const { return data_; }
-
- private:
-  void* base_ = nullptr;
-  size_t size_ = 0;
-  float* data_ = nullptr;
-};
 
 }  // namespace
 
@@ -246,7 +218,7 @@ TEST_CASE("bf16: each kernel reads and writes nothing past its operands, packed 
           CAPTURE(k);
           CAPTURE(trans_a);
           CAPTURE(trans_b);
-          GuardedFloats a(m * k), b(k * n), c(m * n), bias(n);
+          testing::GuardedFloats a(m * k), b(k * n), c(m * n), bias(n);
           auto fill = [&](float* x, int64_t count) {
             const std::vector<double> values = randn({count}, DType::f64, generator).to_vector();
             std::copy(values.begin(), values.end(), x);

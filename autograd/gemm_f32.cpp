@@ -1,0 +1,132 @@
+// float32 GEMM: the packing of op(B), the 14 x 32 block of C summed in registers, and the loop over blocks. A
+// block keeps 14 rows by 32 columns of sums in 28 of AVX-512's 32 registers; each step of p loads a panel row
+// (two vectors) and multiplies it by 14 values of A, broadcast from where A lies.
+#include "autograd/gemm_f32.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace vt {
+
+namespace {
+
+constexpr int kLanes = 16, kPanel = 32, kBlockRows = 14;
+// Depth per pass over C: 14 rows of A (14 KiB) and a panel's rows (32 KiB) stay in L1 while a block is summed.
+constexpr int64_t kDepthBlock = 256;
+
+typedef float Vec __attribute__((vector_size(kLanes * sizeof(float))));
+
+Vec load(const float* x) {
+  Vec v;
+  std::memcpy(&v, x, sizeof v);
+  return v;
+}
+
+void store(float* x, Vec v) { std::memcpy(x, &v, sizeof v); }
+
+// C rows [0, Rows) by the panel's `cols` (<= 32) columns, over `depth` values of p from A (rows lda apart) and the
+// panel's rows. The first pass over p writes alpha * sum + beta * C + bias; later passes add alpha * sum to C.
+template <int Rows>
+void block(float* c, int64_t ldc, const float* a, int64_t lda, const float* panel, int64_t depth, int64_t cols,
+           float alpha, float beta, const float* bias, bool first) {
+  Vec lo[Rows], hi[Rows];  // columns 0-15 and 16-31
+  for (int r = 0; r < Rows; ++r) lo[r] = hi[r] = Vec{};
+  for (int64_t p = 0; p < depth; ++p) {
+    const Vec b_lo = load(panel + p * kPanel), b_hi = load(panel + p * kPanel + kLanes);
+#pragma GCC unroll 14
+    for (int r = 0; r < Rows; ++r) {
+      const float x = a[r * lda + p];
+      lo[r] += x * b_lo;
+      hi[r] += x * b_hi;
+    }
+  }
+  for (int r = 0; r < Rows; ++r) {
+    float* row = c + r * ldc;
+    if (cols == kPanel) {
+      Vec out_lo = alpha * lo[r], out_hi = alpha * hi[r];
+      if (!first) {
+        out_lo += load(row);
+        out_hi += load(row + kLanes);
+      } else {
+        if (beta != 0.0f) {
+          out_lo += beta * load(row);
+          out_hi += beta * load(row + kLanes);
+        }
+        if (bias) {
+          out_lo += load(bias);
+          out_hi += load(bias + kLanes);
+        }
+      }
+      store(row, out_lo);
+      store(row + kLanes, out_hi);
+    } else {
+      for (int64_t j = 0; j < cols; ++j) {  // the same steps, lane by lane
+        float out = alpha * (j < kLanes ? lo[r][j] : hi[r][j - kLanes]);
+        if (!first) {
+          out += row[j];
+        } else {
+          if (beta != 0.0f) out += beta * row[j];
+          if (bias) out += bias[j];
+        }
+        row[j] = out;
+      }
+    }
+  }
+}
+
+// block<rows> for the 1 to 14 rows left.
+template <int Rows = kBlockRows>
+void block_of(int64_t rows, float* c, int64_t ldc, const float* a, int64_t lda, const float* panel, int64_t depth,
+              int64_t cols, float alpha, float beta, const float* bias, bool first) {
+  if constexpr (Rows > 1) {
+    if (rows < Rows) return block_of<Rows - 1>(rows, c, ldc, a, lda, panel, depth, cols, alpha, beta, bias, first);
+  }
+  block<Rows>(c, ldc, a, lda, panel, depth, cols, alpha, beta, bias, first);
+}
+
+}  // namespace
+
+const float* PackedB::pack(const float* b, int64_t ldb, bool trans_b, int64_t n, int64_t k) {
+  const int64_t panels = (n + kPanel - 1) / kPanel;
+  storage_.resize(static_cast<size_t>(panels * k * (kPanel / kLanes)));
+  float* const packed = storage_.data()->values;
+  for (int64_t jp = 0; jp < panels; ++jp) {
+    float* const panel = packed + jp * k * kPanel;
+    const int64_t j0 = jp * kPanel, cols = std::min<int64_t>(kPanel, n - j0);
+    if (cols < kPanel)
+      for (int64_t p = 0; p < k; ++p) std::fill(panel + p * kPanel + cols, panel + (p + 1) * kPanel, 0.0f);
+    if (trans_b)  // B stored (n, k): read each column of op(B) along its row of B
+      for (int64_t j = 0; j < cols; ++j)
+        for (int64_t p = 0; p < k; ++p) panel[p * kPanel + j] = b[(j0 + j) * ldb + p];
+    else
+      for (int64_t p = 0; p < k; ++p) std::copy_n(b + p * ldb + j0, cols, panel + p * kPanel);
+  }
+  return packed;
+}
+
+void gemm_f32_packed(float* c, int64_t ldc, const float* a, int64_t lda, const float* packed_b, int64_t m, int64_t n,
+                     int64_t k, float alpha, float beta, const float* bias, int64_t l2_bytes) {
+  if (k == 0) {  // no products: C = beta C + bias
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j)
+        c[i * ldc + j] = (beta == 0.0f ? 0.0f : beta * c[i * ldc + j]) + (bias ? bias[j] : 0.0f);
+    return;
+  }
+  // The 14 rows of A stay in L1 while the panels of a chunk pass, and the chunk's depth block of the panels stays
+  // in L2 while every row of A passes: half of L2, 32 panels (1,024 columns) at 2 MiB.
+  const int64_t panels = (n + kPanel - 1) / kPanel;
+  const int64_t chunk = std::max<int64_t>(1, l2_bytes / 2 / (kDepthBlock * kPanel * int64_t{sizeof(float)}));
+  for (int64_t p0 = 0; p0 < k; p0 += kDepthBlock) {
+    const int64_t depth = std::min(kDepthBlock, k - p0);
+    for (int64_t jp0 = 0; jp0 < panels; jp0 += chunk)
+      for (int64_t i0 = 0; i0 < m; i0 += kBlockRows)
+        for (int64_t jp = jp0; jp < std::min(panels, jp0 + chunk); ++jp) {
+          const int64_t j0 = jp * kPanel;
+          block_of(std::min<int64_t>(kBlockRows, m - i0), c + i0 * ldc + j0, ldc, a + i0 * lda + p0, lda,
+                   packed_b + (jp * k + p0) * kPanel, depth, std::min<int64_t>(kPanel, n - j0), alpha, beta,
+                   bias ? bias + j0 : nullptr, p0 == 0);
+        }
+  }
+}
+
+}  // namespace vt

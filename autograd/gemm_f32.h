@@ -1,0 +1,45 @@
+// float32 GEMM for op(A) = A, rows contiguous: op(B) is packed once into panels of 32 columns that every tile of
+// rows shares, A is read where it lies, and alpha, beta and the bias are applied as C is written. gemm<float>
+// (blas.h) runs it in place of OpenBLAS on builds for AVX-512, where it measured faster; it compiles everywhere
+// (GCC's vector extensions), so the tests check its arithmetic on any CPU.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "autograd/gemm_bf16.h"
+
+namespace vt {
+
+// Whether gemm<float> uses this kernel for op(A) = A: on builds that target AVX-512 (VT_NATIVE on such a CPU).
+// With AVX2 alone its 14 x 32 block does not fit the 16 registers, and OpenBLAS's Haswell and Zen kernels stay.
+constexpr bool kGemmF32Preferred =
+#ifdef __AVX512F__
+    true;
+#else
+    false;
+#endif
+
+// op(B) (k, n) packed as (ceil(n / 32), k, 32) floats: panel by panel, each of its k rows the panel's 32 columns
+// side by side, zero-padded past n. The storage is kept between calls.
+class PackedB {
+ public:
+  // Packs op(B) = B stored (k, n), or B^T when B is stored (n, k) (trans_b); returns the panels.
+  const float* pack(const float* b, int64_t ldb, bool trans_b, int64_t n, int64_t k);
+
+ private:
+  struct alignas(64) Line {
+    float values[16];
+  };
+  std::vector<Line> storage_;
+};
+
+// C (m, n) = alpha * A (m, k) @ op(B) + beta * C + bias (n) on every row, with op(B) packed by PackedB::pack; A's
+// rows are lda apart. With beta = 0, C is not read (BLAS's rule: it may hold NaN); a null bias adds nothing. Each
+// output is summed over p in order, in blocks of 256 that are added to C in order, so the result depends on the
+// shape alone. Runs on the calling thread. l2_bytes sizes the chunks of panels that stay in cache (the tests pass
+// small ones to reach that path).
+void gemm_f32_packed(float* c, int64_t ldc, const float* a, int64_t lda, const float* packed_b, int64_t m, int64_t n,
+                     int64_t k, float alpha, float beta, const float* bias, int64_t l2_bytes = l2_cache_bytes());
+
+}  // namespace vt

@@ -331,33 +331,11 @@ static void gemm_f32_tiles(const GemmTiling& tiling, bool trans_b, int64_t m, in
   });
 }
 
-// gemm<float>'s row tiles on the bf16 kernel (--amp bf16): op(B) rounded and packed once by the caller and shared
-// by the tiles, as gemm_f32_tiles does (packing it for each of vit_cifar's 8 tiles took 8% of a training step).
-static void gemm_bf16_row_tiles(const GemmTiling& tiling, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
-                                float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
-                                float* c, int64_t ldc, const float* bias) {
-  const Bf16Kernel kernel = best_bf16_kernel();
-  thread_local Bf16Buffer whole;  // the caller's, kept between calls; the workers read it
-  const uint16_t* packed = pack_bf16_b(whole, kernel, trans_b, b, ldb, n, k);
-  parallel_for(0, tiling.count, 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t t = lo; t < hi; ++t) {
-      const int64_t r0 = t * tiling.size, rows = std::min(m, r0 + tiling.size) - r0;
-      gemm_bf16_packed(kernel, trans_a, rows, n, k, alpha, trans_a ? a + r0 : a + r0 * lda, lda, packed, beta,
-                       c + r0 * ldc, ldc, bias);
-    }
-  });
-}
-
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
           int64_t ldb, T beta, T* c, int64_t ldc, const T* bias) {
   const GemmTiling tiling = gemm_tiling(m, n, k, trans_a, trans_b);
   if constexpr (std::is_same_v<T, float>) {
-    if (tiling.kind == GemmTiling::rows &&
-        g_cpu_precision.load(std::memory_order_relaxed) == MatmulPrecision::bf16) {
-      gemm_bf16_row_tiles(tiling, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias);
-      return;
-    }
     // What stays on OpenBLAS ran faster there: A transposed (dW = dY^T X, in depth slices), and products small
     // enough to run whole (attention's per-head 65 x 64 @ 64 x 65), which its small-matrix kernels run unpacked.
     const bool tiled = tiling.kind == GemmTiling::rows || tiling.kind == GemmTiling::cols;

@@ -299,27 +299,17 @@ void amx_block(float* out, int64_t ld_out, const float* start, const uint16_t* p
 
 // ---- the driver ----
 
-void check_kernel(Bf16Kernel kernel, const char* op) {
-  if (kernel == Bf16Kernel::none || static_cast<int>(kernel) > static_cast<int>(best_bf16_kernel()))
-    fail(op, std::string("this CPU cannot run the ") + bf16_kernel_name(kernel) + " kernel");
-}
+// A 64-byte aligned scratch buffer of bf16 values per thread, grown as needed and kept between calls.
+struct Scratch {
+  std::vector<uint16_t> storage;
+  uint16_t* get(int64_t count) {
+    if (static_cast<int64_t>(storage.size()) < count + 32) storage.resize(static_cast<size_t>(count + 32));
+    const auto address = reinterpret_cast<uintptr_t>(storage.data());
+    return reinterpret_cast<uint16_t*>((address + 63) / 64 * 64);
+  }
+};
 
 }  // namespace
-
-uint16_t* Bf16Buffer::get(int64_t count) {
-  if (static_cast<int64_t>(storage_.size()) < count + 32) storage_.resize(static_cast<size_t>(count + 32));
-  const auto address = reinterpret_cast<uintptr_t>(storage_.data());
-  return reinterpret_cast<uint16_t*>((address + 63) / 64 * 64);
-}
-
-const uint16_t* pack_bf16_b(Bf16Buffer& buffer, Bf16Kernel kernel, bool trans_b, const float* b, int64_t ldb,
-                            int64_t n, int64_t k) {
-  check_kernel(kernel, "pack_bf16_b");
-  const int64_t kpad = round_up(std::max<int64_t>(k, 0), kDepth), npad = round_up(std::max<int64_t>(n, 0), kBlockCols);
-  uint16_t* const packed = buffer.get(npad * kpad);
-  pack_b(packed, trans_b, b, ldb, n, k, npad, kpad);
-  return packed;
-}
 
 int64_t l2_cache_bytes() {
   static const int64_t bytes = [] {
@@ -332,17 +322,8 @@ int64_t l2_cache_bytes() {
 void gemm_bf16(Bf16Kernel kernel, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
                const float* bias, int64_t l2_bytes) {
-  check_kernel(kernel, "gemm_bf16");
-  if (m <= 0 || n <= 0) return;
-  thread_local Bf16Buffer b_buffer;
-  const uint16_t* packed_b = pack_bf16_b(b_buffer, kernel, trans_b, b, ldb, n, k);
-  gemm_bf16_packed(kernel, trans_a, m, n, k, alpha, a, lda, packed_b, beta, c, ldc, bias, l2_bytes);
-}
-
-void gemm_bf16_packed(Bf16Kernel kernel, bool trans_a, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-                      int64_t lda, const uint16_t* packed_b, float beta, float* c, int64_t ldc, const float* bias,
-                      int64_t l2_bytes) {
-  check_kernel(kernel, "gemm_bf16_packed");
+  if (kernel == Bf16Kernel::none || static_cast<int>(kernel) > static_cast<int>(best_bf16_kernel()))
+    fail("gemm_bf16", std::string("this CPU cannot run the ") + bf16_kernel_name(kernel) + " kernel");
   if (m <= 0 || n <= 0) return;
   const int64_t kpad = round_up(std::max<int64_t>(k, 0), kDepth), npad = round_up(n, kBlockCols);
   // Every panel of op(A) passes over op(B)'s packed columns. When they fill more than 3/4 of L2 they are taken in
@@ -355,9 +336,11 @@ void gemm_bf16_packed(Bf16Kernel kernel, bool trans_a, int64_t m, int64_t n, int
       packed_b_bytes <= l2_bytes / 4 * 3 ? 1 : std::max<int64_t>(1, (packed_b_bytes + chunk_bytes - 1) / chunk_bytes);
   const int64_t chunk_cols = round_up((npad + chunks - 1) / chunks, kBlockCols);
   const bool a_whole = trans_a || chunks > 1;
-  thread_local Bf16Buffer a_buffer;
+  thread_local Scratch b_scratch, a_scratch;
+  uint16_t* const packed_b = b_scratch.get(npad * kpad);
+  pack_b(packed_b, trans_b, b, ldb, n, k, npad, kpad);
   // Whole, op(A)'s panels follow each other; otherwise a panel at a time, packed just before its use.
-  uint16_t* const packed_a = a_buffer.get((a_whole ? round_up(m, kPanelRows) : kPanelRows) * kpad);
+  uint16_t* const packed_a = a_scratch.get((a_whole ? round_up(m, kPanelRows) : kPanelRows) * kpad);
   if (trans_a) pack_a_transposed(packed_a, a, lda, m, k, kpad);
   else if (a_whole)
     for (int64_t i0 = 0; i0 < m; i0 += kPanelRows)

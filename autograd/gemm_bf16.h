@@ -5,7 +5,6 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
 
 namespace vt {
 
@@ -36,21 +35,5 @@ int64_t l2_cache_bytes();
 void gemm_bf16(Bf16Kernel kernel, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
                const float* bias = nullptr, int64_t l2_bytes = l2_cache_bytes());
-
-// gemm_bf16 in two steps, for tiles of rows that share one packing of op(B): pack_bf16_b rounds op(B) (k, n) into
-// `buffer` (64-byte aligned, grown as needed and kept) in the layout `kernel` reads, and gemm_bf16_packed
-// multiplies op(A)'s rows by it, with the same m, n and k.
-class Bf16Buffer {
- public:
-  uint16_t* get(int64_t count);  // room for count values, 64-byte aligned
-
- private:
-  std::vector<uint16_t> storage_;
-};
-const uint16_t* pack_bf16_b(Bf16Buffer& buffer, Bf16Kernel kernel, bool trans_b, const float* b, int64_t ldb,
-                            int64_t n, int64_t k);
-void gemm_bf16_packed(Bf16Kernel kernel, bool trans_a, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-                      int64_t lda, const uint16_t* packed_b, float beta, float* c, int64_t ldc,
-                      const float* bias = nullptr, int64_t l2_bytes = l2_cache_bytes());
 
 }  // namespace vt

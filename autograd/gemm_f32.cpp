@@ -31,6 +31,7 @@ void block(float* c, int64_t ldc, const float* a, int64_t lda, const float* pane
            float alpha, float beta, const float* bias, bool first) {
   Vec lo[Rows], hi[Rows];  // columns 0-15 and 16-31
   for (int r = 0; r < Rows; ++r) lo[r] = hi[r] = Vec{};
+#pragma GCC unroll 4  // 3-10% faster at vit_cifar's shapes on one core of a Xeon
   for (int64_t p = 0; p < depth; ++p) {
     const Vec b_lo = load(panel + p * kPanel), b_hi = load(panel + p * kPanel + kLanes);
 #pragma GCC unroll 14

@@ -64,11 +64,13 @@ static void add_bias_rows(T* c, int64_t ldc, int64_t rows, int64_t cols, T beta,
   }
 }
 
-// The library call for one tile, or this CPU's bf16 kernel under --amp bf16 (which adds the bias as it writes C).
+// The library call for one tile, or this CPU's bf16 kernel under --amp bf16 (which adds the bias and runs the
+// epilogue as it writes C); after the library's call, the epilogue runs over the tile.
 static void blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-                      int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc, const float* bias) {
+                      int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc, const float* bias,
+                      const GemmEpilogue<float>& epilogue) {
   if (g_cpu_precision.load(std::memory_order_relaxed) == MatmulPrecision::bf16) {
-    gemm_bf16(best_bf16_kernel(), trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias);
+    gemm_bf16(best_bf16_kernel(), trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, epilogue);
     return;
   }
   if (bias) {
@@ -79,11 +81,12 @@ static void blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t 
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
                 alpha, a, lda, b, ldb, beta, c, ldc);
   });
+  epilogue(c, m, n);
 }
 
 static void blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
                       int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc,
-                      const double* bias) {
+                      const double* bias, const GemmEpilogue<double>& epilogue) {
   if (bias) {
     add_bias_rows(c, ldc, m, n, beta, bias);
     beta = 1;
@@ -92,6 +95,7 @@ static void blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t 
     cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
                 alpha, a, lda, b, ldb, beta, c, ldc);
   });
+  epilogue(c, m, n);
 }
 
 GemmTiling gemm_tiling(int64_t m, int64_t n, int64_t k, bool trans_a, bool trans_b) {
@@ -224,7 +228,8 @@ static void skinny_rows_tile(T* c, int64_t ldc, const T* a, int64_t lda, const T
 // op(B) padded within kSkinnyPacked bytes of floats.
 template <class T>
 static void skinny_rows_gemm(bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
-                             const T* b, int64_t ldb, T beta, T* c, int64_t ldc, const T* bias, int64_t tile) {
+                             const T* b, int64_t ldb, T beta, T* c, int64_t ldc, const T* bias,
+                             const GemmEpilogue<T>& epilogue, int64_t tile) {
   const int64_t nv = (n + kLanes - 1) / kLanes;
   // op(B) as (k, 8 nv), zero-padded: at most kSkinnyPacked bytes of floats, 9 KiB for TNT's 7x7 pixel
   // convolution. The caller's buffer, kept between calls (the workers get its address), aligned for whole vectors.
@@ -241,6 +246,7 @@ static void skinny_rows_gemm(bool trans_b, int64_t m, int64_t n, int64_t k, T al
     with_vector_count(nv, [&]<int NV>() {
       skinny_rows_tile<T, NV>(c_tile, ldc, a_tile, lda, packed, rows, n, k, alpha, beta, bias);
     });
+    epilogue(c_tile, rows, n);  // the tile's 256 rows are still in L2
   };
   parallel_for(0, (m + tile - 1) / tile, 1, [&](int64_t lo, int64_t hi) {
     for (int64_t t = lo; t < hi; ++t) run_tile(t);
@@ -309,14 +315,14 @@ static void skinny_depth_gemm(int64_t m, int64_t n, int64_t k, T alpha, const T*
 // it once and the row tiles share it. A tile of columns packs its own.
 static void gemm_f32_tiles(const GemmTiling& tiling, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                            const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
-                           const float* bias) {
+                           const float* bias, const GemmEpilogue<float>& epilogue) {
   if (tiling.kind == GemmTiling::cols) {
     parallel_for(0, tiling.count, 1, [&](int64_t lo, int64_t hi) {
       thread_local PackedB columns;
       for (int64_t t = lo; t < hi; ++t) {
         const int64_t c0 = t * tiling.size, cols = std::min(n, c0 + tiling.size) - c0;
         const float* packed = columns.pack(trans_b ? b + c0 * ldb : b + c0, ldb, trans_b, cols, k);
-        gemm_f32_packed(c + c0, ldc, a, lda, packed, m, cols, k, alpha, beta, bias ? bias + c0 : nullptr);
+        gemm_f32_packed(c + c0, ldc, a, lda, packed, m, cols, k, alpha, beta, bias ? bias + c0 : nullptr, epilogue);
       }
     });
     return;
@@ -326,14 +332,14 @@ static void gemm_f32_tiles(const GemmTiling& tiling, bool trans_b, int64_t m, in
   parallel_for(0, tiling.count, 1, [&](int64_t lo, int64_t hi) {
     for (int64_t t = lo; t < hi; ++t) {
       const int64_t r0 = t * tiling.size, rows = std::min(m, r0 + tiling.size) - r0;
-      gemm_f32_packed(c + r0 * ldc, ldc, a + r0 * lda, lda, packed, rows, n, k, alpha, beta, bias);
+      gemm_f32_packed(c + r0 * ldc, ldc, a + r0 * lda, lda, packed, rows, n, k, alpha, beta, bias, epilogue);
     }
   });
 }
 
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
-          int64_t ldb, T beta, T* c, int64_t ldc, const T* bias) {
+          int64_t ldb, T beta, T* c, int64_t ldc, const T* bias, const GemmEpilogue<T>& epilogue) {
   const GemmTiling tiling = gemm_tiling(m, n, k, trans_a, trans_b);
   if constexpr (std::is_same_v<T, float>) {
     // What stays on OpenBLAS ran faster there: A transposed (dW = dY^T X, in depth slices), and products small
@@ -341,26 +347,27 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
     const bool tiled = tiling.kind == GemmTiling::rows || tiling.kind == GemmTiling::cols;
     if (kGemmF32Preferred && !trans_a && tiled &&
         g_cpu_precision.load(std::memory_order_relaxed) == MatmulPrecision::fp32) {
-      gemm_f32_tiles(tiling, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias);
+      gemm_f32_tiles(tiling, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, epilogue);
       return;
     }
   }
   switch (tiling.kind) {
     case GemmTiling::skinny_rows:
-      skinny_rows_gemm(trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, tiling.size);
+      skinny_rows_gemm(trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, epilogue, tiling.size);
       return;
     case GemmTiling::skinny_depth:
       skinny_depth_gemm(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, tiling.size, tiling.count);
+      epilogue(c, m, n);
       return;
     case GemmTiling::whole:
-      blas_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias);
+      blas_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, epilogue);
       return;
     case GemmTiling::rows:  // C rows [r0, r1) = op(A) rows [r0, r1) @ op(B)
       parallel_for(0, tiling.count, 1, [&](int64_t lo, int64_t hi) {
         for (int64_t t = lo; t < hi; ++t) {
           const int64_t r0 = t * tiling.size, rows = std::min(m, r0 + tiling.size) - r0;
           blas_gemm(trans_a, trans_b, rows, n, k, alpha, trans_a ? a + r0 : a + r0 * lda, lda, b, ldb, beta,
-                    c + r0 * ldc, ldc, bias);
+                    c + r0 * ldc, ldc, bias, epilogue);
         }
       });
       return;
@@ -369,7 +376,7 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
         for (int64_t t = lo; t < hi; ++t) {
           const int64_t c0 = t * tiling.size, cols = std::min(n, c0 + tiling.size) - c0;
           blas_gemm(trans_a, trans_b, m, cols, k, alpha, a, lda, trans_b ? b + c0 * ldb : b + c0, ldb, beta, c + c0,
-                    ldc, bias ? bias + c0 : nullptr);
+                    ldc, bias ? bias + c0 : nullptr, epilogue);
         }
       });
       return;
@@ -386,10 +393,10 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
           const T* a_part = trans_a ? a + k0 * lda : a + k0;
           const T* b_part = trans_b ? b + k0 : b + k0 * ldb;
           if (part == 0)
-            blas_gemm(trans_a, trans_b, m, n, depth, alpha, a_part, lda, b_part, ldb, beta, c, ldc, bias);
+            blas_gemm(trans_a, trans_b, m, n, depth, alpha, a_part, lda, b_part, ldb, beta, c, ldc, bias, {});
           else
             blas_gemm(trans_a, trans_b, m, n, depth, alpha, a_part, lda, b_part, ldb, T(0),
-                      partials + (part - 1) * mn, n, static_cast<const T*>(nullptr));
+                      partials + (part - 1) * mn, n, static_cast<const T*>(nullptr), {});
         }
       });
       parallel_for(0, m, std::max<int64_t>(1, 4096 / std::max<int64_t>(n, 1)), [&](int64_t lo, int64_t hi) {
@@ -397,15 +404,16 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
           for (int64_t part = 1; part < tiling.count; ++part)
             for (int64_t j = 0; j < n; ++j) c[i * ldc + j] += partials[(part - 1) * mn + i * n + j];
       });
+      epilogue(c, m, n);  // C's values are final only now
       return;
     }
   }
 }
 
 template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t,
-                          float, float*, int64_t, const float*);
+                          float, float*, int64_t, const float*, const GemmEpilogue<float>&);
 template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t, const double*,
-                           int64_t, double, double*, int64_t, const double*);
+                           int64_t, double, double*, int64_t, const double*, const GemmEpilogue<double>&);
 
 std::string blas_core_name() { return openblas_get_corename(); }
 

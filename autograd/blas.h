@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "autograd/gemm_epilogue.h"
 #include "autograd/tensor.h"
 
 namespace vt {
@@ -19,9 +20,12 @@ namespace vt {
 // tiles that depend on (m, n, k) alone, each one single-threaded call (OpenBLAS, the bf16 kernel, or our skinny
 // loops), so it is bit-identical for any thread count; called inside a parallel region, it runs its tiles on the
 // calling thread.
+// `epilogue` finishes C's values block by block once they are final: in our kernels' register blocks, after each
+// library call's tile, or over the whole of C when slices of k are added at the end.
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
-          const T* b, int64_t ldb, T beta, T* c, int64_t ldc, const T* bias = nullptr);
+          const T* b, int64_t ldb, T beta, T* c, int64_t ldc, const T* bias = nullptr,
+          const GemmEpilogue<T>& epilogue = {});
 
 // The arithmetic of gemm<float>: exact float32 (the default), or MatmulPrecision::bf16 (--amp bf16): each tile
 // on this CPU's bf16 kernel (gemm_bf16.h), the inputs rounded to bf16 and the products summed in float32. The

@@ -321,7 +321,7 @@ int64_t l2_cache_bytes() {
 
 void gemm_bf16(Bf16Kernel kernel, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
-               const float* bias, int64_t l2_bytes) {
+               const float* bias, const GemmEpilogue<float>& epilogue, int64_t l2_bytes) {
   if (kernel == Bf16Kernel::none || static_cast<int>(kernel) > static_cast<int>(best_bf16_kernel()))
     fail("gemm_bf16", std::string("this CPU cannot run the ") + bf16_kernel_name(kernel) + " kernel");
   if (m <= 0 || n <= 0) return;
@@ -369,6 +369,8 @@ void gemm_bf16(Bf16Kernel kernel, bool trans_a, bool trans_b, int64_t m, int64_t
         }
         write_block(c + i0 * ldc + j0, ldc, block, rows, std::min(kBlockCols, n - j0), alpha, beta, block_bias);
       }
+      // The panel's rows of the chunk, just written (32 x up to half of L2), in cache.
+      epilogue(c + i0 * ldc + chunk, rows, std::min(n, chunk + chunk_cols) - chunk);
     }
   if (kernel == Bf16Kernel::amx) amx_release();
 }

@@ -6,6 +6,8 @@
 
 #include <cstdint>
 
+#include "autograd/gemm_epilogue.h"
+
 namespace vt {
 
 // The bf16 kernels a CPU can run, best last: AVX512-BF16's dot products of bf16 pairs (Cooper Lake, Zen 4), or
@@ -30,10 +32,12 @@ void gemm_bf16_reference(bool trans_a, bool trans_b, int64_t m, int64_t n, int64
 // This CPU's level-2 cache per core in bytes, as the OS reports it (1 MiB when it does not say).
 int64_t l2_cache_bytes();
 
-// The same product on one of this CPU's kernels (not none, and one that best_bf16_kernel() allows). l2_bytes
-// sizes the chunks of op(B)'s columns that stay in cache (the tests pass small ones to reach that path).
+// The same product on one of this CPU's kernels (not none, and one that best_bf16_kernel() allows); `epilogue`
+// finishes each panel of 32 rows (by a chunk of columns) as soon as it is written. l2_bytes sizes the chunks of op(B)'s columns that stay in cache
+// (the tests pass small ones to reach that path).
 void gemm_bf16(Bf16Kernel kernel, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
-               const float* bias = nullptr, int64_t l2_bytes = l2_cache_bytes());
+               const float* bias = nullptr, const GemmEpilogue<float>& epilogue = {},
+               int64_t l2_bytes = l2_cache_bytes());
 
 }  // namespace vt

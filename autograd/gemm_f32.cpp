@@ -106,11 +106,13 @@ const float* PackedB::pack(const float* b, int64_t ldb, bool trans_b, int64_t n,
 }
 
 void gemm_f32_packed(float* c, int64_t ldc, const float* a, int64_t lda, const float* packed_b, int64_t m, int64_t n,
-                     int64_t k, float alpha, float beta, const float* bias, int64_t l2_bytes) {
+                     int64_t k, float alpha, float beta, const float* bias, const GemmEpilogue<float>& epilogue,
+                     int64_t l2_bytes) {
   if (k == 0) {  // no products: C = beta C + bias
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < n; ++j)
         c[i * ldc + j] = (beta == 0.0f ? 0.0f : beta * c[i * ldc + j]) + (bias ? bias[j] : 0.0f);
+    epilogue(c, m, n);
     return;
   }
   // The 14 rows of A stay in L1 while the panels of a chunk pass, and the chunk's depth block of the panels stays
@@ -120,13 +122,16 @@ void gemm_f32_packed(float* c, int64_t ldc, const float* a, int64_t lda, const f
   for (int64_t p0 = 0; p0 < k; p0 += kDepthBlock) {
     const int64_t depth = std::min(kDepthBlock, k - p0);
     for (int64_t jp0 = 0; jp0 < panels; jp0 += chunk)
-      for (int64_t i0 = 0; i0 < m; i0 += kBlockRows)
+      for (int64_t i0 = 0; i0 < m; i0 += kBlockRows) {
+        const int64_t rows = std::min<int64_t>(kBlockRows, m - i0);
         for (int64_t jp = jp0; jp < std::min(panels, jp0 + chunk); ++jp) {
           const int64_t j0 = jp * kPanel;
-          block_of(std::min<int64_t>(kBlockRows, m - i0), c + i0 * ldc + j0, ldc, a + i0 * lda + p0, lda,
-                   packed_b + (jp * k + p0) * kPanel, depth, std::min<int64_t>(kPanel, n - j0), alpha, beta,
-                   bias ? bias + j0 : nullptr, p0 == 0);
+          block_of(rows, c + i0 * ldc + j0, ldc, a + i0 * lda + p0, lda, packed_b + (jp * k + p0) * kPanel, depth,
+                   std::min<int64_t>(kPanel, n - j0), alpha, beta, bias ? bias + j0 : nullptr, p0 == 0);
         }
+        // The rows' chunk of C, just written (at most 14 x 1,024 floats, in L1 and L2), after the last pass.
+        if (p0 + depth == k) epilogue(c + i0 * ldc + jp0 * kPanel, rows, std::min(n, (jp0 + chunk) * kPanel) - jp0 * kPanel);
+      }
   }
 }
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "autograd/gemm_bf16.h"
+#include "autograd/gemm_epilogue.h"
 
 namespace vt {
 
@@ -37,9 +38,11 @@ class PackedB {
 // C (m, n) = alpha * A (m, k) @ op(B) + beta * C + bias (n) on every row, with op(B) packed by PackedB::pack; A's
 // rows are lda apart. With beta = 0, C is not read (BLAS's rule: it may hold NaN); a null bias adds nothing. Each
 // output is summed over p in order, in blocks of 256 that are added to C in order, so the result depends on the
-// shape alone. Runs on the calling thread. l2_bytes sizes the chunks of panels that stay in cache (the tests pass
-// small ones to reach that path).
+// shape alone. `epilogue` finishes each block of 14 rows (by a chunk of columns) after its last pass. Runs on the
+// calling thread. l2_bytes sizes the chunks of panels that stay in cache (the tests pass small ones to reach
+// that path).
 void gemm_f32_packed(float* c, int64_t ldc, const float* a, int64_t lda, const float* packed_b, int64_t m, int64_t n,
-                     int64_t k, float alpha, float beta, const float* bias, int64_t l2_bytes = l2_cache_bytes());
+                     int64_t k, float alpha, float beta, const float* bias, const GemmEpilogue<float>& epilogue = {},
+                     int64_t l2_bytes = l2_cache_bytes());
 
 }  // namespace vt

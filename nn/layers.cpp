@@ -40,14 +40,13 @@ Tensor DropPath::forward(const Tensor& x) const { return drop_path(x, p, trainin
 
 Mlp::Mlp(int64_t dim, int64_t hidden, double drop) {
   fc1 = register_module("fc1", std::make_shared<Linear>(dim, hidden));
-  act = register_module("act", std::make_shared<GELU>());
   drop1 = register_module("drop1", std::make_shared<Dropout>(drop));
   fc2 = register_module("fc2", std::make_shared<Linear>(hidden, dim));
   drop2 = register_module("drop2", std::make_shared<Dropout>(drop));
 }
 
 Tensor Mlp::forward(const Tensor& x) const {
-  return drop2->forward(fc2->forward(drop1->forward(act->forward(fc1->forward(x)))));
+  return drop2->forward(fc2->forward(drop1->forward(linear_gelu(x, fc1->weight, fc1->bias))));  // (..., hidden) inside
 }
 
 }  // namespace vt::nn

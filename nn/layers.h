@@ -49,18 +49,12 @@ class DropPath : public Module {
   double p;
 };
 
-class GELU : public Module {
- public:
-  Tensor forward(const Tensor& x) const { return gelu(x); }
-};
-
-// fc1 -> GELU -> dropout -> fc2 -> dropout, as timm's Mlp.
+// fc1 -> GELU -> dropout -> fc2 -> dropout, as timm's Mlp; fc1 and GELU run as one op (linear_gelu).
 class Mlp : public Module {
  public:
   Mlp(int64_t dim, int64_t hidden, double drop = 0.0);
   Tensor forward(const Tensor& x) const;  // (..., dim) -> (..., dim)
   std::shared_ptr<Linear> fc1, fc2;
-  std::shared_ptr<GELU> act;
   std::shared_ptr<Dropout> drop1, drop2;
 };
 

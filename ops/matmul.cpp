@@ -5,6 +5,7 @@
 #include "autograd/parallel.h"
 #include "ops/cuda/kernels.h"
 #include "ops/dispatch.h"
+#include "ops/elementwise_functors.h"
 #include "ops/ops.h"
 
 namespace vt {
@@ -173,14 +174,19 @@ static void linear_backward_cpu(T* dx, T* dw, const T* dy, const T* x, const T* 
   if (dw) gemm<T>(true, false, out, in, rows, T(1), dy, out, x, in, T(0), dw, in);
 }
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  check_matmul_inputs(x, weight, "linear");
+// The checks linear and linear_gelu share: x (..., in), weight (out, in), bias (out) or undefined, one device.
+static void check_linear_inputs(const Tensor& x, const Tensor& weight, const Tensor& bias, const char* op) {
+  check_matmul_inputs(x, weight, op);
   if (weight.dim() != 2 || x.dim() < 1 || x.size(-1) != weight.size(1))
-    fail("linear", "input " + x.str() + " does not match weight " + weight.str() + " (out, in)");
+    fail(op, "input " + x.str() + " does not match weight " + weight.str() + " (out, in)");
+  if (bias.defined() && (bias.dim() != 1 || bias.size(0) != weight.size(0) || bias.dtype() != x.dtype()))
+    fail(op, "bias " + bias.str() + " does not match weight " + weight.str());
+  check_same_device(op, {x, weight, bias});
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  check_linear_inputs(x, weight, bias, "linear");
   const int64_t in = weight.size(1), out = weight.size(0);
-  if (bias.defined() && (bias.dim() != 1 || bias.size(0) != out || bias.dtype() != x.dtype()))
-    fail("linear", "bias " + bias.str() + " does not match weight " + weight.str());
-  check_same_device("linear", {x, weight, bias});
   Shape out_shape = x.shape();
   out_shape.back() = out;
   Tensor y = Tensor::empty(out_shape, x.dtype(), x.device());
@@ -226,6 +232,85 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                               dw.data<float>(), in);
                });
            const Tensor db = ctx.needs_input_grad[2] ? sum(g, {0}) : Tensor();  // (out)
+           return {dx, dw, db};
+         });
+  return y;
+}
+
+// ---- linear + GELU ----
+
+// GEMM's epilogue for y = gelu(h), h = x w^T + b (rows, out): each block of h, final and in cache, is copied to
+// `pre` when the backward needs it, then replaced by its GELU.
+template <class T>
+struct GeluFinish {
+  T* y;    // (rows, out), where GEMM writes h
+  T* pre;  // (rows, out), or null in inference
+  int64_t out;
+  static void finish(T* block, int64_t rows, int64_t cols, void* context) {
+    const auto& self = *static_cast<const GeluFinish*>(context);
+    for (int64_t r = 0; r < rows; ++r) {
+      T* row = block + r * self.out;
+      if (self.pre) std::copy_n(row, cols, self.pre + (row - self.y));
+      for (int64_t j = 0; j < cols; ++j) row[j] = Gelu{}.forward(row[j]);
+    }
+  }
+};
+
+// y (rows, out) = gelu(x (rows, in) @ w^T + bias), keeping h (rows, out) when `pre` is given.
+template <class T>
+static void linear_gelu_forward_cpu(T* y, T* pre, const T* x, const T* w, const T* bias, int64_t rows, int64_t in,
+                                    int64_t out) {
+  GeluFinish<T> finish{y, pre, out};
+  gemm<T>(false, true, rows, out, in, T(1), x, in, w, in, T(0), y, out, bias, {&GeluFinish<T>::finish, &finish});
+}
+
+// dh (rows, out) = dy * gelu'(h), one pass; linear's backward then takes dh.
+template <class T>
+static void gelu_grad_cpu(T* dh, const T* dy, const T* h, int64_t count) {
+  parallel_for(0, count, 4096, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) dh[i] = Gelu{}.backward(dy[i], h[i]);
+  });
+}
+
+Tensor linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  check_linear_inputs(x, weight, bias, "linear_gelu");
+  switch (x.device()) {
+    case Device::cuda: return gelu(linear(x, weight, bias));  // cuBLAS's GEMM, then the GELU kernel
+    case Device::cpu: break;
+  }
+  const int64_t in = weight.size(1), out = weight.size(0);
+  Shape out_shape = x.shape();
+  out_shape.back() = out;
+  Tensor y = Tensor::empty(out_shape, x.dtype(), x.device());
+  const int64_t rows = x.numel() / std::max<int64_t>(in, 1);
+  const bool keep_pre = any_requires_grad({x, weight, bias});
+  Tensor x2, w, pre = keep_pre ? Tensor::empty({rows, out}, x.dtype(), x.device()) : Tensor();
+  {
+    NoGradGuard no_grad;
+    x2 = contiguous(reshape(x, {rows, in}));  // (rows, in), a view unless x's rows are scattered
+    w = contiguous(weight);                    // (out, in)
+    const Tensor b = bias.defined() ? contiguous(bias) : Tensor();
+    dispatch_cpu_float(x, [&](auto zero) {
+      using T = decltype(zero);
+      linear_gelu_forward_cpu(y.data<T>(), keep_pre ? pre.data<T>() : nullptr, x2.data<T>(), w.data<T>(),
+                              b.defined() ? b.data<T>() : nullptr, rows, in, out);
+    });
+  }
+  const Shape x_shape = x.shape();
+  record("linear_gelu", y, {x, weight, bias}, {x2, w, pre},
+         [=](const Tensor& dy, const BackwardContext& ctx) -> Grads {
+           const Tensor &x2 = ctx.saved[0], &w = ctx.saved[1], &pre = ctx.saved[2];
+           const Tensor g = contiguous(dy);  // (..., out)
+           const Tensor dh = Tensor::empty({rows, out}, g.dtype(), g.device());
+           Tensor dx = ctx.needs_input_grad[0] ? Tensor::empty(x_shape, g.dtype(), g.device()) : Tensor();
+           Tensor dw = ctx.needs_input_grad[1] ? Tensor::empty({out, in}, g.dtype(), g.device()) : Tensor();
+           dispatch_cpu_float(g, [&](auto zero) {
+             using T = decltype(zero);
+             gelu_grad_cpu(dh.data<T>(), g.data<T>(), pre.data<T>(), rows * out);
+             linear_backward_cpu(dx.defined() ? dx.data<T>() : nullptr, dw.defined() ? dw.data<T>() : nullptr,
+                                 dh.data<T>(), x2.data<T>(), w.data<T>(), rows, in, out);
+           });
+           const Tensor db = ctx.needs_input_grad[2] ? sum(dh, {0}) : Tensor();  // (out)
            return {dx, dw, db};
          });
   return y;

@@ -79,6 +79,9 @@ Tensor squeeze(const Tensor& x, int64_t dim);
 Tensor matmul(const Tensor& a, const Tensor& b);
 // x (..., in), weight (out, in), bias (out) or undefined -> (..., out)
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+// gelu(linear(x, weight, bias)) in one pass: GEMM finishes each block with GELU while it is in cache, and keeps the
+// pre-activation for the backward only when a gradient is wanted. The GPU runs the two ops.
+Tensor linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 
 // ---- normalisation and probabilities ----
 Tensor softmax(const Tensor& x, int64_t dim = -1);      // ops/softmax.cpp

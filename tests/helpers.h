@@ -139,6 +139,33 @@ class GuardedFloats {
   float* data_ = nullptr;
 };
 
+// A GEMM epilogue for tests: negates each value it finishes (exact, so any bound on C still holds) and counts
+// how often each element of C (m, n), rows ldc apart, was finished; each must be exactly once. Blocks finished
+// on different threads are disjoint, so their counts are too.
+template <class T>
+class CountingEpilogue {
+ public:
+  CountingEpilogue(T* c, int64_t m, int64_t n, int64_t ldc) : c_(c), n_(n), ldc_(ldc), visits_(m * n, 0) {}
+  GemmEpilogue<T> epilogue() { return {&finish, this}; }
+  bool each_once() const {
+    return std::all_of(visits_.begin(), visits_.end(), [](int v) { return v == 1; });
+  }
+
+ private:
+  static void finish(T* block, int64_t rows, int64_t cols, void* context) {
+    auto* self = static_cast<CountingEpilogue*>(context);
+    const int64_t offset = block - self->c_, row0 = offset / self->ldc_, col0 = offset % self->ldc_;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < cols; ++j) {
+        block[r * self->ldc_ + j] = -block[r * self->ldc_ + j];
+        ++self->visits_[(row0 + r) * self->n_ + col0 + j];
+      }
+  }
+  T* c_;
+  int64_t n_, ldc_;
+  std::vector<int> visits_;
+};
+
 // f() run with the kernels and the GEMM tiles on `threads` threads; the thread count is restored afterwards, also
 // when f throws. For tests that results do not depend on the thread count.
 template <class F>

@@ -1,8 +1,9 @@
-// The OpenBLAS kernels and libgomp spinning chosen at start-up, and GEMM's transpose flags and tilings against
-// a plain triple loop.
+// The OpenBLAS kernels and libgomp spinning chosen at start-up, GEMM's transpose flags and tilings against a
+// plain triple loop, and its epilogue.
 #include <map>
 
 #include "autograd/blas.h"
+#include "autograd/gemm_bf16.h"
 #include "tests/helpers.h"
 
 using namespace vt;
@@ -227,4 +228,50 @@ TEST_CASE("blas: skinny products give the same bits on 1 and on 2 threads") {
   CHECK(one[0] == two[0]);
   CHECK(one[1] == two[1]);
   CHECK(one[2] == two[2]);
+}
+
+TEST_CASE("blas: gemm's epilogue finishes every element of C once, after its last sum, in every tiling") {
+  // The epilogue negates what it finishes, so C with it must be exactly -C without it: a value finished before
+  // its last partial sum, or twice, or not at all, would differ. Every kind of tiling, with float32 and float64
+  // (and bf16 where the CPU has it), transpose flags as each kind runs them.
+  struct Case {
+    bool trans_a, trans_b;
+    int64_t m, n, k;
+    GemmTiling::Kind kind;
+  };
+  const std::vector<Case> cases = {{false, true, 5, 7, 3, GemmTiling::whole},
+                                   {false, true, 1100, 64, 300, GemmTiling::rows},
+                                   {false, false, 64, 600, 128, GemmTiling::cols},
+                                   {true, false, 192, 192, 1040, GemmTiling::depth},
+                                   {false, true, 4099, 48, 12, GemmTiling::skinny_rows},
+                                   {true, false, 48, 12, 4099, GemmTiling::skinny_depth}};
+  Generator generator(13);
+  auto check = [&]<class T>(const Case& c, T zero) {
+    const int64_t lda = c.trans_a ? c.m : c.k, ldb = c.trans_b ? c.k : c.n, ldc = c.n + 1;
+    const std::vector<double> a64 = randn({c.m * c.k}, DType::f64, generator).to_vector();
+    const std::vector<double> b64 = randn({c.k * c.n}, DType::f64, generator).to_vector();
+    const std::vector<double> bias64 = randn({c.n}, DType::f64, generator).to_vector();
+    const std::vector<T> a(a64.begin(), a64.end()), b(b64.begin(), b64.end()), bias(bias64.begin(), bias64.end());
+    std::vector<T> plain(c.m * ldc, zero), finished(c.m * ldc, zero);
+    gemm<T>(c.trans_a, c.trans_b, c.m, c.n, c.k, T(1), a.data(), lda, b.data(), ldb, T(0), plain.data(), ldc,
+            bias.data());
+    testing::CountingEpilogue<T> negate(finished.data(), c.m, c.n, ldc);
+    gemm<T>(c.trans_a, c.trans_b, c.m, c.n, c.k, T(1), a.data(), lda, b.data(), ldb, T(0), finished.data(), ldc,
+            bias.data(), negate.epilogue());
+    CHECK(negate.each_once());
+    int64_t differ = 0;
+    for (int64_t i = 0; i < c.m; ++i)
+      for (int64_t j = 0; j < c.n; ++j) differ += finished[i * ldc + j] != -plain[i * ldc + j];
+    CHECK(differ == 0);
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.m);
+    CAPTURE(c.n);
+    CAPTURE(c.k);
+    CHECK(gemm_tiling(c.m, c.n, c.k, c.trans_a, c.trans_b).kind == c.kind);
+    check(c, 0.0);
+    check(c, 0.0f);
+    if (best_bf16_kernel() != Bf16Kernel::none)
+      testing::with_cpu_matmul_precision(MatmulPrecision::bf16, [&] { check(c, 0.0f); });
+  }
 }

@@ -176,7 +176,7 @@ TEST_CASE("bf16: each kernel this CPU has matches the reference across panel and
             for (int64_t l2_bytes : {l2_cache_bytes(), int64_t(32) << 10, int64_t(128) << 10}) {
               results.push_back(c0);
               gemm_bf16(kernel, trans_a, trans_b, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta,
-                        results.back().data(), ldc, bias, l2_bytes);
+                        results.back().data(), ldc, bias, {}, l2_bytes);
             }
             int64_t wrong = 0, padding_touched = 0;
             for (int64_t i = 0; i < m; ++i) {

@@ -108,8 +108,13 @@ TEST_CASE("gemm_f32: the packed kernel matches exact arithmetic across block, pa
           std::vector<double> value, magnitude;
           exact(o, alpha, a.data(), b.data(), beta, c.data(), with_bias ? bias.data() : nullptr, value, magnitude);
           PackedB packed;
+          // The epilogue negates each value it finishes (exact): it must see every element once, summed.
+          testing::CountingEpilogue<float> negate(c.data(), o.m, o.n, o.ldc);
           gemm_f32_packed(c.data(), o.ldc, a.data(), o.lda, packed.pack(b.data(), o.ldb, trans_b, o.n, o.k), o.m, o.n,
-                          o.k, alpha, beta, with_bias ? bias.data() : nullptr, l2_bytes);
+                          o.k, alpha, beta, with_bias ? bias.data() : nullptr, negate.epilogue(), l2_bytes);
+          CHECK(negate.each_once());
+          for (int64_t i = 0; i < o.m; ++i)
+            for (int64_t j = 0; j < o.n; ++j) c.data()[i * o.ldc + j] = -c.data()[i * o.ldc + j];
           CHECK(outside_bound(o, c.data(), value, magnitude) == 0);
           int64_t padding_touched = 0;
           for (int64_t i = 0; i < c_size; ++i) padding_touched += i % o.ldc >= o.n && c.data()[i] != 7.0f;

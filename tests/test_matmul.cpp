@@ -1,6 +1,7 @@
-// matmul and linear: values by hand, transposed views going to GEMM without copies, batch broadcasting,
+// matmul, linear and linear_gelu: values by hand, transposed views going to GEMM without copies, batch broadcasting,
 // and gradient checks on broadcast and non-contiguous operands.
 #include "autograd/blas.h"
+#include "autograd/gemm_bf16.h"
 #include "tests/helpers.h"
 
 using namespace vt;
@@ -49,6 +50,54 @@ TEST_CASE("linear: y = x W^T + b over any leading dims") {
   gradcheck([](const auto& l) { return linear(l[0], l[1]); }, {x3, w3});
   gradcheck([](const auto& l) { return linear(transpose(l[0], 0, 1), l[1], l[2]); }, {x3, w3, b3});
   gradcheck([](const auto& l) { return linear(l[0], transpose(l[1], 0, 1)); }, {random_leaf({3, 5}, 44), w3});
+}
+
+TEST_CASE("linear_gelu: gelu(x W^T + b) in one pass, with gradients, on every GEMM path") {
+  // x = [1, -2], W = [[1, 0], [0, 1], [1, 1]], b = [0, 0, 1] -> h = [1, -2, 0]; gelu(h) = h Phi(h):
+  // gelu(1) = Phi(1) = 0.841344746..., gelu(-2) = -2 Phi(-2) = -2 * 0.022750131... = -0.045500263..., gelu(0) = 0.
+  Tensor x = Tensor::from_vector({1, -2}, {1, 2}, DType::f64);
+  Tensor w = Tensor::from_vector({1, 0, 0, 1, 1, 1}, {3, 2}, DType::f64);
+  Tensor b = Tensor::from_vector({0, 0, 1}, {3}, DType::f64);
+  testing::expect_close(linear_gelu(x, w, b), {0.8413447460685429, -0.04550026389635842, 0.0}, 1e-12);
+  // float64 gradients against finite differences, also through non-contiguous x and W and without a bias.
+  Tensor x3 = random_leaf({2, 3, 4}, 45), w3 = random_leaf({5, 4}, 46), b3 = random_leaf({5}, 47);
+  gradcheck([](const auto& l) { return linear_gelu(l[0], l[1], l[2]); }, {x3, w3, b3});
+  gradcheck([](const auto& l) { return linear_gelu(transpose(l[0], 0, 1), l[1]); }, {x3, w3});
+  gradcheck([](const auto& l) { return linear_gelu(l[0], transpose(l[1], 0, 1), l[2]); },
+            {random_leaf({3, 5}, 48), w3, random_leaf({4}, 49)});
+  // float32 against the two ops, forward with and without a gradient wanted (the pre-activation kept or not),
+  // and the backward, on shapes that take each GEMM path: our float32 kernel's row tiles (or OpenBLAS's), the
+  // skinny rows of TNT's pixel MLP, one call for a small product; and the bf16 kernel where the CPU has one.
+  Generator generator(52);
+  struct Case {
+    int64_t rows, in, out;
+  };
+  auto compare = [&](const Case& c) {
+    CAPTURE(c.rows);
+    CAPTURE(c.in);
+    CAPTURE(c.out);
+    const Tensor xs = randn({c.rows, c.in}, DType::f32, generator), ws = randn({c.out, c.in}, DType::f32, generator);
+    const Tensor bs = randn({c.out}, DType::f32, generator), upstream = randn({c.rows, c.out}, DType::f32, generator);
+    auto run = [&](bool fused) {
+      Tensor xl = xs.clone().requires_grad_(), wl = ws.clone().requires_grad_(), bl = bs.clone().requires_grad_();
+      Tensor y = fused ? linear_gelu(xl, wl, bl) : gelu(linear(xl, wl, bl));
+      y.backward(upstream);
+      NoGradGuard no_grad;
+      const Tensor inference = fused ? linear_gelu(xs, ws, bs) : gelu(linear(xs, ws, bs));
+      return std::vector<Tensor>{y, inference, xl.grad(), wl.grad(), bl.grad()};
+    };
+    const auto fused = run(true), separate = run(false);
+    // The same GEMM sums and the same GELU: equal up to the last bit of GELU's arithmetic, which the compiler
+    // may contract differently in the two files.
+    for (size_t i = 0; i < fused.size(); ++i) {
+      CAPTURE(i);
+      testing::expect_close(fused[i], separate[i].to_vector(), 1e-5, 1e-5);
+    }
+  };
+  const std::vector<Case> cases = {{2080, 192, 768}, {4099, 12, 48}, {65, 64, 65}};
+  for (const Case& c : cases) compare(c);
+  if (best_bf16_kernel() != Bf16Kernel::none)
+    testing::with_cpu_matmul_precision(MatmulPrecision::bf16, [&] { compare(cases[0]); });
 }
 
 TEST_CASE("linear, matmul and attention: the same bits on 1 and on 2 threads") {

@@ -1,4 +1,4 @@
-// float32 GEMM for op(A) = A, rows contiguous: op(B) is packed once into panels of 32 columns that every tile of
+// float32 GEMM for op(A) = A, rows contiguous: op(B) is packed once into panels of 64 columns that every tile of
 // rows shares, A is read where it lies, and alpha, beta and the bias are applied as C is written. gemm<float>
 // (blas.h) runs it in place of OpenBLAS on builds for AVX-512, where it measured faster; it compiles everywhere
 // (GCC's vector extensions), so the tests check its arithmetic on any CPU.
@@ -13,7 +13,8 @@
 namespace vt {
 
 // Whether gemm<float> uses this kernel for op(A) = A: on builds that target AVX-512 (VT_NATIVE on such a CPU).
-// With AVX2 alone its 14 x 32 block does not fit the 16 registers, and OpenBLAS's Haswell and Zen kernels stay.
+// With AVX2 alone its 6 x 64 block of sums does not fit the 16 registers, and OpenBLAS's Haswell and Zen kernels
+// stay.
 constexpr bool kGemmF32Preferred =
 #ifdef __AVX512F__
     true;
@@ -21,7 +22,7 @@ constexpr bool kGemmF32Preferred =
     false;
 #endif
 
-// op(B) (k, n) packed as (ceil(n / 32), k, 32) floats: panel by panel, each of its k rows the panel's 32 columns
+// op(B) (k, n) packed as (ceil(n / 64), k, 64) floats: panel by panel, each of its k rows the panel's 64 columns
 // side by side, zero-padded past n. The storage is kept between calls.
 class PackedB {
  public:
@@ -38,7 +39,7 @@ class PackedB {
 // C (m, n) = alpha * A (m, k) @ op(B) + beta * C + bias (n) on every row, with op(B) packed by PackedB::pack; A's
 // rows are lda apart. With beta = 0, C is not read (BLAS's rule: it may hold NaN); a null bias adds nothing. Each
 // output is summed over p in order, in blocks of 256 that are added to C in order, so the result depends on the
-// shape alone. `epilogue` finishes each block of 14 rows (by a chunk of columns) after its last pass. Runs on the
+// shape alone. `epilogue` finishes each block of 6 rows (by a chunk of columns) after its last pass. Runs on the
 // calling thread. l2_bytes sizes the chunks of panels that stay in cache (the tests pass small ones to reach
 // that path).
 void gemm_f32_packed(float* c, int64_t ldc, const float* a, int64_t lda, const float* packed_b, int64_t m, int64_t n,

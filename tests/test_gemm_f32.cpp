@@ -67,14 +67,14 @@ std::vector<float> random_floats(int64_t count, Generator& generator) {
 }  // namespace
 
 TEST_CASE("gemm_f32: the packed kernel matches exact arithmetic across block, panel, depth and chunk edges") {
-  // Blocks are 14 rows by one 32-column panel, summed over 256 values of p at a time; chunks of panels fill half
-  // of L2 (with 32 KiB, one panel per chunk). Row counts around 14 and 28, widths around 32 and 64, depths
+  // Blocks are 6 rows by one 64-column panel, summed over 256 values of p at a time; chunks of panels fill half
+  // of L2 (with 32 KiB, one panel per chunk). Row counts around 6 and 12, widths around 64 and 128, depths
   // around 256 and 512, a depth of 0 (C = beta C + bias) and of 1.
   struct Case {
     int64_t m, n, k;
   };
-  const std::vector<Case> cases = {{1, 1, 1},    {13, 31, 5},   {14, 32, 256}, {15, 33, 257}, {29, 70, 600},
-                                   {28, 64, 512}, {3, 100, 0},  {40, 96, 40}};
+  const std::vector<Case> cases = {{1, 1, 1},     {5, 63, 5},  {6, 64, 256}, {7, 65, 257}, {13, 130, 600},
+                                   {12, 128, 512}, {3, 100, 0}, {40, 192, 40}};
   Generator generator(11);
   for (const Case& s : cases)
     for (bool trans_b : {false, true})
@@ -131,9 +131,9 @@ TEST_CASE("gemm_f32: gemm<float>'s row, column and whole tilings agree with exac
     int64_t m, n, k;
     GemmTiling::Kind kind;
   };
-  // vit_cifar's qkv projection at batch 32 (2080 = 4 tiles of 528 rows, not a multiple of 14) and a wide product
-  // cut into 3 tiles of 208 columns (not a multiple of 32) run on the kernel; one small enough to run whole (an
-  // attention head's scores) stays on OpenBLAS.
+  // vit_cifar's qkv projection at batch 32 (2080 = 4 tiles of 528 rows, the last 496: 4 rows past whole blocks
+  // of 6) and a wide product cut into 3 tiles of 208 columns (not a multiple of 64) run on the kernel; one small
+  // enough to run whole (an attention head's scores) stays on OpenBLAS.
   const std::vector<Case> cases = {{2080, 576, 192, GemmTiling::rows}, {64, 600, 128, GemmTiling::cols},
                                    {65, 65, 64, GemmTiling::whole}};
   Generator generator(12);

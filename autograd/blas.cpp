@@ -310,47 +310,30 @@ static void skinny_depth_gemm(int64_t m, int64_t n, int64_t k, T alpha, const T*
     }
 }
 
-// gemm<float> with op(A) = A in float32 on our kernel (gemm_f32.h), cut into tiles of rows or of columns. OpenBLAS
-// packs op(B) again for every row tile (8 times for vit_cifar's (8320, 192) @ (192, 576)); here the caller packs
-// it once and the row tiles share it. A tile of columns packs its own.
-static void gemm_f32_tiles(const GemmTiling& tiling, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-                           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
-                           const float* bias, const GemmEpilogue<float>& epilogue) {
-  if (tiling.kind == GemmTiling::cols) {
-    parallel_for(0, tiling.count, 1, [&](int64_t lo, int64_t hi) {
-      thread_local PackedB columns;
-      for (int64_t t = lo; t < hi; ++t) {
-        const int64_t c0 = t * tiling.size, cols = std::min(n, c0 + tiling.size) - c0;
-        const float* packed = columns.pack(trans_b ? b + c0 * ldb : b + c0, ldb, trans_b, cols, k);
-        gemm_f32_packed(c + c0, ldc, a, lda, packed, m, cols, k, alpha, beta, bias ? bias + c0 : nullptr, epilogue);
-      }
-    });
-    return;
-  }
-  thread_local PackedB whole;  // the caller's, kept between calls; the workers read it
-  const float* packed = whole.pack(b, ldb, trans_b, n, k);
-  parallel_for(0, tiling.count, 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t t = lo; t < hi; ++t) {
-      const int64_t r0 = t * tiling.size, rows = std::min(m, r0 + tiling.size) - r0;
-      gemm_f32_packed(c + r0 * ldc, ldc, a + r0 * lda, lda, packed, rows, n, k, alpha, beta, bias, epilogue);
-    }
-  });
+// One tile's product on the calling thread: our float32 kernel when `own_kernel` (gemm_f32.h; the tile's columns
+// and depths of op(B) packed here), else the library or the bf16 kernel. float64 always takes the library.
+static void tile_gemm(bool own_kernel, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                      const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
+                      const float* bias, const GemmEpilogue<float>& epilogue) {
+  if (!own_kernel) return blas_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, epilogue);
+  thread_local PackedB packed;
+  gemm_f32_packed(c, ldc, a, lda, trans_a, packed.pack(b, ldb, trans_b, n, k), m, n, k, alpha, beta, bias, epilogue);
+}
+
+static void tile_gemm(bool, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
+                      int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc,
+                      const double* bias, const GemmEpilogue<double>& epilogue) {
+  blas_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, epilogue);
 }
 
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
           int64_t ldb, T beta, T* c, int64_t ldc, const T* bias, const GemmEpilogue<T>& epilogue) {
   const GemmTiling tiling = gemm_tiling(m, n, k, trans_a, trans_b);
-  if constexpr (std::is_same_v<T, float>) {
-    // What stays on OpenBLAS ran faster there: A transposed (dW = dY^T X, in depth slices), and products small
-    // enough to run whole (attention's per-head 65 x 64 @ 64 x 65), which its small-matrix kernels run unpacked.
-    const bool tiled = tiling.kind == GemmTiling::rows || tiling.kind == GemmTiling::cols;
-    if (kGemmF32Preferred && !trans_a && tiled &&
-        g_cpu_precision.load(std::memory_order_relaxed) == MatmulPrecision::fp32) {
-      gemm_f32_tiles(tiling, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, epilogue);
-      return;
-    }
-  }
+  // float32 tiles run on our kernel on builds for AVX-512, except a product small enough to run whole (attention's
+  // per-head 65 x 64 @ 64 x 65), which OpenBLAS's small-matrix kernels ran faster, unpacked.
+  const bool own_kernel = std::is_same_v<T, float> && kGemmF32Preferred && tiling.kind != GemmTiling::whole &&
+                          g_cpu_precision.load(std::memory_order_relaxed) == MatmulPrecision::fp32;
   switch (tiling.kind) {
     case GemmTiling::skinny_rows:
       skinny_rows_gemm(trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, epilogue, tiling.size);
@@ -363,6 +346,22 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
       blas_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, epilogue);
       return;
     case GemmTiling::rows:  // C rows [r0, r1) = op(A) rows [r0, r1) @ op(B)
+      if constexpr (std::is_same_v<T, float>) {
+        if (own_kernel) {
+          // op(B) packed once by the caller and shared by the tiles; OpenBLAS packs it again for every tile (8
+          // times for vit_cifar's (8320, 192) @ (192, 576)). The workers read the caller's packing.
+          thread_local PackedB shared;
+          const float* packed = shared.pack(b, ldb, trans_b, n, k);
+          parallel_for(0, tiling.count, 1, [&](int64_t lo, int64_t hi) {
+            for (int64_t t = lo; t < hi; ++t) {
+              const int64_t r0 = t * tiling.size, rows = std::min(m, r0 + tiling.size) - r0;
+              gemm_f32_packed(c + r0 * ldc, ldc, trans_a ? a + r0 : a + r0 * lda, lda, trans_a, packed, rows, n, k,
+                              alpha, beta, bias, epilogue);
+            }
+          });
+          return;
+        }
+      }
       parallel_for(0, tiling.count, 1, [&](int64_t lo, int64_t hi) {
         for (int64_t t = lo; t < hi; ++t) {
           const int64_t r0 = t * tiling.size, rows = std::min(m, r0 + tiling.size) - r0;
@@ -375,8 +374,8 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
       parallel_for(0, tiling.count, 1, [&](int64_t lo, int64_t hi) {
         for (int64_t t = lo; t < hi; ++t) {
           const int64_t c0 = t * tiling.size, cols = std::min(n, c0 + tiling.size) - c0;
-          blas_gemm(trans_a, trans_b, m, cols, k, alpha, a, lda, trans_b ? b + c0 * ldb : b + c0, ldb, beta, c + c0,
-                    ldc, bias ? bias + c0 : nullptr, epilogue);
+          tile_gemm(own_kernel, trans_a, trans_b, m, cols, k, alpha, a, lda, trans_b ? b + c0 * ldb : b + c0, ldb,
+                    beta, c + c0, ldc, bias ? bias + c0 : nullptr, epilogue);
         }
       });
       return;
@@ -393,9 +392,10 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
           const T* a_part = trans_a ? a + k0 * lda : a + k0;
           const T* b_part = trans_b ? b + k0 : b + k0 * ldb;
           if (part == 0)
-            blas_gemm(trans_a, trans_b, m, n, depth, alpha, a_part, lda, b_part, ldb, beta, c, ldc, bias, {});
+            tile_gemm(own_kernel, trans_a, trans_b, m, n, depth, alpha, a_part, lda, b_part, ldb, beta, c, ldc, bias,
+                      {});
           else
-            blas_gemm(trans_a, trans_b, m, n, depth, alpha, a_part, lda, b_part, ldb, T(0),
+            tile_gemm(own_kernel, trans_a, trans_b, m, n, depth, alpha, a_part, lda, b_part, ldb, T(0),
                       partials + (part - 1) * mn, n, static_cast<const T*>(nullptr), {});
         }
       });

@@ -25,9 +25,9 @@ Vec load(const float* x) {
 
 void store(float* x, Vec v) { std::memcpy(x, &v, sizeof v); }
 
-// C rows [0, Rows) by the panel's `cols` (<= 64) columns, over `depth` values of p from A (rows lda apart) and the
-// panel's rows. The first pass over p writes alpha * sum + beta * C + bias; later passes add alpha * sum to C.
-template <int Rows>
+// C rows [0, Rows) by the panel's `cols` (<= 64) columns, over `depth` values of p from A (its rows lda apart, or
+// its columns when A is stored (k, m): TransA) and the panel's rows. The first pass over p writes alpha * sum + beta * C + bias; later passes add alpha * sum to C.
+template <int Rows, bool TransA>
 void block(float* c, int64_t ldc, const float* a, int64_t lda, const float* panel, int64_t depth, int64_t cols,
            float alpha, float beta, const float* bias, bool first) {
   Vec sum[Rows][kVectors];  // sum[r][v]: row r, columns 16 v to 16 v + 15
@@ -38,7 +38,7 @@ void block(float* c, int64_t ldc, const float* a, int64_t lda, const float* pane
     Vec b[kVectors];
     for (int v = 0; v < kVectors; ++v) b[v] = load(panel + p * kPanel + v * kLanes);
     for (int r = 0; r < Rows; ++r) {
-      const float x = a[r * lda + p];
+      const float x = TransA ? a[p * lda + r] : a[r * lda + p];
       for (int v = 0; v < kVectors; ++v) sum[r][v] += x * b[v];
     }
   }
@@ -71,13 +71,13 @@ void block(float* c, int64_t ldc, const float* a, int64_t lda, const float* pane
 }
 
 // block<rows> for the 1 to 6 rows left.
-template <int Rows = kBlockRows>
+template <bool TransA, int Rows = kBlockRows>
 void block_of(int64_t rows, float* c, int64_t ldc, const float* a, int64_t lda, const float* panel, int64_t depth,
               int64_t cols, float alpha, float beta, const float* bias, bool first) {
   if constexpr (Rows > 1) {
-    if (rows < Rows) return block_of<Rows - 1>(rows, c, ldc, a, lda, panel, depth, cols, alpha, beta, bias, first);
+    if (rows < Rows) return block_of<TransA, Rows - 1>(rows, c, ldc, a, lda, panel, depth, cols, alpha, beta, bias, first);
   }
-  block<Rows>(c, ldc, a, lda, panel, depth, cols, alpha, beta, bias, first);
+  block<Rows, TransA>(c, ldc, a, lda, panel, depth, cols, alpha, beta, bias, first);
 }
 
 }  // namespace
@@ -100,9 +100,12 @@ const float* PackedB::pack(const float* b, int64_t ldb, bool trans_b, int64_t n,
   return packed;
 }
 
-void gemm_f32_packed(float* c, int64_t ldc, const float* a, int64_t lda, const float* packed_b, int64_t m, int64_t n,
-                     int64_t k, float alpha, float beta, const float* bias, const GemmEpilogue<float>& epilogue,
-                     int64_t l2_bytes) {
+namespace {
+
+template <bool TransA>
+void gemm_f32_packed_as(float* c, int64_t ldc, const float* a, int64_t lda, const float* packed_b, int64_t m,
+                        int64_t n, int64_t k, float alpha, float beta, const float* bias,
+                        const GemmEpilogue<float>& epilogue, int64_t l2_bytes) {
   if (k == 0) {  // no products: C = beta C + bias
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < n; ++j)
@@ -121,13 +124,26 @@ void gemm_f32_packed(float* c, int64_t ldc, const float* a, int64_t lda, const f
         const int64_t rows = std::min<int64_t>(kBlockRows, m - i0);
         for (int64_t jp = jp0; jp < std::min(panels, jp0 + chunk); ++jp) {
           const int64_t j0 = jp * kPanel;
-          block_of(rows, c + i0 * ldc + j0, ldc, a + i0 * lda + p0, lda, packed_b + (jp * k + p0) * kPanel, depth,
-                   std::min<int64_t>(kPanel, n - j0), alpha, beta, bias ? bias + j0 : nullptr, p0 == 0);
+          block_of<TransA>(rows, c + i0 * ldc + j0, ldc, TransA ? a + p0 * lda + i0 : a + i0 * lda + p0, lda,
+                           packed_b + (jp * k + p0) * kPanel, depth, std::min<int64_t>(kPanel, n - j0), alpha, beta,
+                           bias ? bias + j0 : nullptr, p0 == 0);
         }
         // The rows' chunk of C, just written (at most 6 x 1,024 floats, in L1), after the last pass.
-        if (p0 + depth == k) epilogue(c + i0 * ldc + jp0 * kPanel, rows, std::min(n, (jp0 + chunk) * kPanel) - jp0 * kPanel);
+        const int64_t j0 = jp0 * kPanel, cols = std::min(n, (jp0 + chunk) * kPanel) - j0;
+        if (p0 + depth == k) epilogue(c + i0 * ldc + j0, rows, cols);
       }
   }
+}
+
+}  // namespace
+
+void gemm_f32_packed(float* c, int64_t ldc, const float* a, int64_t lda, bool trans_a, const float* packed_b, int64_t m,
+                     int64_t n, int64_t k, float alpha, float beta, const float* bias,
+                     const GemmEpilogue<float>& epilogue, int64_t l2_bytes) {
+  if (trans_a)
+    gemm_f32_packed_as<true>(c, ldc, a, lda, packed_b, m, n, k, alpha, beta, bias, epilogue, l2_bytes);
+  else
+    gemm_f32_packed_as<false>(c, ldc, a, lda, packed_b, m, n, k, alpha, beta, bias, epilogue, l2_bytes);
 }
 
 }  // namespace vt

@@ -1,5 +1,5 @@
-// float32 GEMM for op(A) = A, rows contiguous: op(B) is packed once into panels of 64 columns that every tile of
-// rows shares, A is read where it lies, and alpha, beta and the bias are applied as C is written. gemm<float>
+// float32 GEMM: op(B) is packed into panels of 64 columns (once for all the tiles of rows of a product), A is
+// read where it lies, transposed or not, and alpha, beta and the bias are applied as C is written. gemm<float>
 // (blas.h) runs it in place of OpenBLAS on builds for AVX-512, where it measured faster; it compiles everywhere
 // (GCC's vector extensions), so the tests check its arithmetic on any CPU.
 #pragma once
@@ -12,7 +12,7 @@
 
 namespace vt {
 
-// Whether gemm<float> uses this kernel for op(A) = A: on builds that target AVX-512 (VT_NATIVE on such a CPU).
+// Whether gemm<float> uses this kernel: on builds that target AVX-512 (VT_NATIVE on such a CPU).
 // With AVX2 alone its 6 x 64 block of sums does not fit the 16 registers, and OpenBLAS's Haswell and Zen kernels
 // stay.
 constexpr bool kGemmF32Preferred =
@@ -36,14 +36,14 @@ class PackedB {
   std::vector<Line> storage_;
 };
 
-// C (m, n) = alpha * A (m, k) @ op(B) + beta * C + bias (n) on every row, with op(B) packed by PackedB::pack; A's
-// rows are lda apart. With beta = 0, C is not read (BLAS's rule: it may hold NaN); a null bias adds nothing. Each
-// output is summed over p in order, in blocks of 256 that are added to C in order, so the result depends on the
-// shape alone. `epilogue` finishes each block of 6 rows (by a chunk of columns) after its last pass. Runs on the
-// calling thread. l2_bytes sizes the chunks of panels that stay in cache (the tests pass small ones to reach
-// that path).
-void gemm_f32_packed(float* c, int64_t ldc, const float* a, int64_t lda, const float* packed_b, int64_t m, int64_t n,
-                     int64_t k, float alpha, float beta, const float* bias, const GemmEpilogue<float>& epilogue = {},
-                     int64_t l2_bytes = l2_cache_bytes());
+// C (m, n) = alpha * op(A) (m, k) @ op(B) + beta * C + bias (n) on every row, with op(B) packed by PackedB::pack;
+// op(A) is A with rows lda apart, or A^T with A stored (k, m) (trans_a: a weight gradient, dW = dY^T X). With
+// beta = 0, C is not read (BLAS's rule: it may hold NaN); a null bias adds nothing. Each output is summed over p
+// in order, in blocks of 256 that are added to C in order, so the result depends on the shape alone. `epilogue`
+// finishes each block of 6 rows (by a chunk of columns) after its last pass. Runs on the calling thread.
+// l2_bytes sizes the chunks of panels that stay in cache (the tests pass small ones to reach that path).
+void gemm_f32_packed(float* c, int64_t ldc, const float* a, int64_t lda, bool trans_a, const float* packed_b, int64_t m,
+                     int64_t n, int64_t k, float alpha, float beta, const float* bias,
+                     const GemmEpilogue<float>& epilogue = {}, int64_t l2_bytes = l2_cache_bytes());
 
 }  // namespace vt

@@ -21,11 +21,11 @@ double gamma(int64_t roundings) {
 
 struct Operands {
   int64_t m, n, k;
-  bool trans_b;
+  bool trans_a, trans_b;
   int64_t lda, ldb, ldc;
 };
 
-// C = alpha A op(B) + beta C + bias in double from the float operands (exact products, sums 2^29 times finer than
+// C = alpha op(A) op(B) + beta C + bias in double from the float operands (exact products, sums 2^29 times finer than
 // float's), and the magnitude |alpha| sum |A op(B)| + |beta C| + |bias| that the bound scales.
 void exact(const Operands& o, float alpha, const float* a, const float* b, float beta, const float* c,
            const float* bias, std::vector<double>& value, std::vector<double>& magnitude) {
@@ -35,7 +35,8 @@ void exact(const Operands& o, float alpha, const float* a, const float* b, float
     for (int64_t j = 0; j < o.n; ++j) {
       double sum = 0, size = 0;
       for (int64_t p = 0; p < o.k; ++p) {
-        const double term = double(a[i * o.lda + p]) * double(o.trans_b ? b[j * o.ldb + p] : b[p * o.ldb + j]);
+        const double term = double(o.trans_a ? a[p * o.lda + i] : a[i * o.lda + p]) *
+                            double(o.trans_b ? b[j * o.ldb + p] : b[p * o.ldb + j]);
         sum += term;
         size += std::abs(term);
       }
@@ -77,17 +78,19 @@ TEST_CASE("gemm_f32: the packed kernel matches exact arithmetic across block, pa
                                    {12, 128, 512}, {3, 100, 0}, {40, 192, 40}};
   Generator generator(11);
   for (const Case& s : cases)
-    for (bool trans_b : {false, true})
+    for (auto [trans_a, trans_b] : {std::pair{false, false}, {false, true}, {true, false}, {true, true}})
       for (int64_t l2_bytes : {l2_cache_bytes(), int64_t{32768}}) {
         // Each operand's leading dimension 3 wider than its rows, and each buffer ending exactly at a guard page
         // after the last element read or written: the kernel faults if it touches anything past them.
-        const Operands o{s.m, s.n, s.k, trans_b, s.k + 3, (trans_b ? s.k : s.n) + 3, s.n + 2};
+        const Operands o{s.m, s.n, s.k, trans_a, trans_b, (trans_a ? s.m : s.k) + 3, (trans_b ? s.k : s.n) + 3, s.n + 2};
         CAPTURE(o.m);
         CAPTURE(o.n);
         CAPTURE(o.k);
+        CAPTURE(trans_a);
         CAPTURE(trans_b);
         CAPTURE(l2_bytes);
-        const int64_t a_size = o.k == 0 ? 0 : (o.m - 1) * o.lda + o.k;
+        const int64_t a_rows = trans_a ? o.k : o.m, a_cols = trans_a ? o.m : o.k;
+        const int64_t a_size = o.k == 0 ? 0 : (a_rows - 1) * o.lda + a_cols;
         const int64_t b_rows = trans_b ? o.n : o.k, b_cols = trans_b ? o.k : o.n;
         const int64_t b_size = b_rows == 0 ? 0 : (b_rows - 1) * o.ldb + b_cols, c_size = (o.m - 1) * o.ldc + o.n;
         testing::GuardedFloats a(a_size), b(b_size), c(c_size), bias(o.n);
@@ -110,8 +113,8 @@ TEST_CASE("gemm_f32: the packed kernel matches exact arithmetic across block, pa
           PackedB packed;
           // The epilogue negates each value it finishes (exact): it must see every element once, summed.
           testing::CountingEpilogue<float> negate(c.data(), o.m, o.n, o.ldc);
-          gemm_f32_packed(c.data(), o.ldc, a.data(), o.lda, packed.pack(b.data(), o.ldb, trans_b, o.n, o.k), o.m, o.n,
-                          o.k, alpha, beta, with_bias ? bias.data() : nullptr, negate.epilogue(), l2_bytes);
+          gemm_f32_packed(c.data(), o.ldc, a.data(), o.lda, trans_a, packed.pack(b.data(), o.ldb, trans_b, o.n, o.k),
+                          o.m, o.n, o.k, alpha, beta, with_bias ? bias.data() : nullptr, negate.epilogue(), l2_bytes);
           CHECK(negate.each_once());
           for (int64_t i = 0; i < o.m; ++i)
             for (int64_t j = 0; j < o.n; ++j) c.data()[i * o.ldc + j] = -c.data()[i * o.ldc + j];
@@ -123,33 +126,37 @@ TEST_CASE("gemm_f32: the packed kernel matches exact arithmetic across block, pa
       }
 }
 
-TEST_CASE("gemm_f32: gemm<float>'s row, column and whole tilings agree with exact arithmetic, the same bits on 1 and 2 threads") {
-  const std::string kernel = kGemmF32Preferred ? "gemm<float> runs op(A) = A on the packed kernel in this build"
-                                         : "gemm<float> stays on OpenBLAS in this build (no AVX-512): checking its tiles";
+TEST_CASE("gemm_f32: gemm<float>'s tilings agree with exact arithmetic, the same bits on 1 and 2 threads") {
+  const std::string kernel = kGemmF32Preferred ? "gemm<float> runs its tiles on the packed kernel in this build"
+                                               : "gemm<float> stays on OpenBLAS in this build (no AVX-512)";
   MESSAGE(kernel);
   struct Case {
+    bool trans_a;
     int64_t m, n, k;
     GemmTiling::Kind kind;
   };
   // vit_cifar's qkv projection at batch 32 (2080 = 4 tiles of 528 rows, the last 496: 4 rows past whole blocks
-  // of 6) and a wide product cut into 3 tiles of 208 columns (not a multiple of 64) run on the kernel; one small
-  // enough to run whole (an attention head's scores) stays on OpenBLAS.
-  const std::vector<Case> cases = {{2080, 576, 192, GemmTiling::rows}, {64, 600, 128, GemmTiling::cols},
-                                   {65, 65, 64, GemmTiling::whole}};
+  // of 6), a wide product cut into 3 tiles of 208 columns (not a multiple of 64), and the weight gradient of that
+  // projection, summed over 2080 rows in four slices, run on the kernel; one small enough to run whole (an
+  // attention head's scores) stays on OpenBLAS.
+  const std::vector<Case> cases = {{false, 2080, 576, 192, GemmTiling::rows},
+                                   {false, 64, 600, 128, GemmTiling::cols},
+                                   {true, 576, 192, 2080, GemmTiling::depth},
+                                   {false, 65, 65, 64, GemmTiling::whole}};
   Generator generator(12);
   for (const Case& s : cases)
     for (bool trans_b : {false, true}) {
-      const Operands o{s.m, s.n, s.k, trans_b, s.k, trans_b ? s.k : s.n, s.n};
+      const Operands o{s.m, s.n, s.k, s.trans_a, trans_b, s.trans_a ? s.m : s.k, trans_b ? s.k : s.n, s.n};
       CAPTURE(o.m);
       CAPTURE(o.n);
       CAPTURE(o.k);
       CAPTURE(trans_b);
-      CHECK(gemm_tiling(o.m, o.n, o.k, false, trans_b).kind == s.kind);
+      CHECK(gemm_tiling(o.m, o.n, o.k, s.trans_a, trans_b).kind == s.kind);
       const std::vector<float> a = random_floats(o.m * o.k, generator), b = random_floats(o.n * o.k, generator);
       const std::vector<float> bias = random_floats(o.n, generator), c0 = random_floats(o.m * o.n, generator);
       auto product = [&] {
         std::vector<float> c = c0;
-        gemm<float>(false, trans_b, o.m, o.n, o.k, 0.5f, a.data(), o.lda, b.data(), o.ldb, 2.0f, c.data(), o.ldc,
+        gemm<float>(s.trans_a, trans_b, o.m, o.n, o.k, 0.5f, a.data(), o.lda, b.data(), o.ldb, 2.0f, c.data(), o.ldc,
                     bias.data());
         return c;
       };

@@ -17,11 +17,11 @@ namespace vt {
 // C (m, n) = alpha * op(A) (m, k) @ op(B) (k, n) + beta * C, plus `bias` (n) on every row when given (a linear
 // layer's, added as each tile is written, not in a pass of its own); row-major, op = transpose when the flag is
 // set, so callers pass a transposed view's storage with a flag instead of copying it. The product is cut into
-// tiles that depend on (m, n, k) alone, each one single-threaded call (OpenBLAS, the bf16 kernel, or our skinny
-// loops), so it is bit-identical for any thread count; called inside a parallel region, it runs its tiles on the
-// calling thread.
-// `epilogue` finishes C's values block by block once they are final: in our kernels' register blocks, after each
-// library call's tile, or over the whole of C when slices of k are added at the end.
+// tiles that depend on (m, n, k) alone, each one single-threaded call (our float32 kernel on AVX-512 builds,
+// OpenBLAS, the bf16 kernel, or our skinny loops), so it is bit-identical for any thread count; called inside a
+// parallel region, it runs its tiles on the calling thread.
+// `epilogue` finishes C's values block by block once they are final: as our kernels write each block of rows,
+// after each library call's tile, or over the whole of C when slices of k are added at the end.
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
           const T* b, int64_t ldb, T beta, T* c, int64_t ldc, const T* bias = nullptr,

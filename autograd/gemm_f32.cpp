@@ -85,7 +85,7 @@ void block_of(int64_t rows, float* c, int64_t ldc, const float* a, int64_t lda, 
 const float* PackedB::pack(const float* b, int64_t ldb, bool trans_b, int64_t n, int64_t k) {
   const int64_t panels = (n + kPanel - 1) / kPanel;
   storage_.resize(static_cast<size_t>(panels * k * (kPanel / kLanes)));
-  float* const packed = storage_.data()->values;
+  float* const packed = storage_.empty() ? nullptr : storage_.data()->values;  // no panels when k or n is 0
   for (int64_t jp = 0; jp < panels; ++jp) {
     float* const panel = packed + jp * k * kPanel;
     const int64_t j0 = jp * kPanel, cols = std::min<int64_t>(kPanel, n - j0);

@@ -338,3 +338,34 @@ TEST_CASE("reliability: a run's config.toml reloads with --config to the same ru
   CHECK(first_config.str() == second_config.str());
   CHECK(has(first_config.str(), "seed = \"7\""));
 }
+
+TEST_CASE("vt eval and predict --amp bf16: the checkpoint's accuracy with bf16 matmuls, or a clear refusal") {
+  testing::TemporaryDirectory directory("eval_amp");
+  write_folders(directory.path / "data", "train", {"ant", "bee"}, 32);
+  write_folders(directory.path / "data", "test", {"ant", "bee"}, 4);
+  const fs::path run = directory.path / "run";
+  REQUIRE(run_vt(tiny_run(directory.path / "data", run)).exit_code == 0);
+  const std::string checkpoint = "--checkpoint '" + (run / "last.safetensors").string() + "'";
+  const std::string image = (directory.path / "data" / "test" / "ant" / "0.png").string();
+  const Outcome fp32 = run_vt("eval " + checkpoint + " --data '" + (directory.path / "data").string() + "'");
+  REQUIRE(fp32.exit_code == 0);
+  CHECK(has(fp32.output, "8 images"));
+  CHECK(has(fp32.output, "fp32 matmuls"));
+  const Outcome bf16 = run_vt("eval " + checkpoint + " --data '" + (directory.path / "data").string() + "' --amp bf16");
+  const Outcome top = run_vt("predict " + checkpoint + " --amp bf16 '" + image + "'");
+  if (best_bf16_kernel() == Bf16Kernel::none) {
+    MESSAGE("this CPU has neither AVX512-BF16 nor AMX: --amp bf16 must be refused");
+    for (const Outcome* outcome : {&bf16, &top}) {
+      CHECK(outcome->exit_code == 1);
+      CHECK(has(outcome->output, "bf16 matmuls on the CPU need AVX512-BF16 or AMX"));
+    }
+    return;
+  }
+  CHECK(bf16.exit_code == 0);
+  CHECK(has(bf16.output, "bf16 matmuls"));
+  CHECK(has(bf16.output, "accuracy: "));
+  CHECK(top.exit_code == 0);
+  CHECK(has(top.output, image));
+  CHECK(has(top.output, "%  ant"));  // both classes listed with their probabilities
+  CHECK(has(top.output, "%  bee"));
+}

@@ -269,6 +269,7 @@ int run_cli(int argc, const char* const* argv) {
   eval_command->add_option("--batch", eval.batch_size)->check(integer_in(1, 1 << 20))->capture_default_str();
   eval_command->add_option("--workers", eval.workers)->check(integer_in(1, 256))->capture_default_str();
   add_max_pixels(*eval_command, eval.max_pixels);
+  add_precision_options(*eval_command, eval.tf32, eval.amp);
   add_device_option(*eval_command, eval.device);
   eval_command->callback([&] {
     run = [&] {
@@ -284,6 +285,7 @@ int run_cli(int argc, const char* const* argv) {
   predict_command->add_option("--top", predict.top)->check(integer_in(1, 1'000'000))->capture_default_str();
   add_max_pixels(*predict_command, predict.max_pixels);
   add_image_size(*predict_command, predict.image_size);
+  add_precision_options(*predict_command, predict.tf32, predict.amp);
   predict_command->add_option("images", predict.images, "image files")->required();
   add_device_option(*predict_command, predict.device);
   predict_command->callback([&] {

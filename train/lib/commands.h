@@ -27,6 +27,8 @@ struct EvalOptions {
   bool skip_bad = false;
   int64_t batch_size = 256, max_pixels = data::kDefaultMaxPixels;
   int workers = 2;
+  bool tf32 = false;          // as TrainOptions: the matmuls' arithmetic
+  std::string amp = "none";
 };
 
 struct PredictOptions {
@@ -36,6 +38,8 @@ struct PredictOptions {
   std::vector<std::string> images;
   int64_t top = 5, max_pixels = data::kDefaultMaxPixels;
   int64_t image_size = 0;  // as EvalOptions::image_size
+  bool tf32 = false;       // as EvalOptions
+  std::string amp = "none";
 };
 
 struct CompareOptions {

@@ -46,12 +46,14 @@ int command_eval(const EvalOptions& o) {
   // and a renamed one cannot silently score 0%.
   dataset_options.classes = checkpoint_classes(metadata, config);
   const auto dataset = data::open_dataset(o.data_dir, o.split, dataset_options);
+  const MatmulPrecision precision = matmul_precision(o.tf32, o.amp);
+  set_matmul_precision(o.device, precision);
   const auto model = models::load_model(checkpoint, config);
   model->to(o.device);
   const Evaluation e = evaluate(*model, *dataset, normalization_from_metadata(metadata), o.batch_size, o.workers);
   const size_t classes = e.classes.size();
-  std::printf("%s on %s/%s: %ld images, %.0f images/s\n", config.name.c_str(), o.data_dir.c_str(), o.split.c_str(),
-              static_cast<long>(dataset->size()), e.images_per_s);
+  std::printf("%s on %s/%s: %ld images, %.0f images/s, %s matmuls\n", config.name.c_str(), o.data_dir.c_str(),
+              o.split.c_str(), static_cast<long>(dataset->size()), e.images_per_s, matmul_precision_name(precision));
   std::printf("loss: %.4f\naccuracy: %.2f%%\n\nper-class accuracy:\n", e.loss, 100 * e.accuracy);
   for (size_t c = 0; c < classes; ++c) {
     int64_t total = 0;
@@ -78,6 +80,7 @@ int command_predict(const PredictOptions& o) {
   std::vector<std::string> classes = checkpoint_classes(metadata, config);
   if (classes.empty())
     for (int64_t c = 0; c < config.num_classes; ++c) classes.push_back("class " + std::to_string(c));
+  set_matmul_precision(o.device, matmul_precision(o.tf32, o.amp));
   const auto model = models::load_model(checkpoint, config);
   model->to(o.device);
   model->eval();

@@ -23,14 +23,4 @@ void dispatch_float(const Tensor& t, const char* op, const Cpu& cpu, const Cuda&
   }
 }
 
-// Calls cpu(T{}) with T the element type of t (float or double), for a tensor known to be on the CPU (an op
-// whose GPU side is other ops, dispatched before).
-template <class Cpu>
-void dispatch_cpu_float(const Tensor& t, const Cpu& cpu) {
-  if (t.dtype() == DType::f32)
-    cpu(float{});
-  else
-    cpu(double{});
-}
-
 }  // namespace vt

@@ -174,69 +174,6 @@ static void linear_backward_cpu(T* dx, T* dw, const T* dy, const T* x, const T* 
   if (dw) gemm<T>(true, false, out, in, rows, T(1), dy, out, x, in, T(0), dw, in);
 }
 
-// The checks linear and linear_gelu share: x (..., in), weight (out, in), bias (out) or undefined, one device.
-static void check_linear_inputs(const Tensor& x, const Tensor& weight, const Tensor& bias, const char* op) {
-  check_matmul_inputs(x, weight, op);
-  if (weight.dim() != 2 || x.dim() < 1 || x.size(-1) != weight.size(1))
-    fail(op, "input " + x.str() + " does not match weight " + weight.str() + " (out, in)");
-  if (bias.defined() && (bias.dim() != 1 || bias.size(0) != weight.size(0) || bias.dtype() != x.dtype()))
-    fail(op, "bias " + bias.str() + " does not match weight " + weight.str());
-  check_same_device(op, {x, weight, bias});
-}
-
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  check_linear_inputs(x, weight, bias, "linear");
-  const int64_t in = weight.size(1), out = weight.size(0);
-  Shape out_shape = x.shape();
-  out_shape.back() = out;
-  Tensor y = Tensor::empty(out_shape, x.dtype(), x.device());
-  const int64_t rows = x.numel() / std::max<int64_t>(in, 1);
-  Tensor x2, w;
-  {
-    NoGradGuard no_grad;
-    x2 = contiguous(reshape(x, {rows, in}));  // (rows, in), a view unless x's rows are scattered
-    w = contiguous(weight);       // (out, in)
-    const Tensor b = bias.defined() ? contiguous(bias) : Tensor();
-    dispatch_float(
-        x, "linear",
-        [&](auto zero) {
-          using T = decltype(zero);
-          linear_forward_cpu(y.data<T>(), x2.data<T>(), w.data<T>(), b.defined() ? b.data<T>() : nullptr, rows, in, out);
-        },
-        [&] {  // the bias rows first, then GEMM adds x w^T onto them
-          if (b.defined()) cuda::fill_rows(y.data<float>(), b.data<float>(), rows, out);
-          cuda::gemm(false, true, rows, out, in, 1.0f, x2.data<float>(), in, w.data<float>(), in,
-                     b.defined() ? 1.0f : 0.0f, y.data<float>(), out);
-        });
-  }
-  const Shape x_shape = x.shape();
-  record("linear", y, {x, weight, bias}, {x2, w},
-         [=](const Tensor& dy, const BackwardContext& ctx) -> Grads {
-           const Tensor &x2 = ctx.saved[0], &w = ctx.saved[1];
-           const Tensor g = reshape(contiguous(dy), {rows, out});  // (rows, out)
-           Tensor dx = ctx.needs_input_grad[0] ? Tensor::empty(x_shape, g.dtype(), g.device()) : Tensor();
-           Tensor dw = ctx.needs_input_grad[1] ? Tensor::empty({out, in}, g.dtype(), g.device()) : Tensor();
-           dispatch_float(
-               g, "linear backward",
-               [&](auto zero) {
-                 using T = decltype(zero);
-                 linear_backward_cpu(dx.defined() ? dx.data<T>() : nullptr, dw.defined() ? dw.data<T>() : nullptr,
-                                     g.data<T>(), x2.data<T>(), w.data<T>(), rows, in, out);
-               },
-               [&] {  // dx = dy w, dw = dy^T x
-                 if (dx.defined())
-                   cuda::gemm(false, false, rows, in, out, 1.0f, g.data<float>(), out, w.data<float>(), in, 0.0f,
-                              dx.data<float>(), in);
-                 if (dw.defined())
-                   cuda::gemm(true, false, out, in, rows, 1.0f, g.data<float>(), out, x2.data<float>(), in, 0.0f,
-                              dw.data<float>(), in);
-               });
-           const Tensor db = ctx.needs_input_grad[2] ? sum(g, {0}) : Tensor();  // (out)
-           return {dx, dw, db};
-         });
-  return y;
-}
-
 // ---- linear + GELU ----
 
 // GEMM's epilogue for y = gelu(h), h = x w^T + b (rows, out): each block of h, final and in cache, is copied to
@@ -272,48 +209,85 @@ static void gelu_grad_cpu(T* dh, const T* dy, const T* h, int64_t count) {
   });
 }
 
-Tensor linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  check_linear_inputs(x, weight, bias, "linear_gelu");
-  switch (x.device()) {
-    case Device::cuda: return gelu(linear(x, weight, bias));  // cuBLAS's GEMM, then the GELU kernel
-    case Device::cpu: break;
-  }
+// linear, and linear_gelu on the CPU (with_gelu): the same GEMMs, with GELU in the forward's epilogue and, in the
+// backward, dh = dy gelu'(h) in dy's place, from the pre-activation h kept for it.
+static Tensor linear_op(const char* op, const Tensor& x, const Tensor& weight, const Tensor& bias, bool with_gelu) {
+  check_matmul_inputs(x, weight, op);
+  if (weight.dim() != 2 || x.dim() < 1 || x.size(-1) != weight.size(1))
+    fail(op, "input " + x.str() + " does not match weight " + weight.str() + " (out, in)");
   const int64_t in = weight.size(1), out = weight.size(0);
+  if (bias.defined() && (bias.dim() != 1 || bias.size(0) != out || bias.dtype() != x.dtype()))
+    fail(op, "bias " + bias.str() + " does not match weight " + weight.str());
+  check_same_device(op, {x, weight, bias});
+  if (with_gelu && x.device() == Device::cuda) return gelu(linear(x, weight, bias));  // cuBLAS, then GELU's kernel
   Shape out_shape = x.shape();
   out_shape.back() = out;
   Tensor y = Tensor::empty(out_shape, x.dtype(), x.device());
   const int64_t rows = x.numel() / std::max<int64_t>(in, 1);
-  const bool keep_pre = any_requires_grad({x, weight, bias});
-  Tensor x2, w, pre = keep_pre ? Tensor::empty({rows, out}, x.dtype(), x.device()) : Tensor();
+  Tensor x2, w;
+  const Tensor pre =  // (rows, out), h before GELU, only when a backward will need it
+      with_gelu && any_requires_grad({x, weight, bias}) ? Tensor::empty({rows, out}, x.dtype(), x.device()) : Tensor();
   {
     NoGradGuard no_grad;
     x2 = contiguous(reshape(x, {rows, in}));  // (rows, in), a view unless x's rows are scattered
-    w = contiguous(weight);                    // (out, in)
+    w = contiguous(weight);       // (out, in)
     const Tensor b = bias.defined() ? contiguous(bias) : Tensor();
-    dispatch_cpu_float(x, [&](auto zero) {
-      using T = decltype(zero);
-      linear_gelu_forward_cpu(y.data<T>(), keep_pre ? pre.data<T>() : nullptr, x2.data<T>(), w.data<T>(),
-                              b.defined() ? b.data<T>() : nullptr, rows, in, out);
-    });
+    dispatch_float(
+        x, op,
+        [&](auto zero) {
+          using T = decltype(zero);
+          const T* b_data = b.defined() ? b.data<T>() : nullptr;
+          if (with_gelu)
+            linear_gelu_forward_cpu(y.data<T>(), pre.defined() ? pre.data<T>() : nullptr, x2.data<T>(), w.data<T>(),
+                                    b_data, rows, in, out);
+          else
+            linear_forward_cpu(y.data<T>(), x2.data<T>(), w.data<T>(), b_data, rows, in, out);
+        },
+        [&] {  // the bias rows first, then GEMM adds x w^T onto them
+          if (b.defined()) cuda::fill_rows(y.data<float>(), b.data<float>(), rows, out);
+          cuda::gemm(false, true, rows, out, in, 1.0f, x2.data<float>(), in, w.data<float>(), in,
+                     b.defined() ? 1.0f : 0.0f, y.data<float>(), out);
+        });
   }
   const Shape x_shape = x.shape();
-  record("linear_gelu", y, {x, weight, bias}, {x2, w, pre},
+  record(op, y, {x, weight, bias}, {x2, w, pre},
          [=](const Tensor& dy, const BackwardContext& ctx) -> Grads {
            const Tensor &x2 = ctx.saved[0], &w = ctx.saved[1], &pre = ctx.saved[2];
-           const Tensor g = contiguous(dy);  // (..., out)
-           const Tensor dh = Tensor::empty({rows, out}, g.dtype(), g.device());
+           Tensor g = reshape(contiguous(dy), {rows, out});  // (rows, out): dy, or dh after GELU's backward
            Tensor dx = ctx.needs_input_grad[0] ? Tensor::empty(x_shape, g.dtype(), g.device()) : Tensor();
            Tensor dw = ctx.needs_input_grad[1] ? Tensor::empty({out, in}, g.dtype(), g.device()) : Tensor();
-           dispatch_cpu_float(g, [&](auto zero) {
-             using T = decltype(zero);
-             gelu_grad_cpu(dh.data<T>(), g.data<T>(), pre.data<T>(), rows * out);
-             linear_backward_cpu(dx.defined() ? dx.data<T>() : nullptr, dw.defined() ? dw.data<T>() : nullptr,
-                                 dh.data<T>(), x2.data<T>(), w.data<T>(), rows, in, out);
-           });
-           const Tensor db = ctx.needs_input_grad[2] ? sum(dh, {0}) : Tensor();  // (out)
+           dispatch_float(
+               g, op,
+               [&](auto zero) {
+                 using T = decltype(zero);
+                 if (pre.defined()) {  // linear_gelu
+                   const Tensor dh = Tensor::empty({rows, out}, g.dtype(), g.device());
+                   gelu_grad_cpu(dh.data<T>(), g.data<T>(), pre.data<T>(), rows * out);
+                   g = dh;
+                 }
+                 linear_backward_cpu(dx.defined() ? dx.data<T>() : nullptr, dw.defined() ? dw.data<T>() : nullptr,
+                                     g.data<T>(), x2.data<T>(), w.data<T>(), rows, in, out);
+               },
+               [&] {  // dx = dy w, dw = dy^T x
+                 if (dx.defined())
+                   cuda::gemm(false, false, rows, in, out, 1.0f, g.data<float>(), out, w.data<float>(), in, 0.0f,
+                              dx.data<float>(), in);
+                 if (dw.defined())
+                   cuda::gemm(true, false, out, in, rows, 1.0f, g.data<float>(), out, x2.data<float>(), in, 0.0f,
+                              dw.data<float>(), in);
+               });
+           const Tensor db = ctx.needs_input_grad[2] ? sum(g, {0}) : Tensor();  // (out)
            return {dx, dw, db};
          });
   return y;
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  return linear_op("linear", x, weight, bias, false);
+}
+
+Tensor linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  return linear_op("linear_gelu", x, weight, bias, true);
 }
 
 }  // namespace vt

@@ -351,7 +351,7 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
           // op(B) packed once by the caller and shared by the tiles; OpenBLAS packs it again for every tile (8
           // times for vit_cifar's (8320, 192) @ (192, 576)). The workers read the caller's packing.
           thread_local PackedB shared;
-          const float* packed = shared.pack(b, ldb, trans_b, n, k);
+          const PanelsB packed = shared.pack(b, ldb, trans_b, n, k);
           parallel_for(0, tiling.count, 1, [&](int64_t lo, int64_t hi) {
             for (int64_t t = lo; t < hi; ++t) {
               const int64_t r0 = t * tiling.size, rows = std::min(m, r0 + tiling.size) - r0;

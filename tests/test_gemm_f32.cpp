@@ -126,6 +126,25 @@ TEST_CASE("gemm_f32: the packed kernel matches exact arithmetic across block, pa
       }
 }
 
+TEST_CASE("gemm_f32: op(B) is read in place when B's rows are whole panels, packed otherwise") {
+  // The edge cases above run both ways (widths 64, 128 and 192 untransposed are read in place, rows ldb = n + 3
+  // apart, up to a guard page); here, which way each shape goes.
+  std::vector<float> b(130 * 70);
+  PackedB packed;
+  const PanelsB in_place = packed.pack(b.data(), 130, false, 128, 70);  // B (70, 128), rows 130 apart
+  CHECK(in_place.data == b.data());
+  CHECK(in_place.row_stride == 130);
+  CHECK(in_place.panel_stride == 64);
+  for (auto [trans_b, n] : {std::pair{false, int64_t{65}}, {true, int64_t{64}}}) {
+    CAPTURE(trans_b);
+    CAPTURE(n);
+    const PanelsB copy = packed.pack(b.data(), 130, trans_b, n, 70);
+    CHECK(copy.data != b.data());
+    CHECK(copy.row_stride == 64);
+    CHECK(copy.panel_stride == 70 * 64);  // k rows of 64 floats per panel
+  }
+}
+
 TEST_CASE("gemm_f32: gemm<float>'s tilings agree with exact arithmetic, the same bits on 1 and 2 threads") {
   const std::string kernel = kGemmF32Preferred ? "gemm<float> runs its tiles on the packed kernel in this build"
                                                : "gemm<float> stays on OpenBLAS in this build (no AVX-512)";

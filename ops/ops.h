@@ -82,6 +82,10 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor
 // gelu(linear(x, weight, bias)) in one pass: GEMM finishes each block with GELU while it is in cache, and keeps the
 // pre-activation for the backward only when a gradient is wanted. The GPU runs the two ops.
 Tensor linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+// linear(gelu(linear(x, w1, b1)), w2, b2), a transformer's MLP, as one op: x (..., in), w1 (hidden, in), b1
+// (hidden), w2 (out, hidden), b2 (out), biases optional -> (..., out). As linear_gelu forward; backward, GELU's
+// derivative is applied in the epilogue of the GEMM that forms dy w2. The GPU runs linear_gelu and linear.
+Tensor mlp(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2);
 
 // ---- normalisation and probabilities ----
 Tensor softmax(const Tensor& x, int64_t dim = -1);      // ops/softmax.cpp

@@ -100,6 +100,80 @@ TEST_CASE("linear_gelu: gelu(x W^T + b) in one pass, with gradients, on every GE
     testing::with_cpu_matmul_precision(MatmulPrecision::bf16, [&] { compare(cases[0]); });
 }
 
+TEST_CASE("mlp: linear(gelu(linear(x))) as one op, with gradients, on every GEMM path") {
+  // x = [1, -2], W1 = [[1, 0], [0, 1], [1, 1]], b1 = [0, 0, 1] -> h = [1, -2, 0], gelu(h) = [0.841344746...,
+  // -0.045500263..., 0]; W2 = [[1, 1, 1], [2, 0, -1]], b2 = [0.5, 0] -> y = [0.5 + 0.841344746 - 0.045500263,
+  // 2 * 0.841344746] = [1.295844483..., 1.682689492...].
+  Tensor x = Tensor::from_vector({1, -2}, {1, 2}, DType::f64);
+  Tensor w1 = Tensor::from_vector({1, 0, 0, 1, 1, 1}, {3, 2}, DType::f64);
+  Tensor b1 = Tensor::from_vector({0, 0, 1}, {3}, DType::f64);
+  Tensor w2 = Tensor::from_vector({1, 1, 1, 2, 0, -1}, {2, 3}, DType::f64);
+  Tensor b2 = Tensor::from_vector({0.5, 0}, {2}, DType::f64);
+  testing::expect_close(mlp(x, w1, b1, w2, b2), {0.5 + 0.8413447460685429 - 0.04550026389635842, 2 * 0.8413447460685429},
+                        1e-12);
+  // float64 gradients against finite differences, also through non-contiguous x and weights and without biases.
+  Tensor x3 = random_leaf({2, 3, 4}, 53), w13 = random_leaf({5, 4}, 54), b13 = random_leaf({5}, 55);
+  Tensor w23 = random_leaf({3, 5}, 56), b23 = random_leaf({3}, 57);
+  gradcheck([](const auto& l) { return mlp(l[0], l[1], l[2], l[3], l[4]); }, {x3, w13, b13, w23, b23});
+  gradcheck([](const auto& l) { return mlp(transpose(l[0], 0, 1), l[1], Tensor(), l[2], Tensor()); }, {x3, w13, w23});
+  gradcheck([](const auto& l) { return mlp(l[0], transpose(l[1], 0, 1), l[2], transpose(l[3], 0, 1), l[4]); },
+            {x3, random_leaf({4, 5}, 58), b13, random_leaf({5, 3}, 59), b23});
+  // Only some inputs wanting a gradient (a frozen first layer: no dh is formed) still gives the right ones.
+  gradcheck([&](const auto& l) { return mlp(x3.detach(), w13.detach(), b13.detach(), l[0], l[1]); }, {w23, b23});
+  // float32 against the three ops, forward with and without a gradient wanted, and the backward, on shapes that
+  // take each GEMM path (as linear_gelu's test above), and on the bf16 kernel where the CPU has one.
+  Generator generator(60);
+  struct Case {
+    int64_t rows, in, hidden;
+  };
+  auto compare = [&](const Case& c) {
+    CAPTURE(c.rows);
+    CAPTURE(c.in);
+    CAPTURE(c.hidden);
+    const Tensor xs = randn({c.rows, c.in}, DType::f32, generator);
+    const Tensor w1s = randn({c.hidden, c.in}, DType::f32, generator), b1s = randn({c.hidden}, DType::f32, generator);
+    const Tensor w2s = randn({c.in, c.hidden}, DType::f32, generator), b2s = randn({c.in}, DType::f32, generator);
+    const Tensor upstream = randn({c.rows, c.in}, DType::f32, generator);
+    auto run = [&](bool fused) {
+      std::vector<Tensor> l;
+      for (const Tensor& t : {xs, w1s, b1s, w2s, b2s}) l.push_back(t.clone().requires_grad_());
+      auto f = [fused](const std::vector<Tensor>& p) {
+        return fused ? mlp(p[0], p[1], p[2], p[3], p[4]) : linear(gelu(linear(p[0], p[1], p[2])), p[3], p[4]);
+      };
+      Tensor y = f(l);
+      y.backward(upstream);
+      NoGradGuard no_grad;
+      std::vector<Tensor> results{y, f({xs, w1s, b1s, w2s, b2s})};
+      for (const Tensor& t : l) results.push_back(t.grad());
+      return results;
+    };
+    const auto fused = run(true), separate = run(false);
+    for (size_t i = 0; i < fused.size(); ++i) {
+      CAPTURE(i);
+      testing::expect_close(fused[i], separate[i].to_vector(), 1e-4, 1e-5);
+    }
+  };
+  const std::vector<Case> cases = {{2080, 192, 768}, {4099, 12, 48}, {65, 16, 24}};
+  for (const Case& c : cases) compare(c);
+  if (best_bf16_kernel() != Bf16Kernel::none)
+    testing::with_cpu_matmul_precision(MatmulPrecision::bf16, [&] { compare(cases[0]); });
+  // Shapes that do not chain fail naming the op and both weights.
+  CHECK_THROWS_WITH(mlp(x, w1, b1, transpose(w2, 0, 1), b2), doctest::Contains("mlp: second weight"));
+  CHECK_THROWS_WITH(mlp(x, w1, b1, w2, b1), doctest::Contains("does not match weight"));
+}
+
+TEST_CASE("linear, matmul and mlp with no input features: y is the bias on every row, or zeros") {
+  // x (3, 0): each output sums no products, so y = b (as torch.nn.functional.linear gives).
+  const Tensor x = Tensor::zeros({3, 0}), w = Tensor::zeros({2, 0});
+  const Tensor b = Tensor::from_vector({1.5, -2}, {2});
+  testing::expect_close(linear(x, w, b), {1.5, -2, 1.5, -2, 1.5, -2}, 0);
+  testing::expect_close(matmul(x, transpose(w, 0, 1)), std::vector<double>(6, 0.0), 0);  // (3, 0) @ (0, 2): zeros
+  // h = b1 = [0, 1] on every row, gelu(h) = [0, 0.841344746...], y = gelu(h) w2^T with w2 = [[1, 2]].
+  const Tensor b1 = Tensor::from_vector({0, 1}, {2}), w2 = Tensor::from_vector({1, 2}, {1, 2});
+  testing::expect_close(mlp(x, w, b1, w2, Tensor()), {2 * 0.8413447460685429, 2 * 0.8413447460685429,
+                                                       2 * 0.8413447460685429}, 1e-6);
+}
+
 TEST_CASE("linear, matmul and attention: the same bits on 1 and on 2 threads") {
   // gemm cuts each product into tiles fixed by its shape (one single-threaded OpenBLAS call each, see
   // gemm_tiling), threads split the heads of attention and the columns of the bias gradient: no output's terms

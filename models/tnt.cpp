@@ -60,16 +60,16 @@ TNTBlock::TNTBlock(const ModelConfig& c, double drop_path_rate) {
 
 std::pair<Tensor, Tensor> TNTBlock::forward(const Tensor& pixels_in, const Tensor& patches_in) const {
   // Inner transformer on every patch's pixel tokens.
-  Tensor pixels = add(pixels_in, drop_path->forward(attn_in->forward(norm_in->forward(pixels_in))));  // (B*N, M, d) = (B*64, 16, 12)
-  pixels = add(pixels, drop_path->forward(mlp_in->forward(norm_mlp_in->forward(pixels))));             // (B*64, 16, 12)
+  Tensor pixels = drop_path->residual(pixels_in, attn_in->forward(norm_in->forward(pixels_in)));  // (B*N, M, d) = (B*64, 16, 12)
+  pixels = drop_path->residual(pixels, mlp_in->forward(norm_mlp_in->forward(pixels)));             // (B*64, 16, 12)
   // Each patch token (not the class token) gets LN -> Linear -> LN of its flattened pixel tokens.
   const int64_t batch = patches_in.size(0), tokens = patches_in.size(1);
   const Tensor flat = reshape(pixels, {batch, tokens - 1, -1});                                         // (B, N, M*d) = (B, 64, 192)
   const Tensor from_pixels = norm2_proj->forward(proj->forward(norm1_proj->forward(flat)));            // (B, N, D) = (B, 64, 192)
   Tensor patches = cat({slice(patches_in, 1, 0, 1), add(slice(patches_in, 1, 1, tokens), from_pixels)}, 1);  // (B, 1 + N, D) = (B, 65, 192)
   // Outer transformer on the patch tokens.
-  patches = add(patches, drop_path->forward(attn_out->forward(norm_out->forward(patches))));
-  patches = add(patches, drop_path->forward(mlp->forward(norm_mlp->forward(patches))));
+  patches = drop_path->residual(patches, attn_out->forward(norm_out->forward(patches)));
+  patches = drop_path->residual(patches, mlp->forward(norm_mlp->forward(patches)));
   return {pixels, patches};
 }
 

@@ -38,6 +38,10 @@ Tensor Dropout::forward(const Tensor& x) const { return dropout(x, p, training_)
 
 Tensor DropPath::forward(const Tensor& x) const { return drop_path(x, p, training_); }
 
+Tensor DropPath::residual(const Tensor& x, const Tensor& branch) const {
+  return add_drop_path(x, branch, p, training_);
+}
+
 Mlp::Mlp(int64_t dim, int64_t hidden, double drop) {
   fc1 = register_module("fc1", std::make_shared<Linear>(dim, hidden));
   drop1 = register_module("drop1", std::make_shared<Dropout>(drop));

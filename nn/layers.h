@@ -46,6 +46,8 @@ class DropPath : public Module {
  public:
   explicit DropPath(double p) : p(p) {}
   Tensor forward(const Tensor& x) const;  // (B, ...) -> (B, ...)
+  // x + forward(branch), the residual add after it, in one pass (add_drop_path); x, branch (B, ...).
+  Tensor residual(const Tensor& x, const Tensor& branch) const;
   double p;
 };
 

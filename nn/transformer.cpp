@@ -46,8 +46,8 @@ Block::Block(int64_t dim, int64_t heads, double mlp_ratio, bool qkv_bias, double
 }
 
 Tensor Block::forward(const Tensor& x) const {
-  const Tensor h = add(x, drop_path1->forward(attn->forward(norm1->forward(x))));
-  return add(h, drop_path2->forward(mlp->forward(norm2->forward(h))));
+  const Tensor h = drop_path1->residual(x, attn->forward(norm1->forward(x)));  // x + drop_path(attn(norm1(x)))
+  return drop_path2->residual(h, mlp->forward(norm2->forward(h)));
 }
 
 std::vector<double> drop_path_rates(double rate, int64_t depth) {

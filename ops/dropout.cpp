@@ -81,20 +81,73 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& generator) {
   return y;
 }
 
-Tensor drop_path(const Tensor& x, double p, bool training, Generator& generator) {
-  check_dropout_inputs(x, p, "drop_path");
-  if (x.dim() < 1) fail("drop_path", "needs a batch dim, got " + x.str());
-  if (!training || p == 0) return x;
+// DropPath's per-sample scale for x (B, ...): (B, 1, ..., 1), 1 / (1 - p) for kept samples and 0 for dropped
+// ones, from `batch` draws reserved from the generator; 0 < p < 1.
+static Tensor drop_path_mask(const Tensor& x, double p, Generator& generator) {
   const int64_t batch = x.size(0);
   Shape mask_shape(x.dim(), 1);
   mask_shape[0] = batch;
-  if (p == 1) return mul(x, Tensor::zeros(mask_shape, x.dtype(), x.device()));
   const uint64_t key = generator.key(), first = generator.reserve(static_cast<uint64_t>(batch));
   Tensor mask = Tensor::empty(mask_shape, x.dtype(), x.device());  // (B, 1, ..., 1)
   dispatch_float(
       x, "drop_path", [&](auto zero) { drop_mask_cpu(mask.data<decltype(zero)>(), batch, p, key, first); },
       [&] { cuda::drop_mask(mask.data<float>(), batch, p, key, first); });
-  return mul(x, mask);  // mul saves the mask for its backward: dx = dy * mask
+  return mask;
+}
+
+Tensor drop_path(const Tensor& x, double p, bool training, Generator& generator) {
+  check_dropout_inputs(x, p, "drop_path");
+  if (x.dim() < 1) fail("drop_path", "needs a batch dim, got " + x.str());
+  if (!training || p == 0) return x;
+  if (p == 1) {
+    Shape mask_shape(x.dim(), 1);
+    mask_shape[0] = x.size(0);
+    return mul(x, Tensor::zeros(mask_shape, x.dtype(), x.device()));
+  }
+  return mul(x, drop_path_mask(x, p, generator));  // mul saves the mask for its backward: dx = dy * mask
+}
+
+// y (B, S) = x + branch * mask, mask (B) DropPath's per-sample scale: the residual add and the branch's scaling in
+// one pass over S = the elements of a sample.
+template <class T>
+static void add_drop_path_cpu(T* y, const T* x, const T* branch, const T* mask, int64_t batch, int64_t sample) {
+  parallel_for(0, batch, std::max<int64_t>(1, kDropoutGrain / std::max<int64_t>(sample, 1)), [&](int64_t lo, int64_t hi) {
+    for (int64_t b = lo; b < hi; ++b) {
+      const T scale = mask[b];
+      const T *xb = x + b * sample, *branch_b = branch + b * sample;
+      T* yb = y + b * sample;
+      for (int64_t i = 0; i < sample; ++i) yb[i] = xb[i] + branch_b[i] * scale;
+    }
+  });
+}
+
+Tensor add_drop_path(const Tensor& x, const Tensor& branch, double p, bool training, Generator& generator) {
+  const char* op = "add_drop_path";
+  check_dropout_inputs(branch, p, op);
+  if (!x.defined()) fail(op, "undefined input");
+  if (x.shape() != branch.shape() || x.dtype() != branch.dtype())
+    fail(op, "needs x and branch of one shape and dtype, got " + x.str() + " and " + branch.str());
+  check_same_device(op, {x, branch});
+  if (branch.dim() < 1) fail(op, "needs a batch dim, got " + branch.str());
+  // Without draws (eval, p = 0 or 1) it is a plain add; the GPU runs the two ops.
+  if (!training || p == 0 || p == 1 || x.device() == Device::cuda) return add(x, drop_path(branch, p, training, generator));
+  const Tensor mask = drop_path_mask(branch, p, generator);  // (B, 1, ..., 1)
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());  // (B, ...)
+  {
+    NoGradGuard no_grad;
+    const Tensor xc = contiguous(x), branch_c = contiguous(branch);  // (B, ...), views when already contiguous
+    const int64_t batch = x.size(0), sample = batch == 0 ? 0 : x.numel() / batch;
+    auto run = [&](auto zero) {
+      using T = decltype(zero);
+      add_drop_path_cpu(y.data<T>(), xc.data<T>(), branch_c.data<T>(), mask.data<T>(), batch, sample);
+    };
+    if (x.dtype() == DType::f32) run(float{});
+    else run(double{});
+  }
+  record(op, y, {x, branch}, {mask}, [](const Tensor& dy, const BackwardContext& ctx) -> Grads {
+    return {dy, ctx.needs_input_grad[1] ? mul(dy, ctx.saved[0]) : Tensor()};  // dx = dy, dbranch = dy * mask
+  });
+  return y;
 }
 
 }  // namespace vt

@@ -102,6 +102,10 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& generator = 
 // Stochastic depth: x (B, ...) with whole samples zeroed with probability p and the kept ones scaled by
 // 1 / (1 - p), one draw per sample; identity when !training.
 Tensor drop_path(const Tensor& x, double p, bool training, Generator& generator = dropout_generator());
+// The residual add of a block with DropPath on its branch, x + drop_path(branch), with the same draws, in one
+// pass on the CPU (the GPU runs the two ops). x and branch (B, ...) of one shape.
+Tensor add_drop_path(const Tensor& x, const Tensor& branch, double p, bool training,
+                     Generator& generator = dropout_generator());
 
 // ---- convolution (ops/conv.cpp) ----
 // x (B, C, H, W) -> (B, C*kh*kw, L): PyTorch's F.unfold, with L = Ho * Wo sliding positions.

@@ -1,4 +1,4 @@
-// dropout: identity outside training, the mask against its definition from the counter-based generator,
+// dropout and add_drop_path: identity outside training, the mask against its definition from the counter-based generator,
 // reproducibility and thread-count independence, kept fraction and preserved mean, gradcheck, misuse.
 #include <cmath>
 #include <vector>
@@ -123,4 +123,44 @@ TEST_CASE("dropout misuse fails loudly") {
   CHECK_THROWS_WITH_AS(dropout(Tensor::from_indices({1, 2}, {2}), 0.5, true), doctest::Contains("needs a float tensor"),
                        std::runtime_error);
   CHECK_THROWS_WITH_AS(dropout(Tensor(), 0.5, true), doctest::Contains("undefined input"), std::runtime_error);
+}
+
+TEST_CASE("add_drop_path: x + drop_path(branch) in one pass, the same draws, with gradients") {
+  // Against the two ops from the same generator state: x + branch * mask with mask (B) 1 / (1 - p) or 0 per
+  // sample. One product and one add either way (up to the compiler fusing them into one rounding).
+  Generator generator(40);
+  const Tensor x = randn({64, 5, 7}, DType::f32, generator), branch = randn({64, 5, 7}, DType::f32, generator);
+  Generator fused_draws(41), separate_draws(41);
+  const Tensor fused = add_drop_path(x, branch, 0.3, true, fused_draws);
+  const Tensor separate = add(x, drop_path(branch, 0.3, true, separate_draws));
+  testing::expect_close(fused, separate.to_vector(), 1e-6, 1e-6);
+  CHECK(fused_draws.reserve(1) == separate_draws.reserve(1));  // the same number of draws taken
+  // Some samples dropped and some kept at p = 0.3 over 64 samples: y = x there, and y = x + branch / 0.7.
+  const std::vector<double> y = fused.to_vector(), xs = x.to_vector(), bs = branch.to_vector();
+  int64_t dropped = 0;
+  for (int64_t b = 0; b < 64; ++b) dropped += y[b * 35] == xs[b * 35];
+  CHECK(dropped > 0);
+  CHECK(dropped < 64);
+  // Eval mode and p = 0 add the branch as it is; p = 1 drops every sample.
+  testing::expect_close(add_drop_path(x, branch, 0.3, false), add(x, branch).to_vector(), 0);
+  testing::expect_close(add_drop_path(x, branch, 0.0, true), add(x, branch).to_vector(), 0);
+  testing::expect_close(add_drop_path(x, branch, 1.0, true), xs, 0);
+  // float64 gradients with a generator rebuilt per call (a fixed mask), on plain and transposed inputs.
+  const Tensor x64 = testing::random_leaf({6, 3, 4}, 42), branch64 = testing::random_leaf({6, 3, 4}, 43);
+  testing::gradcheck(
+      [](const std::vector<Tensor>& l) {
+        Generator draws(44);
+        return add_drop_path(l[0], l[1], 0.5, true, draws);
+      },
+      {x64, branch64});
+  testing::gradcheck(
+      [](const std::vector<Tensor>& l) {
+        Generator draws(45);
+        return add_drop_path(l[0], transpose(l[1], 1, 2), 0.5, true, draws);
+      },
+      {testing::random_leaf({6, 4, 3}, 46), branch64});
+  // Misuse names the op and the shapes.
+  CHECK_THROWS_WITH_AS(add_drop_path(x, reshape(branch, {64, 35}), 0.3, true),
+                       doctest::Contains("add_drop_path: needs x and branch of one shape"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(add_drop_path(x, branch, 1.5, true), doctest::Contains("p must be in [0, 1]"), std::runtime_error);
 }

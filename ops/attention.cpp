@@ -1,9 +1,12 @@
 // Scaled dot-product attention as one op with its own backward: per (batch, head), two GEMMs forward and
 // four backward, reading q, k, v in place through strides and transpose flags (no copies of the slices of a
-// fused qkv projection); tiny heads run plain loops over local copies instead. Shapes: q, k, v, out
-// (B, H, N, hd); the saved probabilities P (B, H, N, N).
+// fused qkv projection); tiny heads run plain loops over local copies instead, and TNT's pixel heads (16 tokens,
+// head dim 6, float32) a kernel in vector registers. Shapes: q, k, v, out (B, H, N, hd); the saved
+// probabilities P (B, H, N, N), each pixel head's transposed.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "autograd/blas.h"
@@ -82,6 +85,124 @@ static void small_transposed_product(T* y, int64_t y_row, const T* m, const T* x
     for (int64_t c = 0; c < d; ++c) y[j * y_row + c] = scale * y_t[c][j];
 }
 
+// ---- TNT's pixel heads in vector registers: 16 tokens, head dim 6, float32 ----
+// One vector of 16 floats holds a column of a head's scores S (N, N): lane i for query i, one vector per key j.
+// The softmax over j is then elementwise across the 16 vectors (no horizontal reduction), and P is saved as
+// these columns, P^T. Products with the feature rows (V, dO, K, Q: 6 floats in lanes 0-5) broadcast one
+// probability at a time. The loops above, with the token count known only at run time, ran ~7 GFLOP/s here.
+constexpr int64_t kPixelTokens = 16, kPixelHeadDim = 6;
+
+typedef float Lanes __attribute__((vector_size(kPixelTokens * sizeof(float))));
+
+static bool pixel_head(const AttentionSizes& sizes) {
+  return sizes.tokens == kPixelTokens && sizes.head_dim == kPixelHeadDim;
+}
+
+// A head's 6 features of one token into lanes 0-5, the rest zero; and back.
+static void load_features(Lanes& lanes, const float* x) {
+  lanes = Lanes{};
+  std::memcpy(&lanes, x, kPixelHeadDim * sizeof(float));
+}
+static void store_features(float* x, const Lanes& lanes) { std::memcpy(x, &lanes, kPixelHeadDim * sizeof(float)); }
+
+// columns[c][i] = scale * x[i][c]: the head's (16, 6) rows x, row stride x_row, as 6 vectors over the tokens.
+static void feature_columns(Lanes (&columns)[kPixelHeadDim], const float* x, int64_t x_row, float scale) {
+  alignas(64) float values[kPixelHeadDim][kPixelTokens];
+  for (int64_t i = 0; i < kPixelTokens; ++i)
+    for (int64_t c = 0; c < kPixelHeadDim; ++c) values[c][i] = scale * x[i * x_row + c];
+  std::memcpy(columns, values, sizeof values);
+}
+
+// O (16, 6) = softmax(scale q k^T) v for one pixel head, saving P^T (16, 16): p_t[j * 16 + i] = P[i][j].
+static void pixel_head_forward(float* o, int64_t o_row, float* p_t, const float* q, int64_t q_row, const float* k,
+                               int64_t k_row, const float* v, int64_t v_row, float scale) {
+  constexpr int64_t n = kPixelTokens, d = kPixelHeadDim;
+  Lanes q_t[d];  // q_t[c][i] = scale q[i][c]
+  feature_columns(q_t, q, q_row, scale);
+  Lanes s_t[n];  // s_t[j][i] = S[i][j] = scale q_i . k_j
+  for (int64_t j = 0; j < n; ++j) {
+    Lanes s{};
+    for (int64_t c = 0; c < d; ++c) s += k[j * k_row + c] * q_t[c];
+    s_t[j] = s;
+  }
+  // Row i's max in lane i, subtracted before exp: every exponent <= 0, the largest term exactly 1.
+  Lanes row_max = s_t[0];
+  for (int64_t j = 1; j < n; ++j) row_max = s_t[j] > row_max ? s_t[j] : row_max;
+  Lanes total{};
+  for (int64_t j = 0; j < n; ++j) {
+    alignas(64) float e[n];
+    const Lanes shifted = s_t[j] - row_max;
+    std::memcpy(e, &shifted, sizeof e);
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) e[i] = vectorizable_exp(e[i]);
+    std::memcpy(&s_t[j], e, sizeof e);
+    total += s_t[j];
+  }
+  const Lanes inverse = 1.0f / total;
+  for (int64_t j = 0; j < n; ++j) {
+    s_t[j] *= inverse;
+    std::memcpy(p_t + j * n, &s_t[j], sizeof(Lanes));
+  }
+  Lanes v_rows[n];
+  for (int64_t j = 0; j < n; ++j) load_features(v_rows[j], v + j * v_row);
+  for (int64_t i = 0; i < n; ++i) {  // O[i] = sum_j P[i][j] v_j
+    Lanes out{};
+    for (int64_t j = 0; j < n; ++j) out += p_t[j * n + i] * v_rows[j];
+    store_features(o + i * o_row, out);
+  }
+}
+
+// With P^T saved by the forward: dV = P^T dO, dP = dO V^T, dS = P * (dP - rowsum(dP * P)), dQ = scale dS K,
+// dK = scale dS^T Q, for one pixel head; null gradients are skipped.
+static void pixel_head_backward(float* dq, int64_t dq_row, float* dk, int64_t dk_row, float* dv, int64_t dv_row,
+                                const float* dout, int64_t dout_row, const float* p_t, const float* q, int64_t q_row,
+                                const float* k, int64_t k_row, const float* v, int64_t v_row, float scale) {
+  constexpr int64_t n = kPixelTokens, d = kPixelHeadDim;
+  if (dv) {  // dV[j] = sum_i P[i][j] dO_i
+    Lanes dout_rows[n];
+    for (int64_t i = 0; i < n; ++i) load_features(dout_rows[i], dout + i * dout_row);
+    for (int64_t j = 0; j < n; ++j) {
+      Lanes sum{};
+      for (int64_t i = 0; i < n; ++i) sum += p_t[j * n + i] * dout_rows[i];
+      store_features(dv + j * dv_row, sum);
+    }
+  }
+  if (!dq && !dk) return;
+  Lanes dout_t[d];  // dout_t[c][i] = dO[i][c]
+  feature_columns(dout_t, dout, dout_row, 1.0f);
+  Lanes p_cols[n], ds_t[n], weighted{};  // P^T, dS^T (lane i, one vector per key j); weighted[i] = sum_j dP P
+  for (int64_t j = 0; j < n; ++j) {
+    std::memcpy(&p_cols[j], p_t + j * n, sizeof(Lanes));
+    Lanes dp{};  // dP[i][j] = dO_i . v_j
+    for (int64_t c = 0; c < d; ++c) dp += v[j * v_row + c] * dout_t[c];
+    ds_t[j] = dp;
+    weighted += dp * p_cols[j];
+  }
+  alignas(64) float ds_values[n][n];  // ds_values[j][i] = dS[i][j]
+  for (int64_t j = 0; j < n; ++j) {
+    ds_t[j] = p_cols[j] * (ds_t[j] - weighted);
+    std::memcpy(ds_values[j], &ds_t[j], sizeof(Lanes));
+  }
+  if (dq) {  // dQ[i] = scale sum_j dS[i][j] k_j
+    Lanes k_rows[n];
+    for (int64_t j = 0; j < n; ++j) load_features(k_rows[j], k + j * k_row);
+    for (int64_t i = 0; i < n; ++i) {
+      Lanes sum{};
+      for (int64_t j = 0; j < n; ++j) sum += ds_values[j][i] * k_rows[j];
+      store_features(dq + i * dq_row, scale * sum);
+    }
+  }
+  if (dk) {  // dK[j] = scale sum_i dS[i][j] q_i
+    Lanes q_rows[n];
+    for (int64_t i = 0; i < n; ++i) load_features(q_rows[i], q + i * q_row);
+    for (int64_t j = 0; j < n; ++j) {
+      Lanes sum{};
+      for (int64_t i = 0; i < n; ++i) sum += ds_values[j][i] * q_rows[i];
+      store_features(dk + j * dk_row, scale * sum);
+    }
+  }
+}
+
 // Each head runs single-threaded GEMMs: inside our parallel region OpenBLAS's OpenMP build does not
 // start threads of its own, and heads are independent, so threads split the heads instead.
 template <class T>
@@ -89,7 +210,7 @@ void attention_forward_cpu(T* out, T* probs, const T* q, const T* k, const T* v,
                            HeadStrides q_strides, HeadStrides k_strides, HeadStrides v_strides, AttentionSizes sizes,
                            T scale) {
   const int64_t n = sizes.tokens, d = sizes.head_dim;
-  const bool small = small_head(sizes);
+  const bool small = small_head(sizes), pixel = std::is_same_v<T, float> && pixel_head(sizes);
   parallel_for(0, sizes.batch * sizes.heads, heads_per_grain(sizes), [&](int64_t lo, int64_t hi) {
     for (int64_t bh = lo; bh < hi; ++bh) {
       const int64_t b = bh / sizes.heads, h = bh % sizes.heads;
@@ -97,7 +218,13 @@ void attention_forward_cpu(T* out, T* probs, const T* q, const T* k, const T* v,
       const T* kh = k + head_offset(k_strides, b, h);  // (N, hd)
       const T* vh = v + head_offset(v_strides, b, h);  // (N, hd)
       T* oh = out + head_offset(out_strides, b, h);    // (N, hd)
-      T* p = probs + bh * n * n;                       // (N, N)
+      T* p = probs + bh * n * n;                       // (N, N), or P^T for a pixel head
+      if constexpr (std::is_same_v<T, float>) {
+        if (pixel) {
+          pixel_head_forward(oh, out_strides.row, p, qh, q_strides.row, kh, k_strides.row, vh, v_strides.row, scale);
+          continue;
+        }
+      }
       if (small) {  // S = scale * q k^T, P = softmax(S), O = P v = (P^T)^T v
         T k_t[kSmallHeadDim][kSmallTokens];  // (hd, N)
         T p_t[kSmallTokens * kSmallTokens];  // (N, N)
@@ -125,12 +252,23 @@ void attention_backward_cpu(T* dq, T* dk, T* dv, T* scores_grad, const T* dout, 
                             HeadStrides dv_strides, HeadStrides dout_strides, HeadStrides q_strides,
                             HeadStrides k_strides, HeadStrides v_strides, AttentionSizes sizes, T scale) {
   const int64_t n = sizes.tokens, d = sizes.head_dim;
-  const bool small = small_head(sizes);
+  const bool small = small_head(sizes), pixel = std::is_same_v<T, float> && pixel_head(sizes);
   parallel_for(0, sizes.batch * sizes.heads, heads_per_grain(sizes), [&](int64_t lo, int64_t hi) {
     for (int64_t bh = lo; bh < hi; ++bh) {
       const int64_t b = bh / sizes.heads, h = bh % sizes.heads;
-      const T* p = probs + bh * n * n;                            // (N, N)
+      const T* p = probs + bh * n * n;                            // (N, N), or P^T for a pixel head
       const T* douth = dout + head_offset(dout_strides, b, h);   // (N, hd)
+      if constexpr (std::is_same_v<T, float>) {
+        if (pixel) {
+          pixel_head_backward(dq ? dq + head_offset(dq_strides, b, h) : nullptr, dq_strides.row,
+                              dk ? dk + head_offset(dk_strides, b, h) : nullptr, dk_strides.row,
+                              dv ? dv + head_offset(dv_strides, b, h) : nullptr, dv_strides.row, douth,
+                              dout_strides.row, p, q + head_offset(q_strides, b, h), q_strides.row,
+                              k + head_offset(k_strides, b, h), k_strides.row, v + head_offset(v_strides, b, h),
+                              v_strides.row, scale);
+          continue;
+        }
+      }
       if (small) {  // the same formulas as the GEMMs below, dQ = scale * (dS^T)^T K
         if (dv) small_transposed_product(dv + head_offset(dv_strides, b, h), dv_strides.row, p, douth, dout_strides.row, n, d, T(1));
         if (!dq && !dk) continue;
@@ -283,7 +421,7 @@ T* data_or_null(const Tensor& t) {
 HeadStrides head_strides_or_none(const Tensor& t) { return t.defined() ? head_strides(t) : HeadStrides{}; }
 
 // Both ops' forward: writes the (B, H, N, hd) view `out` from GEMM-readable views q, k, v, and returns what
-// the backward reads. The CPU keeps the probabilities P (B, H, N, N); the GPU kernel keeps only each row's
+// the backward reads. The CPU keeps the probabilities P (B, H, N, N) (P^T per pixel head); the GPU kernel keeps only each row's
 // logsumexp (B, H, N) and recomputes P from q and k, so that no (N, N) matrix is ever stored there.
 // Saved: {P, q, k, v} on the CPU, {logsumexp, q, k, v, out} on the GPU.
 std::vector<Tensor> attention_forward(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v,
@@ -319,7 +457,9 @@ void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, co
         using T = decltype(zero);
         const Tensor& probs = saved[0];  // (B, H, N, N)
         Tensor scores_grad;              // (B, H, N, N)
-        if (dq.defined() || dk.defined()) scores_grad = Tensor::empty(probs.shape(), dout.dtype(), dout.device());
+        const bool pixel = std::is_same_v<T, float> && pixel_head(sizes);  // keeps dS in registers
+        if ((dq.defined() || dk.defined()) && !pixel)
+          scores_grad = Tensor::empty(probs.shape(), dout.dtype(), dout.device());
         attention_backward_cpu<T>(data_or_null<T>(dq), data_or_null<T>(dk), data_or_null<T>(dv),
                                   data_or_null<T>(scores_grad), dout.data<T>(), probs.data<T>(), q.data<T>(),
                                   k.data<T>(), v.data<T>(), head_strides_or_none(dq), head_strides_or_none(dk),

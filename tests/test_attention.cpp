@@ -228,6 +228,29 @@ TEST_CASE("attention: fast kernels match the reference loops, f32 and f64") {
   }
 }
 
+TEST_CASE("attention: TNT's pixel heads (16 tokens, head dim 6) in float32, some gradients only") {
+  // The pixel-head kernel skips the gradients nobody wants (dS is not even formed without dq and dk); the ones
+  // it gives must equal those of the full backward (the same kernel, so the same bits).
+  Generator generator(72);
+  std::vector<Tensor> qkv;  // q, k, v (B, N, H, hd), read as (B, H, N, hd) views as in a model
+  for (int64_t i = 0; i < 3; ++i) qkv.push_back(randn({64, 16, 2, 6}, DType::f32, generator));
+  const Tensor upstream = randn({64, 2, 16, 6}, DType::f32, generator);
+  auto gradients = [&](bool q_grad, bool k_grad, bool v_grad) {
+    std::vector<Tensor> leaves;
+    for (int64_t i = 0; i < 3; ++i) leaves.push_back(qkv[i].clone().requires_grad_(i == 0 ? q_grad : i == 1 ? k_grad : v_grad));
+    auto head_view = [](const Tensor& t) { return transpose(t, 1, 2); };  // (B, N, H, hd) -> (B, H, N, hd)
+    scaled_dot_product_attention(head_view(leaves[0]), head_view(leaves[1]), head_view(leaves[2])).backward(upstream);
+    return leaves;
+  };
+  const std::vector<Tensor> all = gradients(true, true, true);
+  for (int64_t wanted = 0; wanted < 3; ++wanted) {
+    CAPTURE(wanted);
+    const std::vector<Tensor> some = gradients(wanted == 0, wanted == 1, wanted == 2);
+    for (int64_t i = 0; i < 3; ++i) CHECK(some[i].grad().defined() == (i == wanted));
+    CHECK(some[wanted].grad().to_vector() == all[wanted].grad().to_vector());
+  }
+}
+
 TEST_CASE("attention: misuse fails loudly") {
   const Tensor x = Tensor::zeros({2, 2, 5, 3});
   CHECK_THROWS_WITH_AS(scaled_dot_product_attention(x, Tensor::zeros({2, 2, 4, 3}), x),

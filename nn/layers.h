@@ -51,7 +51,8 @@ class DropPath : public Module {
   double p;
 };
 
-// fc1 -> GELU -> dropout -> fc2 -> dropout, as timm's Mlp; fc1 and GELU run as one op (linear_gelu).
+// fc1 -> GELU -> dropout -> fc2 -> dropout, as timm's Mlp; without the hidden dropout, fc1, GELU and fc2 run as
+// one op (mlp), else fc1 and GELU (linear_gelu).
 class Mlp : public Module {
  public:
   Mlp(int64_t dim, int64_t hidden, double drop = 0.0);

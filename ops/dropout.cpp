@@ -1,6 +1,7 @@
-// Dropout and DropPath. Conventions: element i (row-major over the logical shape; for DropPath, sample i) of a
-// draw is kept when random_uniform(key, first + i) >= p, with `first` reserved from the generator, so the mask
-// is a pure function of (key, first, i) and the same for any thread count. Survivors are scaled by 1 / (1 - p).
+// Dropout, DropPath, and a block's residual add with DropPath on its branch. Conventions: element i (row-major
+// over the logical shape; for DropPath, sample i) of a draw is kept when random_uniform(key, first + i) >= p,
+// with `first` reserved from the generator, so the mask is a pure function of (key, first, i) and the same for
+// any thread count. Survivors are scaled by 1 / (1 - p).
 #include <cmath>
 
 #include "autograd/parallel.h"
@@ -129,7 +130,7 @@ Tensor add_drop_path(const Tensor& x, const Tensor& branch, double p, bool train
     fail(op, "needs x and branch of one shape and dtype, got " + x.str() + " and " + branch.str());
   check_same_device(op, {x, branch});
   if (branch.dim() < 1) fail(op, "needs a batch dim, got " + branch.str());
-  // Without draws (eval, p = 0 or 1) it is a plain add; the GPU runs the two ops.
+  // Without draws (eval, p = 0 or 1), and on the GPU, the two ops.
   if (!training || p == 0 || p == 1 || x.device() == Device::cuda) return add(x, drop_path(branch, p, training, generator));
   const Tensor mask = drop_path_mask(branch, p, generator);  // (B, 1, ..., 1)
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());  // (B, ...)

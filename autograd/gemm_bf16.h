@@ -33,8 +33,8 @@ void gemm_bf16_reference(bool trans_a, bool trans_b, int64_t m, int64_t n, int64
 int64_t l2_cache_bytes();
 
 // The same product on one of this CPU's kernels (not none, and one that best_bf16_kernel() allows); `epilogue`
-// finishes each panel of 32 rows (by a chunk of columns) as soon as it is written. l2_bytes sizes the chunks of op(B)'s columns that stay in cache
-// (the tests pass small ones to reach that path).
+// finishes each panel of 32 rows (by a chunk of columns) as soon as it is written. l2_bytes sizes the chunks of
+// op(B)'s columns that stay in cache (the tests pass small ones to reach that path).
 void gemm_bf16(Bf16Kernel kernel, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
                const float* bias = nullptr, const GemmEpilogue<float>& epilogue = {},

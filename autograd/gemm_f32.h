@@ -1,5 +1,5 @@
-// float32 GEMM: op(B) is packed into panels of 64 columns (once for all the tiles of rows of a product), A is
-// read where it lies, transposed or not, and alpha, beta and the bias are applied as C is written. gemm<float>
+// float32 GEMM: op(B) is read in panels of 64 columns, in place or packed (once for all the tiles of rows of a
+// product), A is read where it lies, transposed or not, and alpha, beta and the bias are applied as C is written. gemm<float>
 // (blas.h) runs it in place of OpenBLAS on builds for AVX-512, where it measured faster; it compiles everywhere
 // (GCC's vector extensions), so the tests check its arithmetic on any CPU.
 #pragma once

@@ -98,12 +98,26 @@ static bool pixel_head(const AttentionSizes& sizes) {
   return sizes.tokens == kPixelTokens && sizes.head_dim == kPixelHeadDim;
 }
 
-// A head's 6 features of one token into lanes 0-5, the rest zero; and back.
-static void load_features(Lanes& lanes, const float* x) {
-  lanes = Lanes{};
-  std::memcpy(&lanes, x, kPixelHeadDim * sizeof(float));
+// rows[i]: the 6 features of token i of a head's (16, 6) rows x, row stride x_row, in lanes 0-5, the rest zero.
+static void feature_rows(Lanes (&rows)[kPixelTokens], const float* x, int64_t x_row) {
+  for (int64_t i = 0; i < kPixelTokens; ++i) {
+    rows[i] = Lanes{};
+    std::memcpy(&rows[i], x + i * x_row, kPixelHeadDim * sizeof(float));
+  }
 }
-static void store_features(float* x, const Lanes& lanes) { std::memcpy(x, &lanes, kPixelHeadDim * sizeof(float)); }
+
+// y[o] = scale sum_s w[o * WOut + s * WIn] x[s] for the 16 outputs o (6 features each, rows y_row apart): a
+// head's (16, 16) probabilities or dS, read along either index, times the feature rows x, one broadcast weight
+// at a time.
+template <int64_t WOut, int64_t WIn>
+static void weighted_rows(float* y, int64_t y_row, const float* w, const Lanes (&x)[kPixelTokens], float scale) {
+  for (int64_t o = 0; o < kPixelTokens; ++o) {
+    Lanes sum{};
+    for (int64_t s = 0; s < kPixelTokens; ++s) sum += w[o * WOut + s * WIn] * x[s];
+    const Lanes out = scale * sum;
+    std::memcpy(y + o * y_row, &out, kPixelHeadDim * sizeof(float));
+  }
+}
 
 // columns[c][i] = scale * x[i][c]: the head's (16, 6) rows x, row stride x_row, as 6 vectors over the tokens.
 static void feature_columns(Lanes (&columns)[kPixelHeadDim], const float* x, int64_t x_row, float scale) {
@@ -144,12 +158,8 @@ static void pixel_head_forward(float* o, int64_t o_row, float* p_t, const float*
     std::memcpy(p_t + j * n, &s_t[j], sizeof(Lanes));
   }
   Lanes v_rows[n];
-  for (int64_t j = 0; j < n; ++j) load_features(v_rows[j], v + j * v_row);
-  for (int64_t i = 0; i < n; ++i) {  // O[i] = sum_j P[i][j] v_j
-    Lanes out{};
-    for (int64_t j = 0; j < n; ++j) out += p_t[j * n + i] * v_rows[j];
-    store_features(o + i * o_row, out);
-  }
+  feature_rows(v_rows, v, v_row);
+  weighted_rows<1, n>(o, o_row, p_t, v_rows, 1.0f);  // O[i] = sum_j P[i][j] v_j
 }
 
 // With P^T saved by the forward: dV = P^T dO, dP = dO V^T, dS = P * (dP - rowsum(dP * P)), dQ = scale dS K,
@@ -160,12 +170,8 @@ static void pixel_head_backward(float* dq, int64_t dq_row, float* dk, int64_t dk
   constexpr int64_t n = kPixelTokens, d = kPixelHeadDim;
   if (dv) {  // dV[j] = sum_i P[i][j] dO_i
     Lanes dout_rows[n];
-    for (int64_t i = 0; i < n; ++i) load_features(dout_rows[i], dout + i * dout_row);
-    for (int64_t j = 0; j < n; ++j) {
-      Lanes sum{};
-      for (int64_t i = 0; i < n; ++i) sum += p_t[j * n + i] * dout_rows[i];
-      store_features(dv + j * dv_row, sum);
-    }
+    feature_rows(dout_rows, dout, dout_row);
+    weighted_rows<n, 1>(dv, dv_row, p_t, dout_rows, 1.0f);
   }
   if (!dq && !dk) return;
   Lanes dout_t[d];  // dout_t[c][i] = dO[i][c]
@@ -185,21 +191,13 @@ static void pixel_head_backward(float* dq, int64_t dq_row, float* dk, int64_t dk
   }
   if (dq) {  // dQ[i] = scale sum_j dS[i][j] k_j
     Lanes k_rows[n];
-    for (int64_t j = 0; j < n; ++j) load_features(k_rows[j], k + j * k_row);
-    for (int64_t i = 0; i < n; ++i) {
-      Lanes sum{};
-      for (int64_t j = 0; j < n; ++j) sum += ds_values[j][i] * k_rows[j];
-      store_features(dq + i * dq_row, scale * sum);
-    }
+    feature_rows(k_rows, k, k_row);
+    weighted_rows<1, n>(dq, dq_row, &ds_values[0][0], k_rows, scale);
   }
   if (dk) {  // dK[j] = scale sum_i dS[i][j] q_i
     Lanes q_rows[n];
-    for (int64_t i = 0; i < n; ++i) load_features(q_rows[i], q + i * q_row);
-    for (int64_t j = 0; j < n; ++j) {
-      Lanes sum{};
-      for (int64_t i = 0; i < n; ++i) sum += ds_values[j][i] * q_rows[i];
-      store_features(dk + j * dk_row, scale * sum);
-    }
+    feature_rows(q_rows, q, q_row);
+    weighted_rows<n, 1>(dk, dk_row, &ds_values[0][0], q_rows, scale);
   }
 }
 

@@ -312,24 +312,50 @@ static void skinny_depth_gemm(int64_t m, int64_t n, int64_t k, T alpha, const T*
 
 // One tile's product on the calling thread: our float32 kernel when `own_kernel` (gemm_f32.h; the tile's columns
 // and depths of op(B) packed here), else the library or the bf16 kernel. float64 always takes the library.
+// With `a_sums`, also add_row_sums over the tile's op(A): as the kernel reads it, or in a pass after the library.
 static void tile_gemm(bool own_kernel, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                       const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
-                      const float* bias, const GemmEpilogue<float>& epilogue) {
-  if (!own_kernel) return blas_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, epilogue);
+                      const float* bias, const GemmEpilogue<float>& epilogue, double* a_sums = nullptr) {
+  if (!own_kernel) {
+    blas_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, epilogue);
+    if (a_sums) add_row_sums(a_sums, a, lda, trans_a, m, k);
+    return;
+  }
   thread_local PackedB packed;
-  gemm_f32_packed(c, ldc, a, lda, trans_a, packed.pack(b, ldb, trans_b, n, k), m, n, k, alpha, beta, bias, epilogue);
+  gemm_f32_packed(c, ldc, a, lda, trans_a, packed.pack(b, ldb, trans_b, n, k), m, n, k, alpha, beta, bias, epilogue,
+                  a_sums);
 }
 
 static void tile_gemm(bool, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
                       int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc,
-                      const double* bias, const GemmEpilogue<double>& epilogue) {
+                      const double* bias, const GemmEpilogue<double>& epilogue, double* a_sums = nullptr) {
   blas_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, epilogue);
+  if (a_sums) add_row_sums(a_sums, a, lda, trans_a, m, k);
+}
+
+// a_sums (m) = the sums over p of op(A)[i, p], in a pass of their own over A: the tilings other than the slices of
+// k, whose products do not leave A in cache in an order that suits (TNT's pixel weight gradients, small layers).
+template <class T>
+static void row_sums(T* a_sums, const T* a, int64_t lda, bool trans_a, int64_t m, int64_t k) {
+  constexpr int64_t kBlock = 256;  // sums of a block of rows, in L1, walking down A's rows when trans_a
+  parallel_for(0, (m + kBlock - 1) / kBlock, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t block = lo; block < hi; ++block) {
+      const int64_t i0 = block * kBlock, rows = std::min(m, i0 + kBlock) - i0;
+      double sums[kBlock] = {};
+      add_row_sums(sums, trans_a ? a + i0 : a + i0 * lda, lda, trans_a, rows, k);
+      for (int64_t i = 0; i < rows; ++i) a_sums[i0 + i] = static_cast<T>(sums[i]);
+    }
+  });
 }
 
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
-          int64_t ldb, T beta, T* c, int64_t ldc, const T* bias, const GemmEpilogue<T>& epilogue) {
+          int64_t ldb, T beta, T* c, int64_t ldc, const T* bias, const GemmEpilogue<T>& epilogue, T* a_sums) {
   const GemmTiling tiling = gemm_tiling(m, n, k, trans_a, trans_b);
+  if (a_sums && tiling.kind != GemmTiling::depth) {
+    gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, epilogue);
+    return row_sums(a_sums, a, lda, trans_a, m, k);
+  }
   // float32 tiles run on our kernel on builds for AVX-512, except a product small enough to run whole (attention's
   // per-head 65 x 64 @ 64 x 65), which OpenBLAS's small-matrix kernels ran faster, unpacked.
   const bool own_kernel = std::is_same_v<T, float> && kGemmF32Preferred && tiling.kind != GemmTiling::whole &&
@@ -383,22 +409,32 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
       // C = beta C + bias + alpha op(A)[:, slice 0] op(B)[slice 0, :], then + partial 1, + partial 2, + partial 3.
       // The caller's buffer, kept between calls; the workers get its address, not their own thread_local.
       thread_local std::vector<T> buffer;
+      thread_local std::vector<double> sums_buffer;  // (count, m): each slice's sums of op(A)'s rows
       const int64_t mn = m * n;
       buffer.resize(static_cast<size_t>((tiling.count - 1) * mn));
       T* const partials = buffer.data();
+      if (a_sums) sums_buffer.assign(static_cast<size_t>(tiling.count * m), 0.0);
+      double* const slice_sums = a_sums ? sums_buffer.data() : nullptr;
       parallel_for(0, tiling.count, 1, [&](int64_t lo, int64_t hi) {
         for (int64_t part = lo; part < hi; ++part) {
           const int64_t k0 = part * tiling.size, depth = std::min(k, k0 + tiling.size) - k0;
           const T* a_part = trans_a ? a + k0 * lda : a + k0;
           const T* b_part = trans_b ? b + k0 : b + k0 * ldb;
+          double* const sums = slice_sums ? slice_sums + part * m : nullptr;
           if (part == 0)
             tile_gemm(own_kernel, trans_a, trans_b, m, n, depth, alpha, a_part, lda, b_part, ldb, beta, c, ldc, bias,
-                      {});
+                      {}, sums);
           else
             tile_gemm(own_kernel, trans_a, trans_b, m, n, depth, alpha, a_part, lda, b_part, ldb, T(0),
-                      partials + (part - 1) * mn, n, static_cast<const T*>(nullptr), {});
+                      partials + (part - 1) * mn, n, static_cast<const T*>(nullptr), {}, sums);
         }
       });
+      if (a_sums)
+        for (int64_t i = 0; i < m; ++i) {
+          double sum = 0;
+          for (int64_t part = 0; part < tiling.count; ++part) sum += slice_sums[part * m + i];
+          a_sums[i] = static_cast<T>(sum);
+        }
       parallel_for(0, m, std::max<int64_t>(1, 4096 / std::max<int64_t>(n, 1)), [&](int64_t lo, int64_t hi) {
         for (int64_t i = lo; i < hi; ++i)
           for (int64_t part = 1; part < tiling.count; ++part)
@@ -411,9 +447,9 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
 }
 
 template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t,
-                          float, float*, int64_t, const float*, const GemmEpilogue<float>&);
+                          float, float*, int64_t, const float*, const GemmEpilogue<float>&, float*);
 template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t, const double*,
-                           int64_t, double, double*, int64_t, const double*, const GemmEpilogue<double>&);
+                           int64_t, double, double*, int64_t, const double*, const GemmEpilogue<double>&, double*);
 
 std::string blas_core_name() { return openblas_get_corename(); }
 

@@ -22,10 +22,14 @@ namespace vt {
 // parallel region, it runs its tiles on the calling thread.
 // `epilogue` finishes C's values block by block once they are final: as our kernels write each block of rows,
 // after each library call's tile, or over the whole of C when slices of k are added at the end.
+// `a_sums`, when given, receives the m sums over p of op(A)[i, p], in double, rounded once: with op(A) = dy^T, the
+// bias gradient that goes with the weight gradient dW = dy^T x. When the product is cut along k (the weight
+// gradients of vit_cifar's linears), each slice sums its rows of dy as the kernel has just read them (from cache,
+// not memory); the slices' sums are added in order, so the result depends on the shape alone.
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
           const T* b, int64_t ldb, T beta, T* c, int64_t ldc, const T* bias = nullptr,
-          const GemmEpilogue<T>& epilogue = {});
+          const GemmEpilogue<T>& epilogue = {}, T* a_sums = nullptr);
 
 // The arithmetic of gemm<float>: exact float32 (the default), or MatmulPrecision::bf16 (--amp bf16): each tile
 // on this CPU's bf16 kernel (gemm_bf16.h), the inputs rounded to bf16 and the products summed in float32. The

@@ -114,7 +114,7 @@ namespace {
 template <bool TransA>
 void gemm_f32_packed_as(float* c, int64_t ldc, const float* a, int64_t lda, const PanelsB& b, int64_t m,
                         int64_t n, int64_t k, float alpha, float beta, const float* bias,
-                        const GemmEpilogue<float>& epilogue, int64_t l2_bytes) {
+                        const GemmEpilogue<float>& epilogue, double* a_sums, int64_t l2_bytes) {
   if (k == 0) {  // no products: C = beta C + bias
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < n; ++j)
@@ -141,6 +141,8 @@ void gemm_f32_packed_as(float* c, int64_t ldc, const float* a, int64_t lda, cons
         const int64_t j0 = jp0 * kPanel, cols = std::min(n, (jp0 + chunk) * kPanel) - j0;
         if (p0 + depth == k) epilogue(c + i0 * ldc + j0, rows, cols);
       }
+    // The depth block of A (256 x m floats: 768 KiB at vit_cifar's widest, 768) was read for every row of C.
+    if (a_sums) add_row_sums(a_sums, TransA ? a + p0 * lda : a + p0, lda, TransA, m, depth);
   }
 }
 
@@ -148,11 +150,11 @@ void gemm_f32_packed_as(float* c, int64_t ldc, const float* a, int64_t lda, cons
 
 void gemm_f32_packed(float* c, int64_t ldc, const float* a, int64_t lda, bool trans_a, const PanelsB& b, int64_t m,
                      int64_t n, int64_t k, float alpha, float beta, const float* bias,
-                     const GemmEpilogue<float>& epilogue, int64_t l2_bytes) {
+                     const GemmEpilogue<float>& epilogue, double* a_sums, int64_t l2_bytes) {
   if (trans_a)
-    gemm_f32_packed_as<true>(c, ldc, a, lda, b, m, n, k, alpha, beta, bias, epilogue, l2_bytes);
+    gemm_f32_packed_as<true>(c, ldc, a, lda, b, m, n, k, alpha, beta, bias, epilogue, a_sums, l2_bytes);
   else
-    gemm_f32_packed_as<false>(c, ldc, a, lda, b, m, n, k, alpha, beta, bias, epilogue, l2_bytes);
+    gemm_f32_packed_as<false>(c, ldc, a, lda, b, m, n, k, alpha, beta, bias, epilogue, a_sums, l2_bytes);
 }
 
 }  // namespace vt

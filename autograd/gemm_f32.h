@@ -22,6 +22,18 @@ constexpr bool kGemmF32Preferred =
     false;
 #endif
 
+// sums[i] += op(A)[i, p] over p in [0, k) in order, for i in [0, m), in double: op(A) is A (rows lda apart) or A^T
+// with A stored (k, m) (trans_a). With op(A) = dy^T, these are a linear layer's bias gradient, sum_r dy[r, :].
+template <class T>
+void add_row_sums(double* sums, const T* a, int64_t lda, bool trans_a, int64_t m, int64_t k) {
+  if (trans_a)  // down A's rows, each a run of m contiguous values
+    for (int64_t p = 0; p < k; ++p)
+      for (int64_t i = 0; i < m; ++i) sums[i] += a[p * lda + i];
+  else
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t p = 0; p < k; ++p) sums[i] += a[i * lda + p];
+}
+
 // op(B) (k, n) as the kernel reads it: panels of 64 columns, row p of panel jp at
 // data + jp * panel_stride + p * row_stride.
 struct PanelsB {
@@ -49,10 +61,13 @@ class PackedB {
 // op(A) is A with rows lda apart, or A^T with A stored (k, m) (trans_a: a weight gradient, dW = dY^T X). With
 // beta = 0, C is not read (BLAS's rule: it may hold NaN); a null bias adds nothing. Each output is summed over p
 // in order, in blocks of 256 that are added to C in order, so the result depends on the shape alone. `epilogue`
-// finishes each block of 6 rows (by a chunk of columns) after its last pass. Runs on the calling thread.
+// finishes each block of 6 rows (by a chunk of columns) after its last pass. With `a_sums`, also
+// add_row_sums(a_sums, ...) over all of op(A), a block of 256 values of p at a time, as the block has just been read
+// and is still in L2 (a bias gradient without reading dy from memory again). Runs on the calling thread.
 // l2_bytes sizes the chunks of panels that stay in cache (the tests pass small ones to reach that path).
 void gemm_f32_packed(float* c, int64_t ldc, const float* a, int64_t lda, bool trans_a, const PanelsB& b, int64_t m,
                      int64_t n, int64_t k, float alpha, float beta, const float* bias,
-                     const GemmEpilogue<float>& epilogue = {}, int64_t l2_bytes = l2_cache_bytes());
+                     const GemmEpilogue<float>& epilogue = {}, double* a_sums = nullptr,
+                     int64_t l2_bytes = l2_cache_bytes());
 
 }  // namespace vt

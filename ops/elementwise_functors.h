@@ -138,6 +138,14 @@ struct Gelu {  // gelu(x) = x Phi(x); d gelu(x) = Phi(x) + x phi(x), Phi the nor
     const T pdf = gaussian * T(0.5 * M_2_SQRTPI * M_SQRT1_2);     // 1/sqrt(2 pi) e^{-x^2/2}
     return g * (normal_cdf(x, gaussian) + x * pdf);
   }
+  // gelu(x), and gelu'(x) in `derivative`, from one e^{-x^2/2}: linear_gelu keeps the derivative, not x, so that
+  // its backward is g * derivative, the bits of backward(g, x) without its exponential and division.
+  template <class T> VT_HOST_DEVICE VT_INLINE T forward(T x, T& derivative) const {
+    const T gaussian = exp_fast(T(-0.5) * x * x);
+    const T cdf = normal_cdf(x, gaussian);
+    derivative = cdf + x * (gaussian * T(0.5 * M_2_SQRTPI * M_SQRT1_2));
+    return x * cdf;
+  }
 };
 
 // A unary op's forward, and its backward as a binary function of (dy, saved) or a unary one of dy.

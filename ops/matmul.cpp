@@ -166,46 +166,53 @@ static void linear_forward_cpu(T* y, const T* x, const T* w, const T* bias, int6
   gemm<T>(false, true, rows, out, in, T(1), x, in, w, in, T(0), y, out, bias);
 }
 
-// dx (rows, in) = dy @ w; dw (out, in) = dy^T @ x; both straight from GEMM's transpose flags.
+// dx (rows, in) = dy @ w; dw (out, in) = dy^T @ x; both straight from GEMM's transpose flags. db (out) = the sum
+// of dy's rows, taken by the GEMM that forms dw as it reads dy (db needs dw).
 template <class T>
-static void linear_backward_cpu(T* dx, T* dw, const T* dy, const T* x, const T* w, int64_t rows, int64_t in,
+static void linear_backward_cpu(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, int64_t rows, int64_t in,
                                 int64_t out) {
   if (dx) gemm<T>(false, false, rows, in, out, T(1), dy, out, w, in, T(0), dx, in);
-  if (dw) gemm<T>(true, false, out, in, rows, T(1), dy, out, x, in, T(0), dw, in);
+  if (dw) gemm<T>(true, false, out, in, rows, T(1), dy, out, x, in, T(0), dw, in, nullptr, {}, db);
 }
 
 // ---- linear + GELU ----
 
-// GEMM's epilogue for y = gelu(h), h = x w^T + b (rows, out): each block of h, final and in cache, is copied to
-// `pre` when the backward needs it, then replaced by its GELU.
+// GEMM's epilogue for y = gelu(h), h = x w^T + b (rows, out): each block of h, final and in cache, is replaced by
+// its GELU, and GELU's derivative there is written to `dgelu` when the backward needs it. Keeping gelu'(h) rather
+// than h costs the same memory and leaves the backward a product: its exponential and division (half of GELU's
+// backward on a Xeon) share the forward's.
 template <class T>
 struct GeluFinish {
-  T* y;    // (rows, out), where GEMM writes h
-  T* pre;  // (rows, out), or null in inference
+  T* y;      // (rows, out), where GEMM writes h
+  T* dgelu;  // (rows, out): gelu'(h), or null in inference
   int64_t out;
   static void finish(T* block, int64_t rows, int64_t cols, void* context) {
     const auto& self = *static_cast<const GeluFinish*>(context);
     for (int64_t r = 0; r < rows; ++r) {
       T* row = block + r * self.out;
-      if (self.pre) std::copy_n(row, cols, self.pre + (row - self.y));
-      for (int64_t j = 0; j < cols; ++j) row[j] = Gelu{}.forward(row[j]);
+      if (self.dgelu) {
+        T* derivative = self.dgelu + (row - self.y);
+        for (int64_t j = 0; j < cols; ++j) row[j] = Gelu{}.forward(row[j], derivative[j]);
+      } else {
+        for (int64_t j = 0; j < cols; ++j) row[j] = Gelu{}.forward(row[j]);
+      }
     }
   }
 };
 
-// y (rows, out) = gelu(x (rows, in) @ w^T + bias), keeping h (rows, out) when `pre` is given.
+// y (rows, out) = gelu(x (rows, in) @ w^T + bias), keeping gelu'(h) (rows, out) when `dgelu` is given.
 template <class T>
-static void linear_gelu_forward_cpu(T* y, T* pre, const T* x, const T* w, const T* bias, int64_t rows, int64_t in,
+static void linear_gelu_forward_cpu(T* y, T* dgelu, const T* x, const T* w, const T* bias, int64_t rows, int64_t in,
                                     int64_t out) {
-  GeluFinish<T> finish{y, pre, out};
+  GeluFinish<T> finish{y, dgelu, out};
   gemm<T>(false, true, rows, out, in, T(1), x, in, w, in, T(0), y, out, bias, {&GeluFinish<T>::finish, &finish});
 }
 
 // dh (rows, out) = dy * gelu'(h), one pass; linear's backward then takes dh.
 template <class T>
-static void gelu_grad_cpu(T* dh, const T* dy, const T* h, int64_t count) {
+static void gelu_grad_cpu(T* dh, const T* dy, const T* dgelu, int64_t count) {
   parallel_for(0, count, 4096, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) dh[i] = Gelu{}.backward(dy[i], h[i]);
+    for (int64_t i = lo; i < hi; ++i) dh[i] = dy[i] * dgelu[i];
   });
 }
 
@@ -229,7 +236,7 @@ static void check_linear_inputs(const char* op, const Tensor& x, const Tensor& w
 }
 
 // linear, and linear_gelu on the CPU (with_gelu): the same GEMMs, with GELU in the forward's epilogue and, in the
-// backward, dh = dy gelu'(h) in dy's place, from the pre-activation h kept for it.
+// backward, dh = dy gelu'(h) in dy's place, from the derivative the forward kept.
 static Tensor linear_op(const char* op, const Tensor& x, const Tensor& weight, const Tensor& bias, bool with_gelu) {
   check_linear_inputs(op, x, weight, bias);
   const int64_t in = weight.size(1), out = weight.size(0);
@@ -239,7 +246,7 @@ static Tensor linear_op(const char* op, const Tensor& x, const Tensor& weight, c
   Tensor y = Tensor::empty(out_shape, x.dtype(), x.device());
   const int64_t rows = leading_rows(x);  // x (rows, in) as a matrix
   Tensor x2, w;
-  const Tensor pre =  // (rows, out), h before GELU, only when a backward will need it
+  const Tensor dgelu =  // (rows, out), gelu'(h), only when a backward will need it
       with_gelu && any_requires_grad({x, weight, bias}) ? Tensor::empty({rows, out}, x.dtype(), x.device()) : Tensor();
   {
     NoGradGuard no_grad;
@@ -252,7 +259,7 @@ static Tensor linear_op(const char* op, const Tensor& x, const Tensor& weight, c
           using T = decltype(zero);
           const T* b_data = b.defined() ? b.data<T>() : nullptr;
           if (with_gelu)
-            linear_gelu_forward_cpu(y.data<T>(), pre.defined() ? pre.data<T>() : nullptr, x2.data<T>(), w.data<T>(),
+            linear_gelu_forward_cpu(y.data<T>(), dgelu.defined() ? dgelu.data<T>() : nullptr, x2.data<T>(), w.data<T>(),
                                     b_data, rows, in, out);
           else
             linear_forward_cpu(y.data<T>(), x2.data<T>(), w.data<T>(), b_data, rows, in, out);
@@ -264,23 +271,28 @@ static Tensor linear_op(const char* op, const Tensor& x, const Tensor& weight, c
         });
   }
   const Shape x_shape = x.shape();
-  record(op, y, {x, weight, bias}, {x2, w, pre},
+  record(op, y, {x, weight, bias}, {x2, w, dgelu},
          [=](const Tensor& dy, const BackwardContext& ctx) -> Grads {
-           const Tensor &x2 = ctx.saved[0], &w = ctx.saved[1], &pre = ctx.saved[2];
+           const Tensor &x2 = ctx.saved[0], &w = ctx.saved[1], &dgelu = ctx.saved[2];
            Tensor g = reshape(contiguous(dy), {rows, out});  // (rows, out): dy, or dh after GELU's backward
            Tensor dx = ctx.needs_input_grad[0] ? Tensor::empty(x_shape, g.dtype(), g.device()) : Tensor();
            Tensor dw = ctx.needs_input_grad[1] ? Tensor::empty({out, in}, g.dtype(), g.device()) : Tensor();
+           // (out): on the CPU, from dw's GEMM, which reads dy anyway; else a sum of its own below
+           Tensor db = ctx.needs_input_grad[2] && dw.defined() && g.device() == Device::cpu
+                           ? Tensor::empty({out}, g.dtype(), g.device())
+                           : Tensor();
            dispatch_float(
                g, op,
                [&](auto zero) {
                  using T = decltype(zero);
-                 if (pre.defined()) {  // linear_gelu
+                 if (dgelu.defined()) {  // linear_gelu
                    const Tensor dh = Tensor::empty({rows, out}, g.dtype(), g.device());
-                   gelu_grad_cpu(dh.data<T>(), g.data<T>(), pre.data<T>(), rows * out);
+                   gelu_grad_cpu(dh.data<T>(), g.data<T>(), dgelu.data<T>(), rows * out);
                    g = dh;
                  }
                  linear_backward_cpu(dx.defined() ? dx.data<T>() : nullptr, dw.defined() ? dw.data<T>() : nullptr,
-                                     g.data<T>(), x2.data<T>(), w.data<T>(), rows, in, out);
+                                     db.defined() ? db.data<T>() : nullptr, g.data<T>(), x2.data<T>(), w.data<T>(),
+                                     rows, in, out);
                },
                [&] {  // dx = dy w, dw = dy^T x
                  if (dx.defined())
@@ -290,7 +302,7 @@ static Tensor linear_op(const char* op, const Tensor& x, const Tensor& weight, c
                    cuda::gemm(true, false, out, in, rows, 1.0f, g.data<float>(), out, x2.data<float>(), in, 0.0f,
                               dw.data<float>(), in);
                });
-           const Tensor db = ctx.needs_input_grad[2] ? sum(g, {0}) : Tensor();  // (out)
+           if (ctx.needs_input_grad[2] && !db.defined()) db = sum(g, {0});
            return {dx, dw, db};
          });
   return y;
@@ -307,19 +319,19 @@ Tensor linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias) {
 // ---- the MLP: linear, GELU, linear ----
 
 // GEMM's epilogue for dh = (dy w2) * gelu'(h) (rows, hidden): each block of dy w2, final and in cache, becomes dh
-// in place, from the pre-activation h the forward kept. As a pass of its own, GELU's backward read dy w2 and h
-// back from memory and wrote dh (3.5% of vit_cifar's training step on a Xeon).
+// in place, from the derivative the forward kept. As a pass of its own, GELU's backward read dy w2 and h back from
+// memory and wrote dh (3.5% of vit_cifar's training step on a Xeon).
 template <class T>
 struct GeluGradFinish {
-  T* dh;         // (rows, hidden), where GEMM writes dy w2
-  const T* pre;  // (rows, hidden): h
+  T* dh;           // (rows, hidden), where GEMM writes dy w2
+  const T* dgelu;  // (rows, hidden): gelu'(h)
   int64_t hidden;
   static void finish(T* block, int64_t rows, int64_t cols, void* context) {
     const auto& self = *static_cast<const GeluGradFinish*>(context);
     for (int64_t r = 0; r < rows; ++r) {
       T* row = block + r * self.hidden;
-      const T* h = self.pre + (row - self.dh);
-      for (int64_t j = 0; j < cols; ++j) row[j] = Gelu{}.backward(row[j], h[j]);
+      const T* derivative = self.dgelu + (row - self.dh);
+      for (int64_t j = 0; j < cols; ++j) row[j] *= derivative[j];
     }
   }
 };
@@ -340,7 +352,8 @@ Tensor mlp(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2
   Tensor y = Tensor::empty(out_shape, x.dtype(), x.device());  // (..., out)
   const bool backward = any_requires_grad({x, w1, b1, w2, b2});
   const Tensor a = Tensor::empty({rows, hidden}, x.dtype(), x.device());                       // (rows, hidden): gelu(h)
-  const Tensor pre = backward ? Tensor::empty({rows, hidden}, x.dtype(), x.device()) : Tensor();  // (rows, hidden): h
+  const Tensor dgelu =  // (rows, hidden): gelu'(h)
+      backward ? Tensor::empty({rows, hidden}, x.dtype(), x.device()) : Tensor();
   Tensor x2, w1c, w2c;
   {
     NoGradGuard no_grad;
@@ -350,7 +363,7 @@ Tensor mlp(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2
     const Tensor b1c = b1.defined() ? contiguous(b1) : Tensor(), b2c = b2.defined() ? contiguous(b2) : Tensor();
     auto forward = [&](auto zero) {
       using T = decltype(zero);
-      linear_gelu_forward_cpu(a.data<T>(), pre.defined() ? pre.data<T>() : nullptr, x2.data<T>(), w1c.data<T>(),
+      linear_gelu_forward_cpu(a.data<T>(), dgelu.defined() ? dgelu.data<T>() : nullptr, x2.data<T>(), w1c.data<T>(),
                               b1c.defined() ? b1c.data<T>() : nullptr, rows, in, hidden);
       linear_forward_cpu(y.data<T>(), a.data<T>(), w2c.data<T>(), b2c.defined() ? b2c.data<T>() : nullptr, rows,
                          hidden, out);
@@ -359,9 +372,9 @@ Tensor mlp(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2
     else forward(double{});
   }
   const Shape x_shape = x.shape();
-  record(op, y, {x, w1, b1, w2, b2}, {x2, w1c, pre, a, w2c},
+  record(op, y, {x, w1, b1, w2, b2}, {x2, w1c, dgelu, a, w2c},
          [=](const Tensor& dy, const BackwardContext& ctx) -> Grads {
-           const Tensor &x2 = ctx.saved[0], &w1 = ctx.saved[1], &pre = ctx.saved[2], &a = ctx.saved[3],
+           const Tensor &x2 = ctx.saved[0], &w1 = ctx.saved[1], &dgelu = ctx.saved[2], &a = ctx.saved[3],
                         &w2 = ctx.saved[4];
            const Tensor g = reshape(contiguous(dy), {rows, out});  // (rows, out)
            const auto& needs = ctx.needs_input_grad;
@@ -370,22 +383,26 @@ Tensor mlp(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2
            Tensor dw2 = needs[3] ? Tensor::empty({out, hidden}, g.dtype(), g.device()) : Tensor();  // (out, hidden)
            Tensor dh;  // (rows, hidden), when anything before GELU needs a gradient
            if (needs[0] || needs[1] || needs[2]) dh = Tensor::empty({rows, hidden}, g.dtype(), g.device());
+           // The biases' gradients come with the weights' from the same GEMMs (linear_backward_cpu), else below.
+           Tensor db1 = needs[2] && needs[1] ? Tensor::empty({hidden}, g.dtype(), g.device()) : Tensor();  // (hidden)
+           Tensor db2 = needs[4] && needs[3] ? Tensor::empty({out}, g.dtype(), g.device()) : Tensor();     // (out)
            auto backward = [&](auto zero) {
              using T = decltype(zero);
-             if (dw2.defined())  // dw2 = dy^T gelu(h)
+             if (dw2.defined())  // dw2 = dy^T gelu(h), db2 = the sum of dy's rows
                gemm<T>(true, false, out, hidden, rows, T(1), g.data<T>(), out, a.data<T>(), hidden, T(0),
-                       dw2.data<T>(), hidden);
+                       dw2.data<T>(), hidden, nullptr, {}, db2.defined() ? db2.data<T>() : nullptr);
              if (!dh.defined()) return;
-             GeluGradFinish<T> finish{dh.data<T>(), pre.data<T>(), hidden};  // dh = (dy w2) gelu'(h)
+             GeluGradFinish<T> finish{dh.data<T>(), dgelu.data<T>(), hidden};  // dh = (dy w2) gelu'(h)
              gemm<T>(false, false, rows, hidden, out, T(1), g.data<T>(), out, w2.data<T>(), hidden, T(0),
                      dh.data<T>(), hidden, nullptr, {&GeluGradFinish<T>::finish, &finish});
              linear_backward_cpu(dx.defined() ? dx.data<T>() : nullptr, dw1.defined() ? dw1.data<T>() : nullptr,
-                                 dh.data<T>(), x2.data<T>(), w1.data<T>(), rows, in, hidden);
+                                 db1.defined() ? db1.data<T>() : nullptr, dh.data<T>(), x2.data<T>(), w1.data<T>(),
+                                 rows, in, hidden);
            };
            if (g.dtype() == DType::f32) backward(float{});
            else backward(double{});
-           const Tensor db1 = needs[2] ? sum(dh, {0}) : Tensor();  // (hidden)
-           const Tensor db2 = needs[4] ? sum(g, {0}) : Tensor();   // (out)
+           if (needs[2] && !db1.defined()) db1 = sum(dh, {0});
+           if (needs[4] && !db2.defined()) db2 = sum(g, {0});
            return {dx, dw1, db1, dw2, db2};
          });
   return y;

@@ -80,7 +80,7 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 // x (..., in), weight (out, in), bias (out) or undefined -> (..., out)
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 // gelu(linear(x, weight, bias)) in one pass: GEMM finishes each block with GELU while it is in cache, and keeps the
-// pre-activation for the backward only when a gradient is wanted. The GPU runs the two ops.
+// GELU's derivative there for the backward only when a gradient is wanted. The GPU runs the two ops.
 Tensor linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 // linear(gelu(linear(x, w1, b1)), w2, b2), a transformer's MLP, as one op: x (..., in), w1 (hidden, in), b1
 // (hidden), w2 (out, hidden), b2 (out), biases optional -> (..., out). As linear_gelu forward; backward, GELU's

@@ -78,9 +78,19 @@ TEST_CASE("blas: gemm with every transpose flag and every tiling matches a tripl
           // op(A)[i][p] is A[i * lda + p] stored (m, k), or A[p * lda + i] stored (k, m) when transposed.
           const int64_t lda = (trans_a ? m : k) + 3, ldb = (trans_b ? k : n) + 3, ldc = n + 2;
           std::vector<double> out(m * ldc, 1.0);
+          // With the bias, the row sums of op(A) too (a linear layer's backward asks for db with dw).
+          std::vector<double> a_sums(m, 1.0);
           gemm<double>(trans_a, trans_b, m, n, k, 2.0, pa, lda, pb, ldb, 0.5, out.data(), ldc,
-                       with_bias ? bias.data() : nullptr);
+                       with_bias ? bias.data() : nullptr, {}, with_bias ? a_sums.data() : nullptr);
           int64_t wrong = 0;
+          for (int64_t i = 0; i < m; ++i) {
+            double expected = 1.0;  // left alone without the bias
+            if (with_bias) {
+              expected = 0.0;  // sum_p op(A)[i][p]
+              for (int64_t p = 0; p < k; ++p) expected += trans_a ? pa[p * lda + i] : pa[i * lda + p];
+            }
+            wrong += std::abs(a_sums[i] - expected) > 1e-12 * (1 + std::abs(expected));
+          }
           for (int64_t i = 0; i < m; ++i)
             for (int64_t j = 0; j < n; ++j) {
               double expected = 0.5 + (with_bias ? bias[j] : 0.0);  // beta * C + bias

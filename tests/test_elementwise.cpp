@@ -2,6 +2,7 @@
 // upstream gradient on plain, broadcast and non-contiguous inputs.
 #include <cmath>
 
+#include "ops/elementwise_functors.h"
 #include "tests/helpers.h"
 
 using namespace vt;
@@ -72,6 +73,16 @@ TEST_CASE("elementwise: float32 gelu (vectorised erf) agrees with the float64 re
   // rounding bound it. Measured 4.1e-7 (the earlier fit, erfc = t e^{-a^2 + P(t)}, gave 1.1e-6).
   CHECK(worst_forward < 8e-7);
   CHECK(worst_backward < 1e-6);
+  // linear_gelu's forward takes gelu'(x) along with gelu(x), from one exponential, and keeps it for its backward:
+  // the bits of forward(x) and of backward(1, x).
+  int64_t differ = 0;
+  for (double value : xs) {
+    const float v = static_cast<float>(value);
+    float derivative = 0;
+    const float y = Gelu{}.forward(v, derivative);
+    differ += y != Gelu{}.forward(v) || derivative != Gelu{}.backward(1.0f, v);
+  }
+  CHECK(differ == 0);
 }
 
 TEST_CASE("elementwise: gradients of the binary ops, plain and broadcast") {

@@ -113,9 +113,16 @@ TEST_CASE("gemm_f32: the packed kernel matches exact arithmetic across block, pa
           PackedB packed;
           // The epilogue negates each value it finishes (exact): it must see every element once, summed.
           testing::CountingEpilogue<float> negate(c.data(), o.m, o.n, o.ldc);
+          // The row sums of op(A) are added onto 0.25 (what a caller's slice held), each op(A)[i, p] once, p in
+          // order: the same double additions as this loop, so the same bits.
+          std::vector<double> a_sums(o.m, 0.25), expected_sums(o.m, 0.25);
+          for (int64_t i = 0; i < o.m; ++i)
+            for (int64_t p = 0; p < o.k; ++p) expected_sums[i] += a.data()[trans_a ? p * o.lda + i : i * o.lda + p];
           gemm_f32_packed(c.data(), o.ldc, a.data(), o.lda, trans_a, packed.pack(b.data(), o.ldb, trans_b, o.n, o.k),
-                          o.m, o.n, o.k, alpha, beta, with_bias ? bias.data() : nullptr, negate.epilogue(), l2_bytes);
+                          o.m, o.n, o.k, alpha, beta, with_bias ? bias.data() : nullptr, negate.epilogue(),
+                          a_sums.data(), l2_bytes);
           CHECK(negate.each_once());
+          CHECK(a_sums == expected_sums);
           for (int64_t i = 0; i < o.m; ++i)
             for (int64_t j = 0; j < o.n; ++j) c.data()[i * o.ldc + j] = -c.data()[i * o.ldc + j];
           CHECK(outside_bound(o, c.data(), value, magnitude) == 0);
@@ -173,14 +180,28 @@ TEST_CASE("gemm_f32: gemm<float>'s tilings agree with exact arithmetic, the same
       CHECK(gemm_tiling(o.m, o.n, o.k, s.trans_a, trans_b).kind == s.kind);
       const std::vector<float> a = random_floats(o.m * o.k, generator), b = random_floats(o.n * o.k, generator);
       const std::vector<float> bias = random_floats(o.n, generator), c0 = random_floats(o.m * o.n, generator);
+      // C, then the row sums of op(A) (m), which the kernel takes as it reads A when k is cut into slices.
       auto product = [&] {
         std::vector<float> c = c0;
+        c.resize(o.m * o.n + o.m);
         gemm<float>(s.trans_a, trans_b, o.m, o.n, o.k, 0.5f, a.data(), o.lda, b.data(), o.ldb, 2.0f, c.data(), o.ldc,
-                    bias.data());
+                    bias.data(), {}, c.data() + o.m * o.n);
         return c;
       };
       const std::vector<float> one = testing::with_threads(1, product), two = testing::with_threads(2, product);
       CHECK(one == two);
+      int64_t sums_wrong = 0;
+      for (int64_t i = 0; i < o.m; ++i) {
+        double sum = 0, magnitude = 0;  // sum_p op(A)[i][p], and its terms' magnitudes for the bound
+        for (int64_t p = 0; p < o.k; ++p) {
+          const float x = s.trans_a ? a[p * o.lda + i] : a[i * o.lda + p];
+          sum += x;
+          magnitude += std::abs(x);
+        }
+        // Summed in double and rounded once to float: within half an ulp of float, plus double's k 2^-53.
+        sums_wrong += std::abs(two[o.m * o.n + i] - sum) > 0x1p-24 * std::abs(sum) + 1e-12 * magnitude;
+      }
+      CHECK(sums_wrong == 0);
       std::vector<double> value, magnitude;
       exact(o, 0.5f, a.data(), b.data(), 2.0f, c0.data(), bias.data(), value, magnitude);
       CHECK(outside_bound(o, two.data(), value, magnitude) == 0);

@@ -127,6 +127,7 @@ void* allocate(size_t bytes) {
   context();
   void* block = nullptr;
   cudaError_t error = cudaMalloc(&block, size);
+  const size_t cached = cache().stats().cached_bytes;  // before the retry gives the cache back
   if (error == cudaErrorMemoryAllocation) {  // the cached blocks may be what is missing: give them back, retry once
     cudaGetLastError();                       // clears the error, which is not sticky
     empty_cache();
@@ -134,9 +135,11 @@ void* allocate(size_t bytes) {
   }
   if (error != cudaSuccess) {
     cudaGetLastError();
-    const AllocatorStats stats = cache().stats();
-    fail("cuda allocate", "out of device memory: " + gib(size) + " requested, " + gib(stats.live_bytes) +
-                              " in use by tensors, " + gib(stats.cached_bytes) + " cached (" + cudaGetErrorString(error) + ")");
+    const std::string usage = gib(size) + " requested, " + gib(cache().stats().live_bytes) + " in use by tensors";
+    if (error == cudaErrorMemoryAllocation)
+      fail("cuda allocate", "out of device memory: " + usage + ", " + gib(cached) +
+                                " cached (returned to the device before one retry; " + cudaGetErrorString(error) + ")");
+    fail("cuda allocate", std::string("cudaMalloc failed: ") + cudaGetErrorString(error) + " (" + usage + ")");
   }
   cache().add_new(size);
   return block;

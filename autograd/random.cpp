@@ -53,17 +53,18 @@ static uint64_t reserve_draws(Generator& generator, const Shape& shape, DType dt
   return generator.reserve(static_cast<uint64_t>(shape_numel(shape)) * per_element);
 }
 
-Tensor rand(const Shape& shape, DType dtype, Generator& generator) {
+Tensor rand(const Shape& shape, DType dtype, Generator& generator, Device device) {
   const uint64_t key = generator.key(), first = reserve_draws(generator, shape, dtype, 1, "rand");
-  return random_tensor(shape, dtype, [=](uint64_t i) { return random_uniform(key, first + i); });
+  return random_tensor(shape, dtype, [=](uint64_t i) { return random_uniform(key, first + i); }).to(device);
 }
 
-Tensor randn(const Shape& shape, DType dtype, Generator& generator) {
+Tensor randn(const Shape& shape, DType dtype, Generator& generator, Device device) {
   const uint64_t key = generator.key(), first = reserve_draws(generator, shape, dtype, 2, "randn");
-  return random_tensor(shape, dtype, [=](uint64_t i) { return standard_normal(key, first + 2 * i); });
+  return random_tensor(shape, dtype, [=](uint64_t i) { return standard_normal(key, first + 2 * i); }).to(device);
 }
 
-Tensor trunc_normal(const Shape& shape, double std, double lo, double hi, DType dtype, Generator& generator) {
+Tensor trunc_normal(const Shape& shape, double std, double lo, double hi, DType dtype, Generator& generator,
+                    Device device) {
   if (!(lo < hi)) fail("trunc_normal", "empty interval [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
   const uint64_t key = generator.key(), first = reserve_draws(generator, shape, dtype, 1, "trunc_normal");
   return random_tensor(shape, dtype, [=](uint64_t i) {
@@ -74,7 +75,7 @@ Tensor trunc_normal(const Shape& shape, double std, double lo, double hi, DType 
       if (v >= lo && v <= hi) return v;
       if (attempt == 1000) return std::clamp(v, lo, hi);  // only reachable when [lo, hi] is far in a tail
     }
-  });
+  }).to(device);
 }
 
 }  // namespace vt

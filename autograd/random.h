@@ -70,11 +70,14 @@ void manual_seed(uint64_t seed);  // seeds both, from counter 0
 
 // Fresh tensors (no graph). rand reserves one counter per element; randn two (Box-Muller takes two uniforms);
 // trunc_normal one, element i resampling from its own child stream derive_key(key, counter of i) when a draw
-// falls outside [lo, hi].
-Tensor rand(const Shape& shape, DType dtype = DType::f32, Generator& generator = default_generator());
-Tensor randn(const Shape& shape, DType dtype = DType::f32, Generator& generator = default_generator());
+// falls outside [lo, hi]. They are drawn on the host and then placed on `device`: the values are the counters',
+// the same on either device (initialisation, not a training step's work).
+Tensor rand(const Shape& shape, DType dtype = DType::f32, Generator& generator = default_generator(),
+            Device device = Device::cpu);
+Tensor randn(const Shape& shape, DType dtype = DType::f32, Generator& generator = default_generator(),
+             Device device = Device::cpu);
 // Normal(0, std) truncated to [lo, hi] by resampling, as timm's trunc_normal_ initialisation.
 Tensor trunc_normal(const Shape& shape, double std, double lo, double hi, DType dtype = DType::f32,
-                    Generator& generator = default_generator());
+                    Generator& generator = default_generator(), Device device = Device::cpu);
 
 }  // namespace vt

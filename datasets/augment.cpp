@@ -697,7 +697,8 @@ Tensor mix_batch(Tensor& images, const std::vector<int64_t>& labels, int64_t cla
     fail(op, "bad config " + describe(config));
   switch (images.device()) {
     case Device::cpu: break;
-    case Device::cuda: fail(op, "this build has no CUDA backend");
+    case Device::cuda:  // the loader mixes each batch on the host, before it is uploaded
+      fail(op, "mixes batches on the CPU, before they are uploaded; got " + images.str() + " on cuda");
   }
 
   // timm's Mixup._params_per_batch: mix with mix_prob; with both on, CutMix with switch probability 0.5.

@@ -243,9 +243,10 @@ void check_layer_norm_inputs(const Tensor& x, const Tensor& weight, const Tensor
     if (!parameter.defined()) continue;
     if (parameter.dim() != 1 || parameter.size(0) != x.size(-1))
       fail("layer_norm", std::string(name) + " " + parameter.str() + " does not match the last dim of " + x.str());
-    if (parameter.dtype() != x.dtype() || parameter.device() != x.device())
-      fail("layer_norm", std::string(name) + " " + parameter.str() + " has another dtype or device than " + x.str());
+    if (parameter.dtype() != x.dtype())
+      fail("layer_norm", std::string(name) + " " + parameter.str() + " has another dtype than " + x.str());
   }
+  check_same_device("layer_norm", {x, weight, bias});
 }
 
 template <class T>

@@ -243,7 +243,7 @@ static void check_cross_entropy_inputs(const Tensor& logits, const Tensor& targe
     fail(op, "needs logits (B, C), got " + logits.str() + "; higher-dim logits are not supported, flatten them to "
              "(B, C)");
   if (logits.size(0) == 0 || logits.size(1) == 0) fail(op, "needs at least one row and one class, got " + logits.str());
-  if (target.device() != logits.device()) fail(op, "logits and target on different devices");
+  check_same_device(op, {logits, target});
   if (target.dtype() == DType::i64) {
     if (target.dim() != 1 || target.size(0) != logits.size(0))
       fail(op, "class-index target must be (B) = (" + std::to_string(logits.size(0)) + ") for logits " +

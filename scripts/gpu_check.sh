@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# The GPU's checks in one command, for a machine with an NVIDIA GPU: builds with CUDA (for this GPU's
-# architecture), runs the CUDA tests, then vt bench-train --device cuda of both presets in fp32 and bf16 and
-# PyTorch's eager and autocast steps of the same models. Each step has a time limit (all of them together
-# 560 s, within a 10-minute slot) and writes its log into OUT_DIR (default runs/gpu_check), so that a run cut
-# short still leaves what it did; a failed step does not stop the next, and summary.log has every exit code.
-# Usage: scripts/gpu_check.sh [OUT_DIR] (PYTHON=python3: the one with torch and timm)
+# The GPU's checks, for a machine with an NVIDIA GPU, in two parts that each fit a 10-minute slot (each step has
+# a time limit; a part's limits add up to at most 580 s). Part `vt` (the default): a CUDA build for this GPU's
+# architecture, the CUDA tests, the short GPU-against-CPU training run, then vt bench-train --device cuda of both
+# presets in fp32 and bf16. Part `pytorch`: bench/pytorch_train_step.py of the same models, eager fp32, eager
+# with autocast bf16 and torch.compile. Each step writes its log into OUT_DIR (default runs/gpu_check), so that a
+# run cut short still leaves what it did; a failed step does not stop the next, and summary.log has every exit
+# code.
+# Usage: scripts/gpu_check.sh [OUT_DIR] [vt|pytorch] (PYTHON=python3: the one with torch and timm)
 # Where the build's Debian packages are missing and cannot be installed, carry them as .deps-debs (made here by
 # `sh ../shared/tools/offline-deps.sh` and `(cd .deps-debs && apt-get download libcli11-dev)`): they are
 # unpacked under /opt/deps first.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit
 out=${1:-runs/gpu_check}
+part=${2:-vt}
 python=${PYTHON:-python3}
 mkdir -p "$out"
 # shellcheck disable=SC1091  # written by unpack.sh
@@ -27,18 +30,27 @@ step() {
   echo "$name: exit $rc after $((SECONDS - start)) s: $*" | tee -a "$out/summary.log"
 }
 
+case $part in
+  vt | pytorch) ;;
+  *) echo "gpu_check.sh: the part is vt or pytorch, not '$part'" >&2; exit 2 ;;
+esac
 rm -f "$out"/*.log
 nvidia-smi --query-gpu=name,compute_cap,memory.total,driver_version --format=csv >"$out/summary.log" 2>&1
-arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '.')
-[[ $arch =~ ^[0-9]+$ ]] || arch=90  # no answer: Hopper (H100, H200)
-step build 240 bash -c "cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DVT_CUDA=ON \
-  -DCMAKE_CUDA_ARCHITECTURES=$arch && cmake --build build-gpu -j $(nproc)"
-step cuda_tests 150 build-gpu/vt_tests -tc="cuda*" --duration=true
-for model in vit_cifar tnt_cifar; do
-  for amp in none bf16; do
-    step bench_vt 25 build-gpu/vt bench-train --device cuda --model "$model" --batch 512 --amp "$amp"
+if [ "$part" = vt ]; then
+  arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '.')
+  [[ $arch =~ ^[0-9]+$ ]] || arch=90  # no answer: Hopper (H100, H200)
+  step build 240 bash -c "cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DVT_CUDA=ON \
+    -DCMAKE_CUDA_ARCHITECTURES=$arch && cmake --build build-gpu -j $(nproc)"
+  step cuda_tests 120 build-gpu/vt_tests -tc="cuda*" --duration=true
+  step cuda_end_to_end 120 build-gpu/vt_tests -tc="end to end (cuda)*" --duration=true
+  for model in vit_cifar tnt_cifar; do
+    for amp in none bf16; do
+      step bench_vt 25 build-gpu/vt bench-train --device cuda --model "$model" --batch 512 --amp "$amp"
+    done
   done
-done
-for model in vit_cifar tnt_cifar; do
-  step bench_pytorch 60 "$python" bench/pytorch_train_step.py "$model" --device cuda --batch 512 --modes eager,amp
-done
+else
+  for model in vit_cifar tnt_cifar; do  # torch.compile's first step compiles: most of each limit
+    step bench_pytorch 280 "$python" bench/pytorch_train_step.py "$model" --device cuda --batch 512 \
+      --modes eager,amp,compile
+  done
+fi

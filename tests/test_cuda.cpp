@@ -84,6 +84,13 @@ TEST_CASE("cuda: tensors move between devices exactly, strided, broadcast and co
   const Tensor indices = Tensor::from_indices({7, -2, 1000000}, {3}, Device::cuda);
   CHECK(indices.to(DType::f32).to_vector() == std::vector<double>{7, -2, 1000000});
   CHECK(Tensor::full({2, 2}, 1.5, DType::f32, Device::cuda).to_vector() == std::vector<double>{1.5, 1.5, 1.5, 1.5});
+  Generator on_cpu(8), on_gpu(8);  // the random creation functions: the counters' values on either device
+  const Tensor drawn = randn({3, 5}, DType::f32, on_gpu, Device::cuda);
+  CHECK(drawn.device() == Device::cuda);
+  CHECK(drawn.to_vector() == randn({3, 5}, DType::f32, on_cpu).to_vector());
+  CHECK(rand({7}, DType::f32, on_gpu, Device::cuda).to_vector() == rand({7}, DType::f32, on_cpu).to_vector());
+  CHECK(trunc_normal({9}, 1.0, -0.5, 0.5, DType::f32, on_gpu, Device::cuda).to_vector() ==
+        trunc_normal({9}, 1.0, -0.5, 0.5, DType::f32, on_cpu).to_vector());
   CHECK_THROWS_WITH_AS(add(x, x.to(Device::cuda)), doctest::Contains("on cpu"), std::runtime_error);
   CHECK_THROWS_WITH_AS(x.to(DType::f64).to(Device::cuda), doctest::Contains("float64 tensors stay on the CPU"),
                        std::runtime_error);
@@ -211,6 +218,9 @@ TEST_CASE("cuda: conv2d, unfold, matmul and linear on cuBLAS (rtol 1e-5, fp32 wi
   }, {a, input({4, 5, 8}, 19)}, 1e-5, 1e-5);
   expect_parity("linear", [](const auto& t) { return linear(t[0], t[1], t[2]); }, {a, input({7, 8}, 20), input({7}, 21)},
                 1e-5, 1e-5);
+  // No input features: y is the bias on every row (cuBLAS refuses leading dimensions of 0, which k = 0 gives).
+  expect_parity("linear, no input features", [](const auto& t) { return linear(t[0], t[1], t[2]); },
+                {input({3, 0}, 20), input({4, 0}, 20), input({4}, 21)}, 1e-7, 0);
 }
 
 TEST_CASE("cuda: --tf32 and --amp bf16 round matmul inputs within their mantissa's bound, and fp32 is exact") {
@@ -288,6 +298,34 @@ TEST_CASE("cuda: AdamW, SGD, clipping and EMA steps match the CPU's (rtol 1e-6)"
   gpu_param.set_grad(cpu.grad().to(Device::cuda));
   CHECK(nn::clip_grad_norm({gpu_param}, 1.0).item() == doctest::Approx(nn::clip_grad_norm({cpu}, 1.0).item()).epsilon(1e-6));
   CHECK(excess(gpu_param.grad(), cpu.grad(), 1e-8, 1e-6) <= 1.0);
+  // EMA of a one-block ViT's weights, ema = 0.9 ema + 0.1 p, after the weights moved to the same new values on
+  // both devices, twice.
+  models::ModelConfig config = models::preset("vit_cifar");
+  config.depth = 1;
+  manual_seed(4);
+  const auto cpu_model = models::create_model(config);
+  manual_seed(4);
+  const auto gpu_model = models::create_model(config);
+  gpu_model->to(Device::cuda);
+  nn::ModelEma cpu_ema(*cpu_model, 0.9), gpu_ema(*gpu_model, 0.9);
+  for (uint64_t step = 0; step < 2; ++step) {
+    NoGradGuard no_grad;
+    auto cpu_weights = cpu_model->named_parameters(), gpu_weights = gpu_model->named_parameters();
+    for (size_t i = 0; i < cpu_weights.size(); ++i) {
+      const Tensor moved = input(cpu_weights[i].second.shape(), 100 * step + i);
+      cpu_weights[i].second.copy_(moved);
+      gpu_weights[i].second.copy_(moved.to(Device::cuda));
+    }
+    cpu_ema.update(*cpu_model);
+    gpu_ema.update(*gpu_model);
+  }
+  const auto cpu_average = cpu_ema.named_parameters(), gpu_average = gpu_ema.named_parameters();
+  REQUIRE(cpu_average.size() == gpu_average.size());
+  for (size_t i = 0; i < cpu_average.size(); ++i) {
+    CAPTURE(cpu_average[i].first);
+    CHECK(gpu_average[i].second.device() == Device::cuda);
+    CHECK(excess(gpu_average[i].second, cpu_average[i].second, 1e-7, 1e-6) <= 1.0);
+  }
 }
 
 TEST_CASE("cuda: one training step of vit_cifar and of tnt_cifar, dropout and DropPath on, matches the CPU's") {
@@ -304,14 +342,26 @@ TEST_CASE("cuda: one training step of vit_cifar and of tnt_cifar, dropout and Dr
       const Tensor images = input({8, 3, 32, 32}, 27).to(device);
       const Tensor labels = Tensor::from_indices({0, 1, 2, 3, 4, 5, 6, 7}, {8}, device);
       cross_entropy(model->forward(images), labels, 0.1).backward();
+      std::vector<Tensor> grads;  // before the step, on the CPU
+      for (const auto& [parameter_name, parameter] : model->named_parameters())
+        grads.push_back(parameter.grad().to(Device::cpu));
       optimizer.step();
-      return model->named_parameters();
+      return std::pair{model->named_parameters(), grads};
     };
-    const auto cpu = step(Device::cpu), gpu_params = step(Device::cuda);
-    // AdamW's first step moves each weight by about lr = 1e-3 whatever its gradient's size, so gradients that
-    // differ by float rounding can differ in sign where they are ~0: compare with an absolute 2e-4, a fifth of lr.
+    const auto [cpu, cpu_grads] = step(Device::cpu);
+    const auto [gpu_params, gpu_grads] = step(Device::cuda);
+    REQUIRE(cpu.size() == gpu_params.size());
     for (size_t i = 0; i < cpu.size(); ++i) {
       CAPTURE(cpu[i].first);
+      // The gradients, to 2e-3 of each tensor's largest (float32 sums in another order, through the whole
+      // model): a gradient of the right sign and the wrong size (a lost 1 / batch) fails here.
+      const std::vector<double> g = cpu_grads[i].to_vector();
+      double largest = 0;
+      for (double value : g) largest = std::max(largest, std::abs(value));
+      CHECK(excess(gpu_grads[i], cpu_grads[i], 2e-3 * largest + 1e-12, 2e-3) <= 1.0);
+      // AdamW's first step moves each weight by about lr = 1e-3 whatever its gradient's size, so gradients that
+      // differ by float rounding can differ in sign where they are ~0: the weights to an absolute 2e-4, a fifth
+      // of lr.
       CHECK(excess(gpu_params[i].second, cpu[i].second, 2e-4, 1e-5) <= 1.0);
     }
   }

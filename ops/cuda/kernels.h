@@ -124,7 +124,4 @@ void clip_grad_norm(float* norm, float* const* grads, const int64_t* sizes, int 
 // ema = decay ema + (1 - decay) param, over `count` tensors (host arrays).
 void ema_update(float* const* ema, const float* const* params, const int64_t* sizes, int count, double decay);
 
-// flag[0] = 1 when any of x (n) is not finite: the non-finite-loss check, read when the host syncs.
-void flag_non_finite(int32_t* flag, const float* x, int64_t n);
-
 }  // namespace vt::cuda

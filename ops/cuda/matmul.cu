@@ -2,6 +2,7 @@
 // C^T = op(B)^T op(A)^T, so cuBLAS gets B first and A second with the sizes swapped, and transposed views
 // travel as transpose flags, as on the CPU. Inputs and outputs are fp32; the compute type (exact fp32 unless
 // set_matmul_precision chose TF32 or bf16 tensor cores) is the only thing the precision changes.
+#include <algorithm>
 #include <limits>
 #include <string>
 
@@ -24,6 +25,10 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
           const float* b, int64_t ldb, float beta, float* c, int64_t ldc, int64_t batch, int64_t stride_a,
           int64_t stride_b, int64_t stride_c) {
   if (m == 0 || n == 0 || batch == 0) return;
+  if (k == 0) {  // C = beta C: A and B are not read, but cuBLAS wants leading dimensions of at least 1
+    lda = std::max<int64_t>(lda, 1);
+    ldb = std::max<int64_t>(ldb, 1);
+  }
   check(cublasGemmStridedBatchedEx(cublas(), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
                                    checked_int(n, "n"), checked_int(m, "m"), checked_int(k, "k"), &alpha, b, CUDA_R_32F,
                                    checked_int(ldb, "ldb"), stride_b, a, CUDA_R_32F, checked_int(lda, "lda"), stride_a,

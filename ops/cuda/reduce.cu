@@ -103,11 +103,6 @@ __global__ void count_correct_kernel(unsigned long long* count, const float* log
   }
 }
 
-__global__ void flag_non_finite_kernel(int32_t* flag, const float* x, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x)
-    if (!isfinite(x[i])) *flag = 1;
-}
-
 }  // namespace
 
 void sum_rows(float* y, const float* x, int64_t rows, int64_t cols) {
@@ -153,12 +148,6 @@ void count_correct(int64_t* count, const float* logits, const int64_t* labels, i
   count_correct_kernel<<<blocks_for(rows), kThreads, 0, stream()>>>(reinterpret_cast<unsigned long long*>(count), logits,
                                                                     labels, rows, cols);
   check_launch("count_correct");
-}
-
-void flag_non_finite(int32_t* flag, const float* x, int64_t n) {
-  if (n == 0) return;
-  flag_non_finite_kernel<<<blocks_for(n), kThreads, 0, stream()>>>(flag, x, n);
-  check_launch("flag_non_finite");
 }
 
 }  // namespace vt::cuda

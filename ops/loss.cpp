@@ -297,8 +297,9 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, double label_sm
         *loss.data<T>() = T(total / double(rows));
       },
       [&] {
-        // The loss stays on the device. Labels are not read back to be checked: the kernel gives an out-of-range
-        // label's row a NaN loss, which the training loop's non-finite check reports.
+        // The loss stays on the device. Labels are not read back to be checked (the trainer's were checked on the
+        // host as the dataset loaded them): the kernel gives an out-of-range label's row a NaN loss, which the
+        // training loop's non-finite check reports.
         cuda::cross_entropy_forward(loss.data<float>(), logsumexp.data<double>(), logits_c.data<float>(),
                                     labels ? target_c.data<int64_t>() : nullptr, labels ? nullptr : target_c.data<float>(),
                                     rows, cols, label_smoothing);

@@ -260,14 +260,9 @@ BatchLoss batch_loss(const Run& run, const data::Batch& batch) {
   const TrainOptions& o = run.options;
   const int64_t b = static_cast<int64_t>(batch.labels.size());
   const Tensor images = batch.images.to(o.device);                                   // (B, C, H, W)
-  const Tensor logits = run.model->forward(images);                                   // (B, classes)
-  // The labels are checked here, before they are uploaded: on the GPU, cross_entropy does not read them back.
-  for (const int64_t label : batch.labels)
-    if (label < 0 || label >= logits.size(1))
-      fail("train", "label " + std::to_string(label) + " is outside the model's " + std::to_string(logits.size(1)) +
-                        " classes");
   const Tensor labels = Tensor::from_indices(batch.labels, {b}, o.device);            // (B)
   const Tensor target = batch.targets.defined() ? batch.targets.to(o.device) : labels;  // (B) or (B, classes)
+  const Tensor logits = run.model->forward(images);                                   // (B, classes)
   return {logits, labels, cross_entropy(logits, target, o.label_smoothing)};
 }
 

@@ -83,8 +83,23 @@ TEST_CASE("reliability: evaluating a model on data with another class count fail
   CHECK(has(error_of([&] { evaluate(*model, *dataset, data::Normalization(), 4, 1); }),
             "evaluate: the data has 3 classes, the model 2 outputs"));
   config.num_classes = 3;
-  const Evaluation e = evaluate(*models::create_model(config), *dataset, data::Normalization(), 4, 1);
-  CHECK(e.confusion.size() == 3);
+  const auto three_classes = models::create_model(config);
+  const Evaluation e = evaluate(*three_classes, *dataset, data::Normalization(), 4, 1);
+  REQUIRE(e.confusion.size() == 3);
+  // 6 images in batches of 4 and 2: each label's row of the confusion matrix counts its 2 images, accuracy is
+  // its diagonal over 6, and the loss is the mean over images, as in one batch of 6 (each batch's mean loss is
+  // weighted by its size).
+  int64_t diagonal = 0;
+  for (size_t label = 0; label < 3; ++label) {
+    int64_t row = 0;
+    for (int64_t count : e.confusion[label]) row += count;
+    CHECK(row == 2);
+    diagonal += e.confusion[label][label];
+  }
+  CHECK(e.accuracy == doctest::Approx(static_cast<double>(diagonal) / 6));
+  const Evaluation whole = evaluate(*three_classes, *dataset, data::Normalization(), 6, 1);
+  CHECK(whole.confusion == e.confusion);
+  CHECK(whole.loss == doctest::Approx(e.loss).epsilon(1e-6));
 }
 
 namespace {

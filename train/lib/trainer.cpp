@@ -769,23 +769,29 @@ Evaluation evaluate(models::Classifier& model, const data::Dataset& dataset, con
   model.eval();
   loader.start_epoch(0);
   data::Batch batch;
-  double loss_sum = 0;
-  int64_t seen = 0, correct = 0;
-  const auto start = std::chrono::steady_clock::now();
+  // The summed loss and each batch's predictions stay where the model runs until every batch is queued: one wait
+  // for the GPU at the end, not one per batch.
   const Device device = model.parameters().front().device();
+  Tensor loss_sum = Tensor::zeros({}, model.parameters().front().dtype(), device);  // ()
+  std::vector<Tensor> predictions;                           // a (B) tensor per batch
+  std::vector<int64_t> labels;                               // every batch's, in order
+  const auto start = std::chrono::steady_clock::now();
   while (loader.next(batch)) {
     const Tensor logits = model.forward(batch.images.to(device));  // (B, classes)
     const int64_t b = static_cast<int64_t>(batch.labels.size());
-    loss_sum += cross_entropy(logits, Tensor::from_indices(batch.labels, {b}, device)).item() * b;
-    const std::vector<int64_t> predicted = argmax(logits, 1).to_indices();
-    for (int64_t i = 0; i < b; ++i) {
-      result.confusion[batch.labels[i]][predicted[i]] += 1;
-      correct += predicted[i] == batch.labels[i];
-    }
-    seen += b;
+    loss_sum.add_(cross_entropy(logits, Tensor::from_indices(batch.labels, {b}, device)), static_cast<double>(b));
+    predictions.push_back(argmax(logits, 1));
+    labels.insert(labels.end(), batch.labels.begin(), batch.labels.end());
   }
+  int64_t seen = 0, correct = 0;
+  for (const Tensor& batch_predictions : predictions)
+    for (const int64_t predicted : batch_predictions.to_indices()) {
+      const int64_t label = labels[seen++];
+      result.confusion[label][predicted] += 1;
+      correct += predicted == label;
+    }
   model.train(was_training);
-  result.loss = seen ? loss_sum / seen : 0;
+  result.loss = seen ? loss_sum.item() / seen : 0;
   result.accuracy = seen ? static_cast<double>(correct) / seen : 0;
   result.images_per_s = seen / std::max(seconds_since(start), 1e-9);
   return result;

@@ -335,17 +335,30 @@ static void tile_gemm(bool, bool trans_a, bool trans_b, int64_t m, int64_t n, in
 
 // a_sums (m) = the sums over p of op(A)[i, p], in a pass of their own over A: the tilings other than the slices of
 // k, whose products do not leave A in cache in an order that suits (TNT's pixel weight gradients, small layers).
+// Blocks of 256 rows of op(A) by up to four slices of k (at least kSkinnyLong values each), so that a few rows
+// over many values (48 pixel features over 131,072 tokens) still split across threads; each slice's sums are
+// kept apart and added in order, so the result depends on the shape alone.
 template <class T>
 static void row_sums(T* a_sums, const T* a, int64_t lda, bool trans_a, int64_t m, int64_t k) {
-  constexpr int64_t kBlock = 256;  // sums of a block of rows, in L1, walking down A's rows when trans_a
-  parallel_for(0, (m + kBlock - 1) / kBlock, 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t block = lo; block < hi; ++block) {
-      const int64_t i0 = block * kBlock, rows = std::min(m, i0 + kBlock) - i0;
-      double sums[kBlock] = {};
-      add_row_sums(sums, trans_a ? a + i0 : a + i0 * lda, lda, trans_a, rows, k);
-      for (int64_t i = 0; i < rows; ++i) a_sums[i0 + i] = static_cast<T>(sums[i]);
+  constexpr int64_t kBlock = 256, kMaxSlices = 4;
+  const int64_t blocks = (m + kBlock - 1) / kBlock, slices = std::clamp<int64_t>(k / kSkinnyLong, 1, kMaxSlices);
+  const int64_t slice = (k + slices - 1) / slices;
+  thread_local std::vector<double> buffer;  // (slices, m), the caller's, shared with the workers
+  buffer.assign(static_cast<size_t>(slices * m), 0.0);
+  double* const partial = buffer.data();
+  parallel_for(0, blocks * slices, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t t = lo; t < hi; ++t) {
+      const int64_t i0 = t / slices * kBlock, rows = std::min(m, i0 + kBlock) - i0;
+      const int64_t p0 = t % slices * slice, depth = std::max<int64_t>(0, std::min(k, p0 + slice) - p0);
+      add_row_sums(partial + t % slices * m + i0, trans_a ? a + p0 * lda + i0 : a + i0 * lda + p0, lda, trans_a, rows,
+                   depth);
     }
   });
+  for (int64_t i = 0; i < m; ++i) {
+    double sum = 0;
+    for (int64_t s = 0; s < slices; ++s) sum += partial[s * m + i];
+    a_sums[i] = static_cast<T>(sum);
+  }
 }
 
 template <class T>

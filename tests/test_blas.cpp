@@ -49,14 +49,15 @@ TEST_CASE("blas: gemm with every transpose flag and every tiling matches a tripl
   };
   // Tiles hold >= 1024 rows (or columns), or up to four of about 256 when 1024 would give fewer, and >= 2^21
   // multiply-adds; a k of 1024 or more with few rows and columns is cut into four slices whose partial products
-  // are added in order. The kind checked is that of the default flags: with trans_a alone, {8, 9, 5003} runs as
-  // skinny_depth (checked here all the same). {600, 64, 128} is 3 tiles of 208 rows (the last 184),
+  // are added in order. The kind checked is that of the default flags: with trans_a alone, {8, 9, 5003} and
+  // {3, 4, 13000} run as skinny_depth (checked here all the same; the latter's row sums of op(A) in three
+  // slices of k). {600, 64, 128} is 3 tiles of 208 rows (the last 184),
   // {1100, 64, 128} 4 of 288 (the last 236), {2500, 64, 128} 4 of 640 (the last 580), {64, 600, 128} 3 of 208
   // columns.
   const std::vector<Case> cases = {{5, 7, 3, GemmTiling::whole},     {600, 64, 128, GemmTiling::rows},
                                    {1100, 64, 128, GemmTiling::rows}, {2500, 64, 128, GemmTiling::rows},
                                    {64, 600, 128, GemmTiling::cols},  {8, 9, 5003, GemmTiling::depth},
-                                   {192, 192, 1040, GemmTiling::depth}};
+                                   {192, 192, 1040, GemmTiling::depth}, {3, 4, 13000, GemmTiling::depth}};
   Generator generator(5);
   for (const Case& c : cases) {
     const int64_t m = c.m, n = c.n, k = c.k;
@@ -227,17 +228,26 @@ TEST_CASE("blas: skinny products give the same bits on 1 and on 2 threads") {
   const int64_t rows = 8320, in = 6, out = 12;
   const Tensor x = randn({rows, in}, DType::f32, generator), w = randn({out, in}, DType::f32, generator);
   const Tensor dy = randn({rows, out}, DType::f32, generator);
+  // With dw, the bias gradient db = the sum of dy's rows, in a pass of its own in two slices of 4,160 rows.
   auto products = [&] {
-    std::vector<float> y(rows * out), dx(rows * in), dw(out * in);
+    std::vector<float> y(rows * out), dx(rows * in), dw(out * in), db(out);
     gemm<float>(false, true, rows, out, in, 1.0f, x.data<float>(), in, w.data<float>(), in, 0.0f, y.data(), out);
     gemm<float>(false, false, rows, in, out, 1.0f, dy.data<float>(), out, w.data<float>(), in, 0.0f, dx.data(), in);
-    gemm<float>(true, false, out, in, rows, 1.0f, dy.data<float>(), out, x.data<float>(), in, 0.0f, dw.data(), in);
-    return std::vector<std::vector<float>>{y, dx, dw};
+    gemm<float>(true, false, out, in, rows, 1.0f, dy.data<float>(), out, x.data<float>(), in, 0.0f, dw.data(), in,
+                nullptr, {}, db.data());
+    return std::vector<std::vector<float>>{y, dx, dw, db};
   };
   const auto one = testing::with_threads(1, products), two = testing::with_threads(2, products);
   CHECK(one[0] == two[0]);
   CHECK(one[1] == two[1]);
   CHECK(one[2] == two[2]);
+  CHECK(one[3] == two[3]);
+  const std::vector<double> dy_values = dy.to_vector();
+  for (int64_t j = 0; j < out; ++j) {
+    double sum = 0;  // summed in double, rounded once to float: within float's half ulp
+    for (int64_t r = 0; r < rows; ++r) sum += dy_values[r * out + j];
+    CHECK(std::abs(two[3][j] - sum) <= 0x1p-24 * std::abs(sum) + 1e-9);
+  }
 }
 
 TEST_CASE("blas: gemm's epilogue finishes every element of C once, after its last sum, in every tiling") {

@@ -333,6 +333,17 @@ static void tile_gemm(bool, bool trans_a, bool trans_b, int64_t m, int64_t n, in
   if (a_sums) add_row_sums(a_sums, a, lda, trans_a, m, k);
 }
 
+// a_sums (m) = the slices' sums added in slice order, partial (slices, m) in double: the result depends on how
+// k was cut (by the shape), not on which thread summed which slice.
+template <class T>
+static void add_slices_in_order(T* a_sums, const double* partial, int64_t slices, int64_t m) {
+  for (int64_t i = 0; i < m; ++i) {
+    double sum = 0;
+    for (int64_t s = 0; s < slices; ++s) sum += partial[s * m + i];
+    a_sums[i] = static_cast<T>(sum);
+  }
+}
+
 // a_sums (m) = the sums over p of op(A)[i, p], in a pass of their own over A: the tilings other than the slices of
 // k, whose products do not leave A in cache in an order that suits (TNT's pixel weight gradients, small layers).
 // Blocks of 256 rows of op(A) by up to four slices of k (at least kSkinnyLong values each), so that a few rows
@@ -354,11 +365,7 @@ static void row_sums(T* a_sums, const T* a, int64_t lda, bool trans_a, int64_t m
                    depth);
     }
   });
-  for (int64_t i = 0; i < m; ++i) {
-    double sum = 0;
-    for (int64_t s = 0; s < slices; ++s) sum += partial[s * m + i];
-    a_sums[i] = static_cast<T>(sum);
-  }
+  add_slices_in_order(a_sums, partial, slices, m);
 }
 
 template <class T>
@@ -442,12 +449,7 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
                       partials + (part - 1) * mn, n, static_cast<const T*>(nullptr), {}, sums);
         }
       });
-      if (a_sums)
-        for (int64_t i = 0; i < m; ++i) {
-          double sum = 0;
-          for (int64_t part = 0; part < tiling.count; ++part) sum += slice_sums[part * m + i];
-          a_sums[i] = static_cast<T>(sum);
-        }
+      if (a_sums) add_slices_in_order(a_sums, slice_sums, tiling.count, m);
       parallel_for(0, m, std::max<int64_t>(1, 4096 / std::max<int64_t>(n, 1)), [&](int64_t lo, int64_t hi) {
         for (int64_t i = lo; i < hi; ++i)
           for (int64_t part = 1; part < tiling.count; ++part)

@@ -82,12 +82,18 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& generator) {
   return y;
 }
 
+// (B, 1, ..., 1) for x (B, ...): one value per sample, broadcast over the rest.
+static Shape per_sample_shape(const Tensor& x) {
+  Shape shape(x.dim(), 1);
+  shape[0] = x.size(0);
+  return shape;
+}
+
 // DropPath's per-sample scale for x (B, ...): (B, 1, ..., 1), 1 / (1 - p) for kept samples and 0 for dropped
 // ones, from `batch` draws reserved from the generator; 0 < p < 1.
 static Tensor drop_path_mask(const Tensor& x, double p, Generator& generator) {
   const int64_t batch = x.size(0);
-  Shape mask_shape(x.dim(), 1);
-  mask_shape[0] = batch;
+  const Shape mask_shape = per_sample_shape(x);
   const uint64_t key = generator.key(), first = generator.reserve(static_cast<uint64_t>(batch));
   Tensor mask = Tensor::empty(mask_shape, x.dtype(), x.device());  // (B, 1, ..., 1)
   dispatch_float(
@@ -100,11 +106,7 @@ Tensor drop_path(const Tensor& x, double p, bool training, Generator& generator)
   check_dropout_inputs(x, p, "drop_path");
   if (x.dim() < 1) fail("drop_path", "needs a batch dim, got " + x.str());
   if (!training || p == 0) return x;
-  if (p == 1) {
-    Shape mask_shape(x.dim(), 1);
-    mask_shape[0] = x.size(0);
-    return mul(x, Tensor::zeros(mask_shape, x.dtype(), x.device()));
-  }
+  if (p == 1) return mul(x, Tensor::zeros(per_sample_shape(x), x.dtype(), x.device()));
   return mul(x, drop_path_mask(x, p, generator));  // mul saves the mask for its backward: dx = dy * mask
 }
 

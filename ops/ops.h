@@ -79,7 +79,7 @@ Tensor squeeze(const Tensor& x, int64_t dim);
 Tensor matmul(const Tensor& a, const Tensor& b);
 // x (..., in), weight (out, in), bias (out) or undefined -> (..., out)
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
-// gelu(linear(x, weight, bias)) in one pass: GEMM finishes each block with GELU while it is in cache, and keeps the
+// gelu(linear(x, weight, bias)) in one pass: GEMM finishes each block with GELU while it is in cache, and keeps
 // GELU's derivative there for the backward only when a gradient is wanted. The GPU runs the two ops.
 Tensor linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 // linear(gelu(linear(x, w1, b1)), w2, b2), a transformer's MLP, as one op: x (..., in), w1 (hidden, in), b1

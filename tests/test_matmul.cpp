@@ -1,5 +1,7 @@
-// matmul, linear and linear_gelu: values by hand, transposed views going to GEMM without copies, batch broadcasting,
-// and gradient checks on broadcast and non-contiguous operands.
+// matmul, linear, linear_gelu and mlp: values by hand, transposed views going to GEMM without copies, batch
+// broadcasting, and gradient checks on broadcast and non-contiguous operands.
+#include <functional>
+
 #include "autograd/blas.h"
 #include "autograd/gemm_bf16.h"
 #include "tests/helpers.h"
@@ -7,6 +9,33 @@
 using namespace vt;
 using testing::gradcheck;
 using testing::random_leaf;
+
+namespace {
+
+using Function = std::function<Tensor(const std::vector<Tensor>&)>;
+
+// A fused op against the ops it fuses, from the same float32 inputs: the output with a gradient wanted and without
+// (inference), and every input's gradient for `upstream`, each within atol + rtol |separate's|.
+void expect_fused_matches(const std::vector<Tensor>& inputs, const Tensor& upstream, const Function& fused,
+                          const Function& separate, double atol, double rtol) {
+  auto run = [&](const Function& f) {
+    std::vector<Tensor> leaves;
+    for (const Tensor& t : inputs) leaves.push_back(t.clone().requires_grad_());
+    const Tensor y = f(leaves);
+    y.backward(upstream);
+    NoGradGuard no_grad;
+    std::vector<Tensor> results{y, f(inputs)};
+    for (const Tensor& t : leaves) results.push_back(t.grad());
+    return results;
+  };
+  const auto with_fused = run(fused), with_separate = run(separate);
+  for (size_t i = 0; i < with_fused.size(); ++i) {
+    CAPTURE(i);
+    testing::expect_close(with_fused[i], with_separate[i].to_vector(), atol, rtol);
+  }
+}
+
+}  // namespace
 
 TEST_CASE("matmul: 2-D, transposed and batched products") {
   // [[1, 2], [3, 4]] @ [[5, 6], [7, 8]] = [[19, 22], [43, 50]]
@@ -78,21 +107,11 @@ TEST_CASE("linear_gelu: gelu(x W^T + b) in one pass, with gradients, on every GE
     CAPTURE(c.out);
     const Tensor xs = randn({c.rows, c.in}, DType::f32, generator), ws = randn({c.out, c.in}, DType::f32, generator);
     const Tensor bs = randn({c.out}, DType::f32, generator), upstream = randn({c.rows, c.out}, DType::f32, generator);
-    auto run = [&](bool fused) {
-      Tensor xl = xs.clone().requires_grad_(), wl = ws.clone().requires_grad_(), bl = bs.clone().requires_grad_();
-      Tensor y = fused ? linear_gelu(xl, wl, bl) : gelu(linear(xl, wl, bl));
-      y.backward(upstream);
-      NoGradGuard no_grad;
-      const Tensor inference = fused ? linear_gelu(xs, ws, bs) : gelu(linear(xs, ws, bs));
-      return std::vector<Tensor>{y, inference, xl.grad(), wl.grad(), bl.grad()};
-    };
-    const auto fused = run(true), separate = run(false);
     // The same GEMM sums and the same GELU: equal up to the last bit of GELU's arithmetic, which the compiler
     // may contract differently in the two files.
-    for (size_t i = 0; i < fused.size(); ++i) {
-      CAPTURE(i);
-      testing::expect_close(fused[i], separate[i].to_vector(), 1e-5, 1e-5);
-    }
+    expect_fused_matches(
+        {xs, ws, bs}, upstream, [](const auto& l) { return linear_gelu(l[0], l[1], l[2]); },
+        [](const auto& l) { return gelu(linear(l[0], l[1], l[2])); }, 1e-5, 1e-5);
   };
   const std::vector<Case> cases = {{2080, 192, 768}, {4099, 12, 48}, {65, 64, 65}};
   for (const Case& c : cases) compare(c);
@@ -134,24 +153,9 @@ TEST_CASE("mlp: linear(gelu(linear(x))) as one op, with gradients, on every GEMM
     const Tensor w1s = randn({c.hidden, c.in}, DType::f32, generator), b1s = randn({c.hidden}, DType::f32, generator);
     const Tensor w2s = randn({c.in, c.hidden}, DType::f32, generator), b2s = randn({c.in}, DType::f32, generator);
     const Tensor upstream = randn({c.rows, c.in}, DType::f32, generator);
-    auto run = [&](bool fused) {
-      std::vector<Tensor> l;
-      for (const Tensor& t : {xs, w1s, b1s, w2s, b2s}) l.push_back(t.clone().requires_grad_());
-      auto f = [fused](const std::vector<Tensor>& p) {
-        return fused ? mlp(p[0], p[1], p[2], p[3], p[4]) : linear(gelu(linear(p[0], p[1], p[2])), p[3], p[4]);
-      };
-      Tensor y = f(l);
-      y.backward(upstream);
-      NoGradGuard no_grad;
-      std::vector<Tensor> results{y, f({xs, w1s, b1s, w2s, b2s})};
-      for (const Tensor& t : l) results.push_back(t.grad());
-      return results;
-    };
-    const auto fused = run(true), separate = run(false);
-    for (size_t i = 0; i < fused.size(); ++i) {
-      CAPTURE(i);
-      testing::expect_close(fused[i], separate[i].to_vector(), 1e-4, 1e-5);
-    }
+    expect_fused_matches(
+        {xs, w1s, b1s, w2s, b2s}, upstream, [](const auto& p) { return mlp(p[0], p[1], p[2], p[3], p[4]); },
+        [](const auto& p) { return linear(gelu(linear(p[0], p[1], p[2])), p[3], p[4]); }, 1e-4, 1e-5);
   };
   const std::vector<Case> cases = {{2080, 192, 768}, {4099, 12, 48}, {65, 16, 24}};
   for (const Case& c : cases) compare(c);

@@ -58,10 +58,23 @@ TNTBlock::TNTBlock(const ModelConfig& c, double drop_path_rate) {
   mlp = register_module("mlp", std::make_shared<nn::Mlp>(c.dim, static_cast<int64_t>(c.dim * c.mlp_ratio), c.drop_rate));
 }
 
+Tensor TNTBlock::inner(const Tensor& pixels_in) const {
+  const nn::Linear &fc1 = *mlp_in->fc1, &fc2 = *mlp_in->fc2;
+  const InnerBlockWeights w = {norm_in->weight,     norm_in->bias,      attn_in->qk->weight,   attn_in->qk->bias,
+                               attn_in->v->weight,  attn_in->v->bias,   attn_in->proj->weight, attn_in->proj->bias,
+                               norm_mlp_in->weight, norm_mlp_in->bias,  fc1.weight,            fc1.bias,
+                               fc2.weight,          fc2.bias,           norm_in->eps,          norm_mlp_in->eps};
+  std::vector<Tensor> inputs = w.tensors();
+  inputs.push_back(pixels_in);
+  if (!is_training() && !attn_in->keep_probabilities && inner_block_fusable(pixels_in, fc1.weight.size(0)) &&
+      !any_requires_grad(inputs))
+    return inner_block_inference(pixels_in, w, attn_in->heads);
+  const Tensor pixels = drop_path->residual(pixels_in, attn_in->forward(norm_in->forward(pixels_in)));  // (B*64, 16, 12)
+  return drop_path->residual(pixels, mlp_in->forward(norm_mlp_in->forward(pixels)));                  // (B*64, 16, 12)
+}
+
 std::pair<Tensor, Tensor> TNTBlock::forward(const Tensor& pixels_in, const Tensor& patches_in) const {
-  // Inner transformer on every patch's pixel tokens.
-  Tensor pixels = drop_path->residual(pixels_in, attn_in->forward(norm_in->forward(pixels_in)));  // (B*N, M, d) = (B*64, 16, 12)
-  pixels = drop_path->residual(pixels, mlp_in->forward(norm_mlp_in->forward(pixels)));             // (B*64, 16, 12)
+  const Tensor pixels = inner(pixels_in);  // (B*N, M, d) = (B*64, 16, 12)
   // Each patch token (not the class token) gets LN -> Linear -> LN of its flattened pixel tokens.
   const int64_t batch = patches_in.size(0), tokens = patches_in.size(1);
   const Tensor flat = reshape(pixels, {batch, tokens - 1, -1});                                         // (B, N, M*d) = (B, 64, 192)

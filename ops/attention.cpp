@@ -16,6 +16,7 @@
 #include "ops/dispatch.h"
 #include "ops/ops.h"
 #include "ops/softmax_kernels.h"
+#include "ops/token_lanes.h"
 
 namespace vt {
 
@@ -90,9 +91,8 @@ static void small_transposed_product(T* y, int64_t y_row, const T* m, const T* x
 // The softmax over j is then elementwise across the 16 vectors (no horizontal reduction), and P is saved as
 // these columns, P^T. Products with the feature rows (V, dO, K, Q: 6 floats in lanes 0-5) broadcast one
 // probability at a time. The loops above, with the token count known only at run time, ran ~7 GFLOP/s here.
-constexpr int64_t kPixelTokens = 16, kPixelHeadDim = 6;
-
-typedef float Lanes __attribute__((vector_size(kPixelTokens * sizeof(float))));
+constexpr int64_t kPixelTokens = kLaneTokens, kPixelHeadDim = 6;
+using Lanes = TokenLanes;
 
 static bool pixel_head(const AttentionSizes& sizes) {
   return sizes.tokens == kPixelTokens && sizes.head_dim == kPixelHeadDim;
@@ -139,24 +139,8 @@ static void pixel_head_forward(float* o, int64_t o_row, float* p_t, const float*
     for (int64_t c = 0; c < d; ++c) s += k[j * k_row + c] * q_t[c];
     s_t[j] = s;
   }
-  // Row i's max in lane i, subtracted before exp: every exponent <= 0, the largest term exactly 1.
-  Lanes row_max = s_t[0];
-  for (int64_t j = 1; j < n; ++j) row_max = s_t[j] > row_max ? s_t[j] : row_max;
-  Lanes total{};
-  for (int64_t j = 0; j < n; ++j) {
-    alignas(64) float e[n];
-    const Lanes shifted = s_t[j] - row_max;
-    std::memcpy(e, &shifted, sizeof e);
-#pragma omp simd
-    for (int64_t i = 0; i < n; ++i) e[i] = vectorizable_exp(e[i]);
-    std::memcpy(&s_t[j], e, sizeof e);
-    total += s_t[j];
-  }
-  const Lanes inverse = 1.0f / total;
-  for (int64_t j = 0; j < n; ++j) {
-    s_t[j] *= inverse;
-    std::memcpy(p_t + j * n, &s_t[j], sizeof(Lanes));
-  }
+  softmax_over_columns(s_t, n);
+  for (int64_t j = 0; j < n; ++j) std::memcpy(p_t + j * n, &s_t[j], sizeof(Lanes));
   Lanes v_rows[n];
   feature_rows(v_rows, v, v_row);
   weighted_rows<1, n>(o, o_row, p_t, v_rows, 1.0f);  // O[i] = sum_j P[i][j] v_j

@@ -124,4 +124,22 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
 // on the head views, but each projection's gradient is written whole, with no slices, zero fills or adds.
 Tensor multi_head_attention(const std::vector<Tensor>& projections, int64_t heads, double scale = 0.0);
 
+// ---- TNT's inner transformer block, fused for inference (ops/inner_block.cpp) ----
+// x (S, M, d) -> x1 + fc2(gelu(fc1(LN2(x1)))) with x1 = x + proj(attention(LN1(x))), the attention's q and k
+// from qk (2d, d) and v from v (d, d) as timm's TNT; the same math as those ops in eval mode (no dropout or
+// DropPath), each sequence computed in cache. Not differentiable: it fails when a gradient would be wanted.
+// float32 on the CPU, M <= 16 tokens, d <= 64 channels, at most 256 hidden features (inner_block_fusable).
+constexpr int64_t kInnerBlockMaxTokens = 16, kInnerBlockMaxDim = 64, kInnerBlockMaxHidden = 256;
+struct InnerBlockWeights {
+  Tensor norm1_weight, norm1_bias, qk_weight, qk_bias, v_weight, v_bias, proj_weight, proj_bias;  // biases optional
+  Tensor norm2_weight, norm2_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias;
+  double norm1_eps = 1e-5, norm2_eps = 1e-5;
+  std::vector<Tensor> tensors() const {
+    return {norm1_weight, norm1_bias, qk_weight, qk_bias, v_weight, v_bias, proj_weight, proj_bias,
+            norm2_weight, norm2_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias};
+  }
+};
+bool inner_block_fusable(const Tensor& x, int64_t hidden);
+Tensor inner_block_inference(const Tensor& x, const InnerBlockWeights& weights, int64_t heads);
+
 }  // namespace vt

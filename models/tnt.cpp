@@ -60,15 +60,18 @@ TNTBlock::TNTBlock(const ModelConfig& c, double drop_path_rate) {
 
 Tensor TNTBlock::inner(const Tensor& pixels_in) const {
   const nn::Linear &fc1 = *mlp_in->fc1, &fc2 = *mlp_in->fc2;
-  const InnerBlockWeights w = {norm_in->weight,     norm_in->bias,      attn_in->qk->weight,   attn_in->qk->bias,
-                               attn_in->v->weight,  attn_in->v->bias,   attn_in->proj->weight, attn_in->proj->bias,
-                               norm_mlp_in->weight, norm_mlp_in->bias,  fc1.weight,            fc1.bias,
-                               fc2.weight,          fc2.bias,           norm_in->eps,          norm_mlp_in->eps};
-  std::vector<Tensor> inputs = w.tensors();
-  inputs.push_back(pixels_in);
-  if (!is_training() && !attn_in->keep_probabilities && inner_block_fusable(pixels_in, fc1.weight.size(0)) &&
-      !any_requires_grad(inputs))
-    return inner_block_inference(pixels_in, w, attn_in->heads);
+  // The fused op has no dropout inside the attention and the MLP, and keeps no attention map.
+  const bool dropout = is_training() && (attn_in->proj_drop->p > 0 || mlp_in->drop1->p > 0 || mlp_in->drop2->p > 0);
+  if (!dropout && !attn_in->keep_probabilities && inner_block_fusable(pixels_in, fc1.weight.size(0))) {
+    const InnerBlockWeights w = {norm_in->weight,     norm_in->bias,     attn_in->qk->weight,   attn_in->qk->bias,
+                                 attn_in->v->weight,  attn_in->v->bias,  attn_in->proj->weight, attn_in->proj->bias,
+                                 norm_mlp_in->weight, norm_mlp_in->bias, fc1.weight,            fc1.bias,
+                                 fc2.weight,          fc2.bias,          norm_in->eps,          norm_mlp_in->eps};
+    // Drawn in the order of the two residual adds below, so that both paths drop the same patches.
+    const Tensor attn_scales = drop_path_scales(pixels_in, drop_path->p, drop_path->is_training());  // (B*N)
+    const Tensor mlp_scales = drop_path_scales(pixels_in, drop_path->p, drop_path->is_training());   // (B*N)
+    return inner_block(pixels_in, w, attn_in->heads, attn_scales, mlp_scales);                       // (B*64, 16, 12)
+  }
   const Tensor pixels = drop_path->residual(pixels_in, attn_in->forward(norm_in->forward(pixels_in)));  // (B*64, 16, 12)
   return drop_path->residual(pixels, mlp_in->forward(norm_mlp_in->forward(pixels)));                  // (B*64, 16, 12)
 }

@@ -24,8 +24,8 @@ class TNTBlock : public nn::Module {
   TNTBlock(const ModelConfig& config, double drop_path);
   // pixels (B*N, M, d), patches (B, 1 + N, D) -> the same shapes
   std::pair<Tensor, Tensor> forward(const Tensor& pixels, const Tensor& patches) const;
-  // The inner transformer on the pixel tokens (B*N, M, d): one fused op (inner_block_inference) where nothing
-  // needs a gradient, the model is in eval mode and the sizes fit, else the separate modules.
+  // The inner transformer on the pixel tokens (B*N, M, d): one fused op (inner_block) where the sizes fit, on
+  // the CPU, without dropout or kept attention maps; else the separate modules.
   Tensor inner(const Tensor& pixels) const;
 
   std::shared_ptr<nn::LayerNorm> norm_in, norm_mlp_in, norm1_proj, norm2_proj, norm_out, norm_mlp;

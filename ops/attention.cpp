@@ -92,7 +92,7 @@ static void small_transposed_product(T* y, int64_t y_row, const T* m, const T* x
 // these columns, P^T. Products with the feature rows (V, dO, K, Q: 6 floats in lanes 0-5) broadcast one
 // probability at a time. The loops above, with the token count known only at run time, ran ~7 GFLOP/s here.
 constexpr int64_t kPixelTokens = kLaneTokens, kPixelHeadDim = 6;
-using Lanes = TokenLanes;
+using Lanes = TokenLanes<float>;
 
 static bool pixel_head(const AttentionSizes& sizes) {
   return sizes.tokens == kPixelTokens && sizes.head_dim == kPixelHeadDim;
@@ -139,7 +139,7 @@ static void pixel_head_forward(float* o, int64_t o_row, float* p_t, const float*
     for (int64_t c = 0; c < d; ++c) s += k[j * k_row + c] * q_t[c];
     s_t[j] = s;
   }
-  softmax_over_columns(s_t, n);
+  softmax_over_columns<float>(s_t, n);
   for (int64_t j = 0; j < n; ++j) std::memcpy(p_t + j * n, &s_t[j], sizeof(Lanes));
   Lanes v_rows[n];
   feature_rows(v_rows, v, v_row);

@@ -110,6 +110,14 @@ Tensor drop_path(const Tensor& x, double p, bool training, Generator& generator)
   return mul(x, drop_path_mask(x, p, generator));  // mul saves the mask for its backward: dx = dy * mask
 }
 
+Tensor drop_path_scales(const Tensor& x, double p, bool training, Generator& generator) {
+  check_dropout_inputs(x, p, "drop_path_scales");
+  if (x.dim() < 1) fail("drop_path_scales", "needs a batch dim, got " + x.str());
+  if (!training || p == 0) return Tensor();
+  if (p == 1) return Tensor::zeros({x.size(0)}, x.dtype(), x.device());
+  return view(drop_path_mask(x, p, generator), {x.size(0)});  // (B)
+}
+
 // y (B, S) = x + branch * mask, mask (B) DropPath's per-sample scale: the residual add and the branch's scaling in
 // one pass over S = the elements of a sample.
 template <class T>

@@ -1,10 +1,13 @@
-// TNT's inner transformer block for inference, fused: each patch's pixel tokens (at most 16 of them, d channels)
-// go through LN, attention, the residual add, LN, the MLP and the second residual add without leaving the core's
-// L1 cache. Unfused, every one of those steps streams the whole (B*N, M, d) activation through memory, a few
-// multiply-adds per byte. Layout inside the kernel: a patch is held transposed, one vector of 16 float lanes
-// per channel, lane t for token t, so every product, the LayerNorm statistics and the softmax over keys are
-// vertical vector arithmetic. float32 on the CPU; the reference is the unfused ops (tests/test_attention.cpp).
+// TNT's inner transformer block as one op, forward and backward. Each patch's pixel tokens (at most 16, d
+// channels) go through LN, attention, the residual add, LN, the MLP and the second residual add in registers
+// and L1, loaded once and stored once; as separate ops, every one of those steps streams the whole (B*N, M, d)
+// activation through memory for a few multiply-adds per byte. The op saves only its input: backward computes
+// each patch's forward again before going back through it. Layout: a patch is held transposed, one vector of 16
+// lanes per channel (lane t for token t), so the products, the LayerNorm statistics and the softmax over keys
+// are vertical vector arithmetic. float32 and float64 on the CPU; the reference is the same block written as
+// separate ops (tests/test_inner_block.cpp).
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 
@@ -17,122 +20,338 @@ namespace vt {
 
 namespace {
 
-using Lanes = TokenLanes;  // one channel of a sequence's 16 tokens
-static_assert(kLaneTokens == kInnerBlockMaxTokens);
+constexpr int64_t kTokens = kInnerBlockMaxTokens, kMaxDim = kInnerBlockMaxDim, kMaxHidden = kInnerBlockMaxHidden;
+static_assert(kLaneTokens == kTokens);
+// The weight gradients are summed per block of sequences, at most this many blocks of fixed extent, and the
+// blocks' sums added in order: the result depends on the shape alone, not on the threads.
+constexpr int64_t kGradientBlocks = 32;
 
-struct InnerBlockPointers {
-  const float *norm1_weight, *norm1_bias, *qk_weight, *qk_bias, *v_weight, *v_bias, *proj_weight, *proj_bias;
-  const float *norm2_weight, *norm2_bias, *fc1_weight, *fc1_bias, *fc2_weight, *fc2_bias;
+template <class T>
+using Lanes = TokenLanes<T>;
+
+// The parameters in InnerBlockWeights::tensors()'s order.
+enum Param {
+  kNorm1Weight, kNorm1Bias, kQkWeight, kQkBias, kVWeight, kVBias, kProjWeight, kProjBias,
+  kNorm2Weight, kNorm2Bias, kFc1Weight, kFc1Bias, kFc2Weight, kFc2Bias, kParams
 };
+template <class T>
+using Params = std::array<const T*, kParams>;  // contiguous, null for an absent bias
 
-struct InnerBlockSizes {
+struct Sizes {
   int64_t sequences, tokens, dim, heads, hidden;
-  float norm1_eps, norm2_eps;
+  double norm1_eps, norm2_eps;
 };
+
+// Elements of each parameter: a gradient sum of 16 lanes each.
+std::array<int64_t, kParams> parameter_sizes(const Sizes& z) {
+  const int64_t d = z.dim, h = z.hidden;
+  return {d, d, 2 * d * d, 2 * d, d * d, d, d * d, d, d, d, h * d, h, d * h, d};
+}
+
+// ---- one sequence, transposed: x[c] holds channel c of every token ----
 
 // out[o] = bias[o] + sum_c weight[o][c] in[c] for the `outs` rows of a (outs, ins) weight: four outputs at a
 // time, so that each input vector loaded serves four multiply-adds.
-void columns_linear(Lanes* out, const float* weight, const float* bias, const Lanes* in, int64_t outs, int64_t ins) {
+template <class T>
+void columns_linear(Lanes<T>* out, const T* weight, const T* bias, const Lanes<T>* in, int64_t outs, int64_t ins) {
   int64_t o = 0;
   for (; o + 4 <= outs; o += 4) {
-    const float *w0 = weight + o * ins, *w1 = w0 + ins, *w2 = w1 + ins, *w3 = w2 + ins;
-    Lanes s0{}, s1{}, s2{}, s3{};
-    for (int64_t c = 0; c < ins; ++c) {
-      s0 += w0[c] * in[c], s1 += w1[c] * in[c], s2 += w2[c] * in[c], s3 += w3[c] * in[c];
-    }
+    const T *w0 = weight + o * ins, *w1 = w0 + ins, *w2 = w1 + ins, *w3 = w2 + ins;
+    Lanes<T> s0{}, s1{}, s2{}, s3{};
+    for (int64_t c = 0; c < ins; ++c) s0 += w0[c] * in[c], s1 += w1[c] * in[c], s2 += w2[c] * in[c], s3 += w3[c] * in[c];
     if (bias) s0 += bias[o], s1 += bias[o + 1], s2 += bias[o + 2], s3 += bias[o + 3];
     out[o] = s0, out[o + 1] = s1, out[o + 2] = s2, out[o + 3] = s3;
   }
   for (; o < outs; ++o) {
-    Lanes s{};
+    Lanes<T> s{};
     for (int64_t c = 0; c < ins; ++c) s += weight[o * ins + c] * in[c];
     out[o] = bias ? s + bias[o] : s;
   }
 }
 
-// y[c] = (x[c] - mean) / sqrt(var + eps) * weight[c] + bias[c], each token's statistics over its d channels.
-// Two passes (the mean first, then squared deviations) as layer_norm, in float: d is at most 64 here.
-void columns_layer_norm(Lanes* y, const Lanes* x, const float* weight, const float* bias, int64_t d, float eps) {
-  Lanes mean{};
-  for (int64_t c = 0; c < d; ++c) mean += x[c];
-  mean *= 1.0f / static_cast<float>(d);
-  Lanes squares{};
-  for (int64_t c = 0; c < d; ++c) squares += (x[c] - mean) * (x[c] - mean);
-  alignas(64) float rstd[kInnerBlockMaxTokens];
-  std::memcpy(rstd, &squares, sizeof rstd);
-#pragma omp simd
-  for (int64_t t = 0; t < kInnerBlockMaxTokens; ++t) rstd[t] = 1.0f / std::sqrt(rstd[t] / static_cast<float>(d) + eps);
-  Lanes scale;
-  std::memcpy(&scale, rstd, sizeof scale);
-  for (int64_t c = 0; c < d; ++c) y[c] = (x[c] - mean) * scale * weight[c] + bias[c];
+// in_grad[c] = sum_o weight[o][c] out_grad[o]: the gradient through a (outs, ins) weight, four inputs at a time.
+template <class T>
+void columns_linear_input_grad(Lanes<T>* in_grad, const T* weight, const Lanes<T>* out_grad, int64_t outs,
+                               int64_t ins) {
+  int64_t c = 0;
+  for (; c + 4 <= ins; c += 4) {
+    Lanes<T> s0{}, s1{}, s2{}, s3{};
+    for (int64_t o = 0; o < outs; ++o) {
+      const T* w = weight + o * ins + c;
+      s0 += w[0] * out_grad[o], s1 += w[1] * out_grad[o], s2 += w[2] * out_grad[o], s3 += w[3] * out_grad[o];
+    }
+    in_grad[c] = s0, in_grad[c + 1] = s1, in_grad[c + 2] = s2, in_grad[c + 3] = s3;
+  }
+  for (; c < ins; ++c) {
+    Lanes<T> s{};
+    for (int64_t o = 0; o < outs; ++o) s += weight[o * ins + c] * out_grad[o];
+    in_grad[c] = s;
+  }
 }
 
-// out[c] for the head's hd channels = softmax(q k^T / sqrt(hd)) v over the sequence's first `tokens` keys;
-// q, k, v are the head's channels. The scores are held as columns S^T: s_t[j] holds key j's score in lane i
-// for query i, so the softmax over j is elementwise across the vectors (no horizontal reduction). Lanes of
-// padding queries (t >= tokens) compute finite values that are never stored.
-void columns_attention_head(Lanes* out, const Lanes* q, const Lanes* k, const Lanes* v, int64_t tokens, int64_t hd) {
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  Lanes q_scaled[kInnerBlockMaxDim];
+// weight_sums[o][c] += out_grad[o] in[c], bias_sums[o] += out_grad[o] (when not null), lane by lane: the sums
+// over tokens stay in the lanes until the block of sequences ends.
+template <class T>
+void accumulate_linear_grads(Lanes<T>* weight_sums, Lanes<T>* bias_sums, const Lanes<T>* out_grad, const Lanes<T>* in,
+                             int64_t outs, int64_t ins) {
+  for (int64_t o = 0; o < outs; ++o) {
+    const Lanes<T> g = out_grad[o];
+    Lanes<T>* row = weight_sums + o * ins;
+    for (int64_t c = 0; c < ins; ++c) row[c] += g * in[c];
+    if (bias_sums) bias_sums[o] += g;
+  }
+}
+
+// y[c] = (x[c] - mean) rstd weight[c] + bias[c], each token's statistics over its d channels, kept for the
+// backward. Two passes (the mean first, then squared deviations), as layer_norm; d is at most 64 here.
+template <class T>
+void columns_layer_norm(Lanes<T>* y, Lanes<T>& mean, Lanes<T>& rstd, const Lanes<T>* x, const T* weight,
+                        const T* bias, int64_t d, double eps) {
+  Lanes<T> sum{};
+  for (int64_t c = 0; c < d; ++c) sum += x[c];
+  mean = sum / static_cast<T>(d);
+  Lanes<T> squares{};
+  for (int64_t c = 0; c < d; ++c) squares += (x[c] - mean) * (x[c] - mean);
+  alignas(64) T r[kTokens];
+  std::memcpy(r, &squares, sizeof r);
+#pragma omp simd
+  for (int64_t t = 0; t < kTokens; ++t) r[t] = T(1) / std::sqrt(r[t] / static_cast<T>(d) + static_cast<T>(eps));
+  std::memcpy(&rstd, r, sizeof r);
+  for (int64_t c = 0; c < d; ++c) y[c] = (x[c] - mean) * rstd * weight[c] + bias[c];
+}
+
+// dx[c] += the gradient through y = LN(x) given dy; weight_sums, bias_sums += dy xhat, dy. With xhat = (x - mean)
+// rstd and g = dy weight: dx = rstd (g - mean_c(g) - xhat mean_c(g xhat)).
+template <class T>
+void columns_layer_norm_backward(Lanes<T>* dx, Lanes<T>* weight_sums, Lanes<T>* bias_sums, const Lanes<T>* dy,
+                                 const Lanes<T>* x, Lanes<T> mean, Lanes<T> rstd, const T* weight, int64_t d) {
+  Lanes<T> g_sum{}, gx_sum{};
+  for (int64_t c = 0; c < d; ++c) {
+    const Lanes<T> xhat = (x[c] - mean) * rstd, g = dy[c] * weight[c];
+    g_sum += g, gx_sum += g * xhat;
+    weight_sums[c] += dy[c] * xhat, bias_sums[c] += dy[c];
+  }
+  const Lanes<T> g_mean = g_sum / static_cast<T>(d), gx_mean = gx_sum / static_cast<T>(d);
+  for (int64_t c = 0; c < d; ++c) dx[c] += rstd * (dy[c] * weight[c] - g_mean - (x[c] - mean) * rstd * gx_mean);
+}
+
+// A head's probabilities P = softmax(q k^T / sqrt(hd)) as columns: s_t[j] holds P[i][j] in lane i, for the
+// first `tokens` keys j. Lanes of padding queries hold finite values that nothing stores.
+template <class T>
+void attention_probabilities(Lanes<T>* s_t, const Lanes<T>* q, const Lanes<T>* k, int64_t tokens, int64_t hd) {
+  const T scale = T(1) / std::sqrt(static_cast<T>(hd));
+  Lanes<T> q_scaled[kMaxDim];
   for (int64_t c = 0; c < hd; ++c) q_scaled[c] = scale * q[c];
-  Lanes s_t[kInnerBlockMaxTokens];
   for (int64_t j = 0; j < tokens; ++j) {
-    Lanes s{};
+    Lanes<T> s{};
     for (int64_t c = 0; c < hd; ++c) s += k[c][j] * q_scaled[c];
     s_t[j] = s;
   }
-  softmax_over_columns(s_t, tokens);
-  for (int64_t c = 0; c < hd; ++c) {
-    Lanes o{};
-    for (int64_t j = 0; j < tokens; ++j) o += v[c][j] * s_t[j];
-    out[c] = o;
+  softmax_over_columns<T>(s_t, tokens);
+}
+
+// rows[i] holds P[i][j] in lane j (zero for padding keys j >= tokens): the columns s_t transposed, for the sums
+// over queries of the backward.
+template <class T>
+void transpose_columns(Lanes<T>* rows, const Lanes<T>* s_t, int64_t tokens) {
+  for (int64_t i = 0; i < kTokens; ++i) {
+    rows[i] = Lanes<T>{};
+    for (int64_t j = 0; j < tokens; ++j) rows[i][j] = s_t[j][i];
   }
 }
 
-void columns_gelu(Lanes* h, int64_t count) {
-  for (int64_t o = 0; o < count; ++o) {
-    alignas(64) float e[kInnerBlockMaxTokens];
-    std::memcpy(e, &h[o], sizeof e);
+// One head's backward from its P^T columns s_t and dO: dV = P^T dO, dP = dO V^T, dS = P (dP - rowsum(dP P)),
+// dQ = scale dS K, dK = scale dS^T Q. Padding tokens stay zero: dO is zero there (dy is) and P has no padding keys.
+template <class T>
+void attention_head_backward(Lanes<T>* dq, Lanes<T>* dk, Lanes<T>* dv, const Lanes<T>* s_t, const Lanes<T>* q,
+                             const Lanes<T>* k, const Lanes<T>* v, const Lanes<T>* dout, int64_t tokens, int64_t hd) {
+  const T scale = T(1) / std::sqrt(static_cast<T>(hd));
+  Lanes<T> rows[kTokens];  // P, then dS, with the keys in the lanes
+  transpose_columns<T>(rows, s_t, tokens);
+  for (int64_t c = 0; c < hd; ++c) {  // dv[c][j] = sum_i P[i][j] dO[c][i]
+    Lanes<T> s{};
+    for (int64_t i = 0; i < tokens; ++i) s += dout[c][i] * rows[i];
+    dv[c] = s;
+  }
+  Lanes<T> ds_t[kTokens], weighted{};  // dS^T; weighted[i] = sum_j dP[i][j] P[i][j]
+  for (int64_t j = 0; j < tokens; ++j) {
+    Lanes<T> dp{};  // dP[i][j] = dO_i . v_j
+    for (int64_t c = 0; c < hd; ++c) dp += v[c][j] * dout[c];
+    ds_t[j] = dp;
+    weighted += dp * s_t[j];
+  }
+  for (int64_t j = 0; j < tokens; ++j) ds_t[j] = s_t[j] * (ds_t[j] - weighted);
+  for (int64_t c = 0; c < hd; ++c) {  // dq[c][i] = scale sum_j dS[i][j] k[c][j]
+    Lanes<T> s{};
+    for (int64_t j = 0; j < tokens; ++j) s += k[c][j] * ds_t[j];
+    dq[c] = scale * s;
+  }
+  transpose_columns<T>(rows, ds_t, tokens);
+  for (int64_t c = 0; c < hd; ++c) {  // dk[c][j] = scale sum_i dS[i][j] q[c][i]
+    Lanes<T> s{};
+    for (int64_t i = 0; i < tokens; ++i) s += q[c][i] * rows[i];
+    dk[c] = scale * s;
+  }
+}
+
+// h[o] = gelu(h[o]), and gelu'(h[o]) in derivative[o] when it is not null (one exponential for both). One loop
+// over all count * 16 values, long enough for the compiler to overlap the polynomials of successive vectors.
+template <class T>
+void columns_gelu(Lanes<T>* h, Lanes<T>* derivative, int64_t count) {
+  T* values = reinterpret_cast<T*>(h);
+  const int64_t n = count * kTokens;
+  if (derivative) {
+    T* derivatives = reinterpret_cast<T*>(derivative);
 #pragma omp simd
-    for (int64_t t = 0; t < kInnerBlockMaxTokens; ++t) e[t] = Gelu{}.forward(e[t]);
-    std::memcpy(&h[o], e, sizeof e);
+    for (int64_t i = 0; i < n; ++i) values[i] = Gelu{}.forward(values[i], derivatives[i]);
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) values[i] = Gelu{}.forward(values[i]);
   }
 }
 
-// y (S, M, d) = the block applied to x (S, M, d), one sequence at a time; a thread's arrays (about 45 KB at the
-// largest sizes, 10 KB for tnt_cifar) stay in L1 and L2.
-void inner_block_forward_cpu(float* y, const float* x, const InnerBlockPointers& w, const InnerBlockSizes& sizes) {
-  const int64_t m = sizes.tokens, d = sizes.dim, hidden = sizes.hidden, hd = d / sizes.heads;
-  parallel_for(0, sizes.sequences, 8, [&](int64_t lo, int64_t hi) {
-    Lanes x_t[kInnerBlockMaxDim], n_t[kInnerBlockMaxDim], qk_t[2 * kInnerBlockMaxDim], v_t[kInnerBlockMaxDim];
-    Lanes a_t[kInnerBlockMaxDim], branch_t[kInnerBlockMaxDim], h_t[kInnerBlockMaxHidden];
-    alignas(64) float columns[kInnerBlockMaxDim][kInnerBlockMaxTokens];  // a patch's (d, 16) as plain floats
+// columns[c][t] = rows[t * d + c] for a sequence's (M, d) rows; padding tokens t >= M are zero.
+template <class T>
+void load_columns(Lanes<T>* columns, const T* rows, int64_t m, int64_t d) {
+  for (int64_t c = 0; c < d; ++c) columns[c] = Lanes<T>{};
+  for (int64_t t = 0; t < m; ++t)
+    for (int64_t c = 0; c < d; ++c) columns[c][t] = rows[t * d + c];
+}
+
+template <class T>
+void store_columns(T* rows, const Lanes<T>* columns, int64_t m, int64_t d) {
+  for (int64_t t = 0; t < m; ++t)
+    for (int64_t c = 0; c < d; ++c) rows[t * d + c] = columns[c][t];
+}
+
+// One sequence's forward, kept for its backward.
+template <class T>
+struct Tape {
+  Lanes<T> x[kMaxDim], n1[kMaxDim], qk[2 * kMaxDim], v[kMaxDim], a[kMaxDim], x1[kMaxDim], n2[kMaxDim];
+  Lanes<T> h[kMaxHidden], dgelu[kMaxHidden];  // gelu(fc1(n2)) and gelu' there
+  Lanes<T> mean1, rstd1, mean2, rstd2;
+};
+
+// y = x1 + mlp_scale * fc2(gelu(fc1(LN2(x1)))), x1 = x + attn_scale * proj(attention(LN1(x))), from t.x.
+// The scales are DropPath's (1 / (1 - p) or 0 for the sequence, 1 without it).
+template <class T>
+void sequence_forward(Tape<T>& t, Lanes<T>* y, const Params<T>& w, const Sizes& z, T attn_scale, T mlp_scale,
+                      bool keep_derivative) {
+  const int64_t m = z.tokens, d = z.dim, hd = d / z.heads;
+  columns_layer_norm<T>(t.n1, t.mean1, t.rstd1, t.x, w[kNorm1Weight], w[kNorm1Bias], d, z.norm1_eps);
+  columns_linear<T>(t.qk, w[kQkWeight], w[kQkBias], t.n1, 2 * d, d);  // q: channels 0..d-1, k: d..2d-1
+  columns_linear<T>(t.v, w[kVWeight], w[kVBias], t.n1, d, d);
+  for (int64_t h = 0; h < z.heads; ++h) {
+    Lanes<T> s_t[kTokens];
+    attention_probabilities<T>(s_t, t.qk + h * hd, t.qk + d + h * hd, m, hd);
+    for (int64_t c = 0; c < hd; ++c) {  // a[c][i] = sum_j P[i][j] v[c][j]
+      Lanes<T> o{};
+      for (int64_t j = 0; j < m; ++j) o += t.v[h * hd + c][j] * s_t[j];
+      t.a[h * hd + c] = o;
+    }
+  }
+  Lanes<T> branch[kMaxDim];
+  columns_linear<T>(branch, w[kProjWeight], w[kProjBias], t.a, d, d);
+  for (int64_t c = 0; c < d; ++c) t.x1[c] = t.x[c] + branch[c] * attn_scale;
+  columns_layer_norm<T>(t.n2, t.mean2, t.rstd2, t.x1, w[kNorm2Weight], w[kNorm2Bias], d, z.norm2_eps);
+  columns_linear<T>(t.h, w[kFc1Weight], w[kFc1Bias], t.n2, z.hidden, d);
+  columns_gelu<T>(t.h, keep_derivative ? t.dgelu : nullptr, z.hidden);
+  columns_linear<T>(branch, w[kFc2Weight], w[kFc2Bias], t.h, d, z.hidden);
+  for (int64_t c = 0; c < d; ++c) y[c] = t.x1[c] + branch[c] * mlp_scale;
+}
+
+// ---- the kernels: y, x, dy, dx (S, M, d); scales (S) or null ----
+
+template <class T>
+void inner_block_forward_cpu(T* y, const T* x, const T* attn_scales, const T* mlp_scales, const Params<T>& w,
+                             const Sizes& z) {
+  const int64_t m = z.tokens, d = z.dim;
+  parallel_for(0, z.sequences, 8, [&](int64_t lo, int64_t hi) {
+    Tape<T> tape;
+    Lanes<T> out[kMaxDim];
     for (int64_t s = lo; s < hi; ++s) {
-      const float* xs = x + s * m * d;  // (M, d)
-      if (m < kInnerBlockMaxTokens) std::memset(columns, 0, d * sizeof(Lanes));  // padding tokens: zeros
-      for (int64_t t = 0; t < m; ++t)
-        for (int64_t c = 0; c < d; ++c) columns[c][t] = xs[t * d + c];
-      std::memcpy(x_t, columns, d * sizeof(Lanes));
-      // x += proj(attention(LN1(x)))
-      columns_layer_norm(n_t, x_t, w.norm1_weight, w.norm1_bias, d, sizes.norm1_eps);
-      columns_linear(qk_t, w.qk_weight, w.qk_bias, n_t, 2 * d, d);  // q: channels 0..d-1, k: d..2d-1
-      columns_linear(v_t, w.v_weight, w.v_bias, n_t, d, d);
-      for (int64_t h = 0; h < sizes.heads; ++h)
-        columns_attention_head(a_t + h * hd, qk_t + h * hd, qk_t + d + h * hd, v_t + h * hd, m, hd);
-      columns_linear(branch_t, w.proj_weight, w.proj_bias, a_t, d, d);
-      for (int64_t c = 0; c < d; ++c) x_t[c] += branch_t[c];
-      // x += fc2(gelu(fc1(LN2(x))))
-      columns_layer_norm(n_t, x_t, w.norm2_weight, w.norm2_bias, d, sizes.norm2_eps);
-      columns_linear(h_t, w.fc1_weight, w.fc1_bias, n_t, hidden, d);
-      columns_gelu(h_t, hidden);
-      columns_linear(branch_t, w.fc2_weight, w.fc2_bias, h_t, d, hidden);
-      for (int64_t c = 0; c < d; ++c) x_t[c] += branch_t[c];
-      std::memcpy(columns, x_t, d * sizeof(Lanes));
-      float* ys = y + s * m * d;  // (M, d)
-      for (int64_t t = 0; t < m; ++t)
-        for (int64_t c = 0; c < d; ++c) ys[t * d + c] = columns[c][t];
+      load_columns<T>(tape.x, x + s * m * d, m, d);
+      sequence_forward<T>(tape, out, w, z, attn_scales ? attn_scales[s] : T(1), mlp_scales ? mlp_scales[s] : T(1),
+                          false);
+      store_columns<T>(y + s * m * d, out, m, d);
     }
   });
+}
+
+// dx and the parameters' gradients (grads[p], null where not wanted) from dy. `sums` is scratch for
+// blocks x (the parameters' elements) vectors of 16 lanes.
+template <class T>
+void inner_block_backward_cpu(T* dx, const std::array<T*, kParams>& grads, Lanes<T>* sums, const T* dy, const T* x,
+                              const T* attn_scales, const T* mlp_scales, const Params<T>& w, const Sizes& z,
+                              int64_t blocks) {
+  const int64_t m = z.tokens, d = z.dim, hd = d / z.heads, hidden = z.hidden;
+  const std::array<int64_t, kParams> count = parameter_sizes(z);
+  std::array<int64_t, kParams + 1> offset{};
+  for (int64_t p = 0; p < kParams; ++p) offset[p + 1] = offset[p] + count[p];
+  const int64_t total = offset[kParams], per_block = (z.sequences + blocks - 1) / blocks;
+  parallel_for(0, blocks, 1, [&](int64_t lo, int64_t hi) {
+    Tape<T> t;
+    Lanes<T> out[kMaxDim], g[kMaxDim], dx1[kMaxDim], branch_grad[kMaxDim], dn[kMaxDim], dn_v[kMaxDim];
+    Lanes<T> dh[kMaxHidden], dqk[2 * kMaxDim], dv[kMaxDim];
+    for (int64_t b = lo; b < hi; ++b) {
+      Lanes<T>* acc = sums + b * total;
+      std::fill(acc, acc + total, Lanes<T>{});
+      auto sum_of = [&](Param p) { return acc + offset[p]; };
+      auto bias_sum_of = [&](Param p) { return w[p] ? acc + offset[p] : nullptr; };
+      for (int64_t s = b * per_block; s < std::min(z.sequences, (b + 1) * per_block); ++s) {
+        const T attn_scale = attn_scales ? attn_scales[s] : T(1), mlp_scale = mlp_scales ? mlp_scales[s] : T(1);
+        load_columns<T>(t.x, x + s * m * d, m, d);
+        sequence_forward<T>(t, out, w, z, attn_scale, mlp_scale, true);
+        load_columns<T>(g, dy + s * m * d, m, d);
+        // y = x1 + mlp_scale fc2(gelu(fc1(LN2(x1))))
+        for (int64_t c = 0; c < d; ++c) branch_grad[c] = g[c] * mlp_scale;
+        accumulate_linear_grads<T>(sum_of(kFc2Weight), bias_sum_of(kFc2Bias), branch_grad, t.h, d, hidden);
+        columns_linear_input_grad<T>(dh, w[kFc2Weight], branch_grad, d, hidden);
+        for (int64_t o = 0; o < hidden; ++o) dh[o] *= t.dgelu[o];
+        accumulate_linear_grads<T>(sum_of(kFc1Weight), bias_sum_of(kFc1Bias), dh, t.n2, hidden, d);
+        columns_linear_input_grad<T>(dn, w[kFc1Weight], dh, hidden, d);
+        std::copy(g, g + d, dx1);
+        columns_layer_norm_backward<T>(dx1, sum_of(kNorm2Weight), sum_of(kNorm2Bias), dn, t.x1, t.mean2, t.rstd2,
+                                       w[kNorm2Weight], d);
+        // x1 = x + attn_scale proj(attention(LN1(x)))
+        for (int64_t c = 0; c < d; ++c) branch_grad[c] = dx1[c] * attn_scale;
+        accumulate_linear_grads<T>(sum_of(kProjWeight), bias_sum_of(kProjBias), branch_grad, t.a, d, d);
+        Lanes<T>* da = dn;  // the attention output's gradient
+        columns_linear_input_grad<T>(da, w[kProjWeight], branch_grad, d, d);
+        for (int64_t h = 0; h < z.heads; ++h) {
+          Lanes<T> s_t[kTokens];
+          const Lanes<T>*q = t.qk + h * hd, *k = t.qk + d + h * hd;
+          attention_probabilities<T>(s_t, q, k, m, hd);
+          attention_head_backward<T>(dqk + h * hd, dqk + d + h * hd, dv + h * hd, s_t, q, k, t.v + h * hd, da + h * hd, m,
+                                     hd);
+        }
+        accumulate_linear_grads<T>(sum_of(kQkWeight), bias_sum_of(kQkBias), dqk, t.n1, 2 * d, d);
+        accumulate_linear_grads<T>(sum_of(kVWeight), bias_sum_of(kVBias), dv, t.n1, d, d);
+        columns_linear_input_grad<T>(dn, w[kQkWeight], dqk, 2 * d, d);
+        columns_linear_input_grad<T>(dn_v, w[kVWeight], dv, d, d);
+        for (int64_t c = 0; c < d; ++c) dn[c] += dn_v[c];
+        columns_layer_norm_backward<T>(dx1, sum_of(kNorm1Weight), sum_of(kNorm1Bias), dn, t.x, t.mean1, t.rstd1,
+                                       w[kNorm1Weight], d);
+        if (dx) store_columns<T>(dx + s * m * d, dx1, m, d);
+      }
+    }
+  });
+  // Each gradient element: its lanes in order, then the blocks in order, summed in double.
+  for (int64_t p = 0; p < kParams; ++p) {
+    if (!grads[p]) continue;
+    parallel_for(0, count[p], 256, [&](int64_t lo, int64_t hi) {
+      for (int64_t e = lo; e < hi; ++e) {
+        double total_sum = 0;
+        for (int64_t b = 0; b < blocks; ++b) {
+          const Lanes<T>& lanes = sums[b * total + offset[p] + e];
+          double block_sum = 0;
+          for (int64_t i = 0; i < kTokens; ++i) block_sum += lanes[i];
+          total_sum += block_sum;
+        }
+        grads[p][e] = static_cast<T>(total_sum);
+      }
+    });
+  }
 }
 
 // A parameter's shape must be `expected`; an optional one (a bias) may be undefined.
@@ -142,28 +361,46 @@ void check_parameter(const char* op, const char* name, const Tensor& p, const Sh
     if (optional) return;
     fail(op, std::string(name) + " is undefined (x " + x.str() + ")");
   }
-  if (p.shape() != expected || p.dtype() != DType::f32 || p.device() != Device::cpu)
-    fail(op, std::string(name) + " is " + p.str() + " on " + device_name(p.device()) + ", expected f32" +
-                 shape_str(expected) + " on cpu for x " + x.str());
+  if (p.shape() != expected || p.dtype() != x.dtype() || p.device() != Device::cpu)
+    fail(op, std::string(name) + " is " + p.str() + " on " + device_name(p.device()) + ", expected " +
+                 dtype_name(x.dtype()) + shape_str(expected) + " on cpu for x " + x.str());
 }
 
-const float* pointer(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
+void check_scales(const char* op, const char* name, const Tensor& scales, const Tensor& x) {
+  if (scales.defined() && (scales.shape() != Shape{x.size(0)} || scales.dtype() != x.dtype() ||
+                           scales.device() != Device::cpu || scales.requires_grad()))
+    fail(op, std::string(name) + " " + scales.str() + " must be constant " + dtype_name(x.dtype()) + "(" +
+                 std::to_string(x.size(0)) + ") on the cpu, one scale per sequence of x " + x.str());
+}
+
+template <class T>
+const T* pointer(const Tensor& t) {
+  return t.defined() ? t.data<T>() : nullptr;
+}
+
+template <class T>
+Params<T> parameter_pointers(const std::vector<Tensor>& dense) {
+  Params<T> w;
+  for (int64_t p = 0; p < kParams; ++p) w[p] = pointer<T>(dense[p]);
+  return w;
+}
 
 }  // namespace
 
 bool inner_block_fusable(const Tensor& x, int64_t hidden) {
-  return x.defined() && x.dim() == 3 && x.dtype() == DType::f32 && x.device() == Device::cpu && x.size(1) >= 1 &&
-         x.size(1) <= kInnerBlockMaxTokens && x.size(2) >= 1 && x.size(2) <= kInnerBlockMaxDim && hidden >= 1 &&
-         hidden <= kInnerBlockMaxHidden;
+  return x.defined() && x.dim() == 3 && (x.dtype() == DType::f32 || x.dtype() == DType::f64) &&
+         x.device() == Device::cpu && x.size(1) >= 1 && x.size(1) <= kInnerBlockMaxTokens && x.size(2) >= 1 &&
+         x.size(2) <= kInnerBlockMaxDim && hidden >= 1 && hidden <= kInnerBlockMaxHidden;
 }
 
-Tensor inner_block_inference(const Tensor& x, const InnerBlockWeights& w, int64_t heads) {
-  const char* op = "inner_block_inference";
+Tensor inner_block(const Tensor& x, const InnerBlockWeights& w, int64_t heads, const Tensor& attn_scales,
+                   const Tensor& mlp_scales) {
+  const char* op = "inner_block";
   if (!x.defined()) fail(op, "undefined input");
   const int64_t hidden = w.fc1_weight.defined() && w.fc1_weight.dim() == 2 ? w.fc1_weight.size(0) : 0;
   if (!inner_block_fusable(x, hidden))
     fail(op, "x " + x.str() + " on " + device_name(x.device()) + " with an MLP of " + std::to_string(hidden) +
-                 " hidden features: needs f32 (S, M, d) on the cpu, M <= " + std::to_string(kInnerBlockMaxTokens) +
+                 " hidden features: needs (S, M, d) on the cpu, M <= " + std::to_string(kInnerBlockMaxTokens) +
                  ", d <= " + std::to_string(kInnerBlockMaxDim) + ", 1 to " + std::to_string(kInnerBlockMaxHidden) +
                  " hidden features");
   const int64_t d = x.size(2);
@@ -184,21 +421,53 @@ Tensor inner_block_inference(const Tensor& x, const InnerBlockWeights& w, int64_
   check_parameter(op, "fc1 bias", w.fc1_bias, {hidden}, true, x);
   check_parameter(op, "fc2 weight", w.fc2_weight, {d, hidden}, false, x);
   check_parameter(op, "fc2 bias", w.fc2_bias, {d}, true, x);
-  std::vector<Tensor> inputs = w.tensors();
-  inputs.insert(inputs.begin(), x);
-  if (any_requires_grad(inputs))
-    fail(op, "has no backward: call it with grad mode off or on inputs that do not require grad (x " + x.str() + ")");
-  NoGradGuard no_grad;
-  std::vector<Tensor> dense;  // every input with unit strides (views of the inputs when they are already)
-  for (const Tensor& t : inputs) dense.push_back(t.defined() ? contiguous(t) : t);
-  const InnerBlockPointers pointers = {pointer(dense[1]),  pointer(dense[2]),  pointer(dense[3]),  pointer(dense[4]),
-                                       pointer(dense[5]),  pointer(dense[6]),  pointer(dense[7]),  pointer(dense[8]),
-                                       pointer(dense[9]),  pointer(dense[10]), pointer(dense[11]), pointer(dense[12]),
-                                       pointer(dense[13]), pointer(dense[14])};
-  const InnerBlockSizes sizes = {x.size(0), x.size(1), d, heads, hidden, static_cast<float>(w.norm1_eps),
-                                 static_cast<float>(w.norm2_eps)};
-  Tensor y = Tensor::empty(x.shape());  // (S, M, d)
-  inner_block_forward_cpu(y.data<float>(), dense[0].data<float>(), pointers, sizes);
+  check_scales(op, "attention scales", attn_scales, x);
+  check_scales(op, "MLP scales", mlp_scales, x);
+  const Sizes sizes = {x.size(0), x.size(1), d, heads, hidden, w.norm1_eps, w.norm2_eps};
+  std::vector<Tensor> inputs = w.tensors();  // kParams parameters, then x
+  inputs.push_back(x);
+  std::vector<Tensor> dense;  // the same with unit strides (views of the inputs when they are already)
+  Tensor xc;
+  {
+    NoGradGuard no_grad;
+    for (int64_t p = 0; p < kParams; ++p) dense.push_back(inputs[p].defined() ? contiguous(inputs[p]) : Tensor());
+    xc = contiguous(x);
+  }
+  Tensor y = Tensor::empty(x.shape(), x.dtype());  // (S, M, d)
+  auto forward = [&](auto zero) {
+    using T = decltype(zero);
+    inner_block_forward_cpu<T>(y.data<T>(), xc.data<T>(), pointer<T>(attn_scales), pointer<T>(mlp_scales),
+                               parameter_pointers<T>(dense), sizes);
+  };
+  if (x.dtype() == DType::f32) forward(float{});
+  else forward(double{});
+  std::vector<Tensor> saved = dense;
+  saved.push_back(xc), saved.push_back(attn_scales), saved.push_back(mlp_scales);
+  record(op, y, inputs, saved, [=](const Tensor& dy, const BackwardContext& ctx) -> Grads {
+    const std::vector<Tensor>& kept = ctx.saved;  // the parameters, x, the two scales
+    const Tensor g = contiguous(dy);              // (S, M, d)
+    Grads grads(kParams + 1);
+    for (int64_t p = 0; p < kParams; ++p)
+      if (ctx.needs_input_grad[p]) grads[p] = Tensor::empty(kept[p].shape(), g.dtype());
+    if (ctx.needs_input_grad[kParams]) grads[kParams] = Tensor::empty(kept[kParams].shape(), g.dtype());
+    const int64_t blocks = std::min<int64_t>(kGradientBlocks, std::max<int64_t>(1, sizes.sequences));
+    const std::array<int64_t, kParams> count = parameter_sizes(sizes);
+    int64_t lanes = 0;
+    for (int64_t c : count) lanes += c;
+    const Tensor sums = Tensor::empty({blocks * lanes * kInnerBlockMaxTokens}, g.dtype());  // scratch
+    auto backward = [&](auto zero) {
+      using T = decltype(zero);
+      std::array<T*, kParams> param_grads;
+      for (int64_t p = 0; p < kParams; ++p) param_grads[p] = grads[p].defined() ? grads[p].data<T>() : nullptr;
+      inner_block_backward_cpu<T>(grads[kParams].defined() ? grads[kParams].data<T>() : nullptr, param_grads,
+                                  reinterpret_cast<Lanes<T>*>(sums.data<T>()), g.data<T>(), kept[kParams].data<T>(),
+                                  pointer<T>(kept[kParams + 1]), pointer<T>(kept[kParams + 2]),
+                                  parameter_pointers<T>(kept), sizes, blocks);
+    };
+    if (g.dtype() == DType::f32) backward(float{});
+    else backward(double{});
+    return grads;
+  });
   return y;
 }
 

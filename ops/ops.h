@@ -106,6 +106,9 @@ Tensor drop_path(const Tensor& x, double p, bool training, Generator& generator 
 // pass on the CPU (the GPU runs the two ops). x and branch (B, ...) of one shape.
 Tensor add_drop_path(const Tensor& x, const Tensor& branch, double p, bool training,
                      Generator& generator = dropout_generator());
+// DropPath's per-sample scales for x (B, ...), drawn as drop_path and add_drop_path draw them: (B), 1 / (1 - p)
+// for kept samples and 0 for dropped ones; undefined where nothing is drawn (!training or p = 0). Not recorded.
+Tensor drop_path_scales(const Tensor& x, double p, bool training, Generator& generator = dropout_generator());
 
 // ---- convolution (ops/conv.cpp) ----
 // x (B, C, H, W) -> (B, C*kh*kw, L): PyTorch's F.unfold, with L = Ho * Wo sliding positions.
@@ -124,11 +127,13 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
 // on the head views, but each projection's gradient is written whole, with no slices, zero fills or adds.
 Tensor multi_head_attention(const std::vector<Tensor>& projections, int64_t heads, double scale = 0.0);
 
-// ---- TNT's inner transformer block, fused for inference (ops/inner_block.cpp) ----
-// x (S, M, d) -> x1 + fc2(gelu(fc1(LN2(x1)))) with x1 = x + proj(attention(LN1(x))), the attention's q and k
-// from qk (2d, d) and v from v (d, d) as timm's TNT; the same math as those ops in eval mode (no dropout or
-// DropPath), each sequence computed in cache. Not differentiable: it fails when a gradient would be wanted.
-// float32 on the CPU, M <= 16 tokens, d <= 64 channels, at most 256 hidden features (inner_block_fusable).
+// ---- TNT's inner transformer block as one op (ops/inner_block.cpp) ----
+// x (S, M, d) -> x1 + mlp_scales * fc2(gelu(fc1(LN2(x1)))) with x1 = x + attn_scales * proj(attention(LN1(x))),
+// the attention's q and k from qk (2d, d) and v from v (d, d) as timm's TNT; scales (S) are DropPath's per
+// sequence (drop_path_scales), undefined for none. The same math as those ops without dropout, each sequence
+// computed in cache; backward computes each sequence's forward again (of the activations, only x is saved).
+// On the CPU, float32 or float64, M <= 16 tokens, d <= 64 channels, at most 256 hidden features
+// (inner_block_fusable).
 constexpr int64_t kInnerBlockMaxTokens = 16, kInnerBlockMaxDim = 64, kInnerBlockMaxHidden = 256;
 struct InnerBlockWeights {
   Tensor norm1_weight, norm1_bias, qk_weight, qk_bias, v_weight, v_bias, proj_weight, proj_bias;  // biases optional
@@ -140,6 +145,7 @@ struct InnerBlockWeights {
   }
 };
 bool inner_block_fusable(const Tensor& x, int64_t hidden);
-Tensor inner_block_inference(const Tensor& x, const InnerBlockWeights& weights, int64_t heads);
+Tensor inner_block(const Tensor& x, const InnerBlockWeights& weights, int64_t heads,
+                   const Tensor& attn_scales = Tensor(), const Tensor& mlp_scales = Tensor());
 
 }  // namespace vt

@@ -42,31 +42,46 @@ struct Sizes {
   double norm1_eps, norm2_eps;
 };
 
-// Elements of each parameter: a gradient sum of 16 lanes each.
-std::array<int64_t, kParams> parameter_sizes(const Sizes& z) {
-  const int64_t d = z.dim, h = z.hidden;
-  return {d, d, 2 * d * d, 2 * d, d * d, d, d * d, d, d, d, h * d, h, d * h, d};
+// Vectors of 16 lanes that hold n values.
+constexpr int64_t lane_vectors(int64_t n) { return (n + kTokens - 1) / kTokens; }
+
+// Where a block's gradient sums of one parameter lie. A weight (outs, ins) sums with its input channels in the
+// lanes: element (o, c) in lane c % 16 of vector o * lane_vectors(ins) + c / 16. Every other parameter (biases,
+// LayerNorm) sums with the tokens in the lanes, one vector per element, added across lanes at the end.
+struct SumLayout {
+  int64_t elements;  // the parameter's
+  int64_t vectors;   // its sums'
+  int64_t ins;       // a weight's input channels; 0 for a parameter summed over lanes
+};
+
+std::array<SumLayout, kParams> sum_layouts(const Sizes& z) {
+  const int64_t d = z.dim, h = z.hidden, vd = lane_vectors(d), vh = lane_vectors(h);
+  auto weight = [](int64_t outs, int64_t ins, int64_t vectors) { return SumLayout{outs * ins, outs * vectors, ins}; };
+  auto lanes = [](int64_t n) { return SumLayout{n, n, 0}; };
+  return {lanes(d),           lanes(d), weight(2 * d, d, vd), lanes(2 * d), weight(d, d, vd), lanes(d),
+          weight(d, d, vd),   lanes(d), lanes(d),             lanes(d),     weight(h, d, vd), lanes(h),
+          weight(d, h, vh),   lanes(d)};
 }
 
 // ---- one sequence, transposed: x[c] holds channel c of every token ----
 
-// out[o] = bias[o] + sum_c weight[o][c] in[c] for the `outs` rows of a (outs, ins) weight: four outputs at a
-// time, so that each input vector loaded serves four multiply-adds.
+// out[o + i] = bias[o + i] + sum_c weight[o + i][c] in[c] for i < Rows: Rows independent chains of multiply-adds,
+// each input vector loaded once for all of them.
+template <int64_t Rows, class T>
+void linear_rows(Lanes<T>* out, const T* weight, const T* bias, const Lanes<T>* in, int64_t o, int64_t ins) {
+  Lanes<T> sum[Rows] = {};
+  for (int64_t c = 0; c < ins; ++c)
+    for (int64_t i = 0; i < Rows; ++i) sum[i] += weight[(o + i) * ins + c] * in[c];
+  for (int64_t i = 0; i < Rows; ++i) out[o + i] = bias ? sum[i] + bias[o + i] : sum[i];
+}
+
+// out[o] = bias[o] + sum_c weight[o][c] in[c] for the `outs` rows of a (outs, ins) weight, eight rows at a time.
 template <class T>
 void columns_linear(Lanes<T>* out, const T* weight, const T* bias, const Lanes<T>* in, int64_t outs, int64_t ins) {
   int64_t o = 0;
-  for (; o + 4 <= outs; o += 4) {
-    const T *w0 = weight + o * ins, *w1 = w0 + ins, *w2 = w1 + ins, *w3 = w2 + ins;
-    Lanes<T> s0{}, s1{}, s2{}, s3{};
-    for (int64_t c = 0; c < ins; ++c) s0 += w0[c] * in[c], s1 += w1[c] * in[c], s2 += w2[c] * in[c], s3 += w3[c] * in[c];
-    if (bias) s0 += bias[o], s1 += bias[o + 1], s2 += bias[o + 2], s3 += bias[o + 3];
-    out[o] = s0, out[o + 1] = s1, out[o + 2] = s2, out[o + 3] = s3;
-  }
-  for (; o < outs; ++o) {
-    Lanes<T> s{};
-    for (int64_t c = 0; c < ins; ++c) s += weight[o * ins + c] * in[c];
-    out[o] = bias ? s + bias[o] : s;
-  }
+  for (; o + 8 <= outs; o += 8) linear_rows<8, T>(out, weight, bias, in, o, ins);
+  for (; o + 4 <= outs; o += 4) linear_rows<4, T>(out, weight, bias, in, o, ins);
+  for (; o < outs; ++o) linear_rows<1, T>(out, weight, bias, in, o, ins);
 }
 
 // in_grad[c] = sum_o weight[o][c] out_grad[o]: the gradient through a (outs, ins) weight, four inputs at a time.
@@ -89,17 +104,51 @@ void columns_linear_input_grad(Lanes<T>* in_grad, const T* weight, const Lanes<T
   }
 }
 
-// weight_sums[o][c] += out_grad[o] in[c], bias_sums[o] += out_grad[o] (when not null), lane by lane: the sums
-// over tokens stay in the lanes until the block of sequences ends.
+// rows[t * vectors + c / 16][c % 16] = columns[c][t], vectors = lane_vectors(channels): a sequence's columns
+// as 16 token rows of channels, padded with zeros to whole vectors.
 template <class T>
-void accumulate_linear_grads(Lanes<T>* weight_sums, Lanes<T>* bias_sums, const Lanes<T>* out_grad, const Lanes<T>* in,
-                             int64_t outs, int64_t ins) {
-  for (int64_t o = 0; o < outs; ++o) {
-    const Lanes<T> g = out_grad[o];
-    Lanes<T>* row = weight_sums + o * ins;
-    for (int64_t c = 0; c < ins; ++c) row[c] += g * in[c];
-    if (bias_sums) bias_sums[o] += g;
-  }
+void columns_to_rows(Lanes<T>* rows, const Lanes<T>* columns, int64_t channels) {
+  const int64_t vectors = lane_vectors(channels);
+  std::fill(rows, rows + kTokens * vectors, Lanes<T>{});
+  for (int64_t c = 0; c < channels; ++c)
+    for (int64_t t = 0; t < kTokens; ++t) rows[t * vectors + c / kTokens][c % kTokens] = columns[c][t];
+}
+
+// weight_sums[o][c] += sum_t out_grad[o][t] in[c][t] with the input channels in the lanes (in_rows from
+// columns_to_rows): 16 multiply-adds into one vector per (o, vector of c), each token's gradient broadcast, so
+// the sums stay in L1 (with the tokens in the lanes they were outs * ins vectors, read and written per sequence
+// from L2). Four outputs at a time, each summing tokens 0-7 and 8-15 apart: eight independent chains of
+// multiply-adds instead of one chain of 16. bias_sums[o] += out_grad[o] when not null. Padding tokens add
+// nothing: their out_grad is zero.
+template <class T>
+void accumulate_linear_grads(Lanes<T>* weight_sums, Lanes<T>* bias_sums, const Lanes<T>* out_grad,
+                             const Lanes<T>* in_rows, int64_t outs, int64_t ins) {
+  constexpr int64_t half = kTokens / 2;
+  const int64_t vectors = lane_vectors(ins);
+  int64_t o = 0;
+  for (; o + 4 <= outs; o += 4)
+    for (int64_t v = 0; v < vectors; ++v) {
+      Lanes<T> low[4] = {}, high[4] = {};
+      for (int64_t t = 0; t < half; ++t) {
+        const Lanes<T> row_low = in_rows[t * vectors + v], row_high = in_rows[(t + half) * vectors + v];
+        for (int64_t i = 0; i < 4; ++i) {
+          low[i] += out_grad[o + i][t] * row_low;
+          high[i] += out_grad[o + i][t + half] * row_high;
+        }
+      }
+      for (int64_t i = 0; i < 4; ++i) weight_sums[(o + i) * vectors + v] += low[i] + high[i];
+    }
+  for (; o < outs; ++o)
+    for (int64_t v = 0; v < vectors; ++v) {
+      Lanes<T> low{}, high{};
+      for (int64_t t = 0; t < half; ++t) {
+        low += out_grad[o][t] * in_rows[t * vectors + v];
+        high += out_grad[o][t + half] * in_rows[(t + half) * vectors + v];
+      }
+      weight_sums[o * vectors + v] += low + high;
+    }
+  if (bias_sums)
+    for (int64_t i = 0; i < outs; ++i) bias_sums[i] += out_grad[i];
 }
 
 // y[c] = (x[c] - mean) rstd weight[c] + bias[c], each token's statistics over its d channels, kept for the
@@ -285,14 +334,15 @@ void inner_block_backward_cpu(T* dx, const std::array<T*, kParams>& grads, Lanes
                               const T* attn_scales, const T* mlp_scales, const Params<T>& w, const Sizes& z,
                               int64_t blocks) {
   const int64_t m = z.tokens, d = z.dim, hd = d / z.heads, hidden = z.hidden;
-  const std::array<int64_t, kParams> count = parameter_sizes(z);
+  const std::array<SumLayout, kParams> layout = sum_layouts(z);
   std::array<int64_t, kParams + 1> offset{};
-  for (int64_t p = 0; p < kParams; ++p) offset[p + 1] = offset[p] + count[p];
+  for (int64_t p = 0; p < kParams; ++p) offset[p + 1] = offset[p] + layout[p].vectors;
   const int64_t total = offset[kParams], per_block = (z.sequences + blocks - 1) / blocks;
   parallel_for(0, blocks, 1, [&](int64_t lo, int64_t hi) {
     Tape<T> t;
     Lanes<T> out[kMaxDim], g[kMaxDim], dx1[kMaxDim], branch_grad[kMaxDim], dn[kMaxDim], dn_v[kMaxDim];
     Lanes<T> dh[kMaxHidden], dqk[2 * kMaxDim], dv[kMaxDim];
+    Lanes<T> rows[kTokens * lane_vectors(kMaxDim)], hidden_rows[kTokens * lane_vectors(kMaxHidden)];  // columns_to_rows
     for (int64_t b = lo; b < hi; ++b) {
       Lanes<T>* acc = sums + b * total;
       std::fill(acc, acc + total, Lanes<T>{});
@@ -305,17 +355,20 @@ void inner_block_backward_cpu(T* dx, const std::array<T*, kParams>& grads, Lanes
         load_columns<T>(g, dy + s * m * d, m, d);
         // y = x1 + mlp_scale fc2(gelu(fc1(LN2(x1))))
         for (int64_t c = 0; c < d; ++c) branch_grad[c] = g[c] * mlp_scale;
-        accumulate_linear_grads<T>(sum_of(kFc2Weight), bias_sum_of(kFc2Bias), branch_grad, t.h, d, hidden);
+        columns_to_rows<T>(hidden_rows, t.h, hidden);
+        accumulate_linear_grads<T>(sum_of(kFc2Weight), bias_sum_of(kFc2Bias), branch_grad, hidden_rows, d, hidden);
         columns_linear_input_grad<T>(dh, w[kFc2Weight], branch_grad, d, hidden);
         for (int64_t o = 0; o < hidden; ++o) dh[o] *= t.dgelu[o];
-        accumulate_linear_grads<T>(sum_of(kFc1Weight), bias_sum_of(kFc1Bias), dh, t.n2, hidden, d);
+        columns_to_rows<T>(rows, t.n2, d);
+        accumulate_linear_grads<T>(sum_of(kFc1Weight), bias_sum_of(kFc1Bias), dh, rows, hidden, d);
         columns_linear_input_grad<T>(dn, w[kFc1Weight], dh, hidden, d);
         std::copy(g, g + d, dx1);
         columns_layer_norm_backward<T>(dx1, sum_of(kNorm2Weight), sum_of(kNorm2Bias), dn, t.x1, t.mean2, t.rstd2,
                                        w[kNorm2Weight], d);
         // x1 = x + attn_scale proj(attention(LN1(x)))
         for (int64_t c = 0; c < d; ++c) branch_grad[c] = dx1[c] * attn_scale;
-        accumulate_linear_grads<T>(sum_of(kProjWeight), bias_sum_of(kProjBias), branch_grad, t.a, d, d);
+        columns_to_rows<T>(rows, t.a, d);
+        accumulate_linear_grads<T>(sum_of(kProjWeight), bias_sum_of(kProjBias), branch_grad, rows, d, d);
         Lanes<T>* da = dn;  // the attention output's gradient
         columns_linear_input_grad<T>(da, w[kProjWeight], branch_grad, d, d);
         for (int64_t h = 0; h < z.heads; ++h) {
@@ -325,8 +378,9 @@ void inner_block_backward_cpu(T* dx, const std::array<T*, kParams>& grads, Lanes
           attention_head_backward<T>(dqk + h * hd, dqk + d + h * hd, dv + h * hd, s_t, q, k, t.v + h * hd, da + h * hd, m,
                                      hd);
         }
-        accumulate_linear_grads<T>(sum_of(kQkWeight), bias_sum_of(kQkBias), dqk, t.n1, 2 * d, d);
-        accumulate_linear_grads<T>(sum_of(kVWeight), bias_sum_of(kVBias), dv, t.n1, d, d);
+        columns_to_rows<T>(rows, t.n1, d);
+        accumulate_linear_grads<T>(sum_of(kQkWeight), bias_sum_of(kQkBias), dqk, rows, 2 * d, d);
+        accumulate_linear_grads<T>(sum_of(kVWeight), bias_sum_of(kVBias), dv, rows, d, d);
         columns_linear_input_grad<T>(dn, w[kQkWeight], dqk, 2 * d, d);
         columns_linear_input_grad<T>(dn_v, w[kVWeight], dv, d, d);
         for (int64_t c = 0; c < d; ++c) dn[c] += dn_v[c];
@@ -336,19 +390,25 @@ void inner_block_backward_cpu(T* dx, const std::array<T*, kParams>& grads, Lanes
       }
     }
   });
-  // Each gradient element: its lanes in order, then the blocks in order, summed in double.
+  // Each gradient element: the blocks in order (and a lane-summed parameter's lanes in order), in double.
   for (int64_t p = 0; p < kParams; ++p) {
     if (!grads[p]) continue;
-    parallel_for(0, count[p], 256, [&](int64_t lo, int64_t hi) {
+    const SumLayout& l = layout[p];
+    parallel_for(0, l.elements, 256, [&](int64_t lo, int64_t hi) {
       for (int64_t e = lo; e < hi; ++e) {
-        double total_sum = 0;
+        double sum = 0;
         for (int64_t b = 0; b < blocks; ++b) {
-          const Lanes<T>& lanes = sums[b * total + offset[p] + e];
-          double block_sum = 0;
-          for (int64_t i = 0; i < kTokens; ++i) block_sum += lanes[i];
-          total_sum += block_sum;
+          const Lanes<T>* block_sums = sums + b * total + offset[p];
+          if (l.ins > 0) {  // (o, c) = (e / ins, e % ins), channels in the lanes
+            const int64_t o = e / l.ins, c = e % l.ins;
+            sum += block_sums[o * lane_vectors(l.ins) + c / kTokens][c % kTokens];
+          } else {
+            double lane_sum = 0;
+            for (int64_t i = 0; i < kTokens; ++i) lane_sum += block_sums[e][i];
+            sum += lane_sum;
+          }
         }
-        grads[p][e] = static_cast<T>(total_sum);
+        grads[p][e] = static_cast<T>(sum);
       }
     });
   }
@@ -451,10 +511,9 @@ Tensor inner_block(const Tensor& x, const InnerBlockWeights& w, int64_t heads, c
       if (ctx.needs_input_grad[p]) grads[p] = Tensor::empty(kept[p].shape(), g.dtype());
     if (ctx.needs_input_grad[kParams]) grads[kParams] = Tensor::empty(kept[kParams].shape(), g.dtype());
     const int64_t blocks = std::min<int64_t>(kGradientBlocks, std::max<int64_t>(1, sizes.sequences));
-    const std::array<int64_t, kParams> count = parameter_sizes(sizes);
-    int64_t lanes = 0;
-    for (int64_t c : count) lanes += c;
-    const Tensor sums = Tensor::empty({blocks * lanes * kInnerBlockMaxTokens}, g.dtype());  // scratch
+    int64_t vectors = 0;
+    for (const SumLayout& l : sum_layouts(sizes)) vectors += l.vectors;
+    const Tensor sums = Tensor::empty({blocks * vectors * kInnerBlockMaxTokens}, g.dtype());  // scratch
     auto backward = [&](auto zero) {
       using T = decltype(zero);
       std::array<T*, kParams> param_grads;

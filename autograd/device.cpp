@@ -71,8 +71,12 @@ void check_same_device(const char* op, std::initializer_list<Tensor> tensors) {
 }
 
 void check_cuda_dtype(const char* op, const Tensor& t) {
-  if (t.defined() && t.device() == Device::cuda && t.dtype() == DType::f64)
-    fail(op, "float64 tensors stay on the CPU (where the gradient checks run); got " + t.str() + " on cuda");
+  if (t.defined()) check_cuda_dtype(op, t, t.device());
+}
+
+void check_cuda_dtype(const char* op, const Tensor& t, Device device) {
+  if (device == Device::cuda && t.dtype() == DType::f64)
+    fail(op, "float64 tensors stay on the CPU (where the gradient checks run); got " + t.str() + " for cuda");
 }
 
 }  // namespace vt

@@ -53,7 +53,8 @@ const char* matmul_precision_name(MatmulPrecision precision);  // "fp32", "tf32"
 // Fails naming the op and both devices unless every defined tensor sits on the first one's device.
 void check_same_device(const char* op, std::initializer_list<Tensor> tensors);
 // Fails naming the op unless a CUDA tensor is float32 (or i64 indices): float64 stays on the CPU, where the
-// gradient checks run.
+// gradient checks run. With a device: t as it would be there (the check before a move).
 void check_cuda_dtype(const char* op, const Tensor& t);
+void check_cuda_dtype(const char* op, const Tensor& t, Device device);
 
 }  // namespace vt

@@ -431,7 +431,7 @@ Tensor Tensor::to(DType target) const {
 
 Tensor Tensor::to(Device target) const {
   if (target == device()) return *this;
-  if (target == Device::cuda) check_cuda_dtype("to(cuda)", *this);
+  check_cuda_dtype("to(cuda)", *this, target);
   Tensor out = moved_contiguous(*this, target);
   record("to", out, {*this}, {}, [source = device()](const Tensor& dy, const BackwardContext&) -> Grads {
     return {dy.to(source)};

@@ -5,8 +5,14 @@
 # presets in fp32 and bf16. Part `pytorch`: bench/pytorch_train_step.py of the same models, eager fp32, eager
 # with autocast bf16 and torch.compile. Each step writes its log into OUT_DIR (default runs/gpu_check), so that a
 # run cut short still leaves what it did; a failed step does not stop the next, and summary.log has every exit
-# code.
-# Usage: scripts/gpu_check.sh [OUT_DIR] [vt|pytorch] (PYTHON=python3: the one with torch and timm)
+# code. Part `train`: vt train --device cuda of vit_cifar and tnt_cifar on CIFAR-10 (DATA_ARCHIVE, the image-folder
+# tarball, unpacked into data/; MODELS: the presets), each with --time-budget TRAIN_SECONDS (default 100).
+# Usage: scripts/gpu_check.sh [OUT_DIR] [vt|pytorch|train] (PYTHON=python3: the one with torch and timm; MODES:
+# the PyTorch modes, default eager,amp,compile)
+# Part `profile`: Nsight Compute's duration of every kernel in the first launches of vt bench-train --device cuda,
+# both presets, fp32 (ncu_<model>.csv), and scripts/ncu_summary.py's table of one training step (profile.log).
+# BIN=DIR: use DIR/vt and DIR/vt_tests, built elsewhere for this GPU (cmake -DCMAKE_CUDA_ARCHITECTURES=90-real
+# -DVT_NATIVE=OFF), if `DIR/vt info --model vit_cifar` runs here; else the vt part builds them into build-gpu first.
 # Where the build's Debian packages are missing and cannot be installed, carry them as .deps-debs (made here by
 # `sh ../shared/tools/offline-deps.sh` and `(cd .deps-debs && apt-get download libcli11-dev)`): they are
 # unpacked under /opt/deps first.
@@ -31,26 +37,47 @@ step() {
 }
 
 case $part in
-  vt | pytorch) ;;
-  *) echo "gpu_check.sh: the part is vt or pytorch, not '$part'" >&2; exit 2 ;;
+  vt | pytorch | train | profile) ;;
+  *) echo "gpu_check.sh: the part is vt, pytorch, train or profile, not '$part'" >&2; exit 2 ;;
 esac
-rm -f "$out"/*.log
+rm -f "$out"/*.log "$out"/*.csv
 nvidia-smi --query-gpu=name,compute_cap,memory.total,driver_version --format=csv >"$out/summary.log" 2>&1
-if [ "$part" = vt ]; then
+bin=${BIN:-build-gpu}
+if [ "$part" != pytorch ] && ! "$bin/vt" info --model vit_cifar >"$out/info.log" 2>&1; then
+  bin=build-gpu
   arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '.')
   [[ $arch =~ ^[0-9]+$ ]] || arch=90  # no answer: Hopper (H100, H200)
   step build 240 bash -c "cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DVT_CUDA=ON \
-    -DCMAKE_CUDA_ARCHITECTURES=$arch && cmake --build build-gpu -j $(nproc)"
-  step cuda_tests 120 build-gpu/vt_tests -tc="cuda*" --duration=true
-  step cuda_end_to_end 120 build-gpu/vt_tests -tc="end to end (cuda)*" --duration=true
+    -DCMAKE_CUDA_ARCHITECTURES=$arch && cmake --build build-gpu -j $(nproc) --target vt vt_tests"
+  "$bin/vt" info --model vit_cifar >"$out/info.log" 2>&1
+fi
+if [ "$part" = vt ]; then
+  # VT_CUDA_SYNC=1: a failing kernel is named by its own launch, not by the next check.
+  step cuda_tests 150 env VT_CUDA_SYNC=1 "$bin/vt_tests" -tc="cuda*" --duration=true
+  step cuda_end_to_end 120 "$bin/vt_tests" -tc="end to end (cuda)*" --duration=true
   for model in vit_cifar tnt_cifar; do
     for amp in none bf16; do
-      step bench_vt 25 build-gpu/vt bench-train --device cuda --model "$model" --batch 512 --amp "$amp"
+      step bench_vt 25 "$bin/vt" bench-train --device cuda --model "$model" --batch 512 --amp "$amp"
     done
+  done
+elif [ "$part" = profile ]; then
+  ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+  for model in ${MODELS:-vit_cifar tnt_cifar}; do
+    # --clock-control none: the card's clocks as training sees them.
+    step "ncu_$model" 120 bash -c "'$ncu' --clock-control none --metrics gpu__time_duration.sum --csv --page raw \
+      -c 3000 '$bin/vt' bench-train --device cuda --model $model --batch 512 >'$out/ncu_$model.csv'"
+    step profile 20 "$python" scripts/ncu_summary.py "$out/ncu_$model.csv"
+  done
+elif [ "$part" = train ]; then
+  mkdir -p data
+  [ -d data/train ] || tar -xzf "${DATA_ARCHIVE:?the part train needs DATA_ARCHIVE}" -C data
+  for model in ${MODELS:-vit_cifar tnt_cifar}; do
+    step "train_$model" $((${TRAIN_SECONDS:-100} + 60)) "$bin/vt" train --device cuda --model "$model" --data data \
+      --time-budget "${TRAIN_SECONDS:-100}" --workers "$(nproc)" --out "runs/gpu_$model"
   done
 else
   for model in vit_cifar tnt_cifar; do  # torch.compile's first step compiles: most of each limit
     step bench_pytorch 280 "$python" bench/pytorch_train_step.py "$model" --device cuda --batch 512 \
-      --modes eager,amp,compile
+      --modes "${MODES:-eager,amp,compile}"
   done
 fi

@@ -75,3 +75,10 @@ TEST_CASE("tensor: copy_strided refuses a source that does not broadcast into th
   copy_strided(dst, Tensor::full({1}, 2.0));
   CHECK(dst.to_vector() == std::vector<double>{2, 2, 2});
 }
+
+TEST_CASE("tensor: a float64 tensor is refused on the GPU before it moves, whether or not a GPU is there") {
+  // float64 stays on the CPU, where the gradient checks run. The check once looked at the tensor's own device
+  // (the CPU, before the move), so on a GPU the move went through.
+  CHECK_THROWS_WITH_AS(Tensor::ones({2, 3}, DType::f64).to(Device::cuda),
+                       doctest::Contains("to(cuda): float64 tensors stay on the CPU"), std::runtime_error);
+}

@@ -21,7 +21,11 @@ namespace vt::cuda {
 
 namespace {
 
-constexpr int kWarps = 4;            // query (or key) rows per block of the warp kernels
+// At most this many query (or key) rows, one per warp, per block of the warp kernels. Every block stages all of
+// its head's keys and values, so more rows per block stage them fewer times (4 rows per block took 1.8 ms per
+// vit_cifar layer at batch 512 on an H200, most of it staging: each of the 17 blocks of a 65-token head copied
+// the whole head). warp_rows spreads a head's rows evenly: 65 tokens are 5 blocks of 13.
+constexpr int kMaxWarps = 16;
 constexpr int kMaxWarpHeadDim = 128;  // 4 features per lane
 constexpr int kMaxSmallHeadDim = 16;
 constexpr int kMaxSmallTokens = 64;
@@ -34,12 +38,23 @@ __device__ float* head(float* base, HeadStrides s, int64_t bh, int64_t heads) {
   return base + (bh / heads) * s.batch + (bh % heads) * s.head;
 }
 
-// Rows [first, first + count) of a head (row stride `row`) into shared memory as count x hd, zero-padded.
-__device__ void stage(float* shared, const float* rows, int64_t row, int64_t first, int64_t count, int64_t tokens,
-                      int hd) {
-  for (int64_t index = threadIdx.x; index < count * hd; index += blockDim.x) {
-    const int64_t j = index / hd, c = index % hd;
-    shared[index] = first + j < tokens ? rows[(first + j) * row + c] : 0.0f;
+// Rows [first, first + count) of a head (row stride `row`) into shared memory as count x hd, zero-padded. Each
+// thread issues kInFlight loads before it stores any: one load at a time waited out the memory's latency per
+// element. Indices within a tile fit 32 bits (count x hd <= 64 x 128).
+__device__ void stage(float* __restrict__ shared, const float* __restrict__ rows, int64_t row, int64_t first,
+                      int64_t count, int64_t tokens, int hd) {
+  constexpr int kInFlight = 8;
+  const int total = static_cast<int>(count) * hd, threads = static_cast<int>(blockDim.x);
+  for (int base = threadIdx.x; base < total; base += kInFlight * threads) {
+    float values[kInFlight];
+#pragma unroll
+    for (int u = 0; u < kInFlight; ++u) {
+      const int index = base + u * threads, j = index / hd, c = index - j * hd;
+      values[u] = index < total && first + j < tokens ? rows[(first + j) * row + c] : 0.0f;
+    }
+#pragma unroll
+    for (int u = 0; u < kInFlight; ++u)
+      if (base + u * threads < total) shared[base + u * threads] = values[u];
   }
 }
 
@@ -72,7 +87,7 @@ __global__ void forward_warp_rows(float* out, float* logsumexp, const float* q, 
   float* k_tile = shared;                  // (tile, hd)
   float* v_tile = shared + tile * sz.head_dim;  // (tile, hd)
   const int hd = static_cast<int>(sz.head_dim), lane = threadIdx.x % 32;
-  const int64_t n = sz.tokens, i = blockIdx.x * int64_t{kWarps} + threadIdx.x / 32;
+  const int64_t n = sz.tokens, i = blockIdx.x * int64_t{blockDim.x / 32} + threadIdx.x / 32;
   for (int64_t bh = blockIdx.y; bh < sz.batch * sz.heads; bh += gridDim.y) {
     const float *qh = head(q, qs, bh, sz.heads), *kh = head(k, ks, bh, sz.heads), *vh = head(v, vs, bh, sz.heads);
     const bool active = i < n;  // the same for the whole warp, so its shuffles stay convergent
@@ -133,7 +148,7 @@ __global__ void dq_warp_rows(float* dq, const float* dout, const float* logsumex
   float* k_tile = shared;
   float* v_tile = shared + tile * sz.head_dim;
   const int hd = static_cast<int>(sz.head_dim), lane = threadIdx.x % 32;
-  const int64_t n = sz.tokens, i = blockIdx.x * int64_t{kWarps} + threadIdx.x / 32;
+  const int64_t n = sz.tokens, i = blockIdx.x * int64_t{blockDim.x / 32} + threadIdx.x / 32;
   for (int64_t bh = blockIdx.y; bh < sz.batch * sz.heads; bh += gridDim.y) {
     const bool active = i < n;
     float query[LANE_VALUES], d_out[LANE_VALUES], accumulator[LANE_VALUES] = {};
@@ -178,7 +193,7 @@ __global__ void dkdv_warp_rows(float* dk, float* dv, const float* dout, const fl
   float* dout_tile = shared + tile * sz.head_dim;  // (tile, hd)
   float* row_stats = shared + 2 * tile * sz.head_dim;  // (tile, 2): logsumexp and delta
   const int hd = static_cast<int>(sz.head_dim), lane = threadIdx.x % 32;
-  const int64_t n = sz.tokens, j = blockIdx.x * int64_t{kWarps} + threadIdx.x / 32;
+  const int64_t n = sz.tokens, j = blockIdx.x * int64_t{blockDim.x / 32} + threadIdx.x / 32;
   for (int64_t bh = blockIdx.y; bh < sz.batch * sz.heads; bh += gridDim.y) {
     const bool active = j < n;
     float key[LANE_VALUES], value[LANE_VALUES], dk_sum[LANE_VALUES] = {}, dv_sum[LANE_VALUES] = {};
@@ -371,8 +386,15 @@ void check_sizes(const AttentionSizes& sz) {
 // Keys per shared-memory tile, so that two tiles of hd floats (and the row statistics) fit in 40 KB.
 int tile_for(int64_t head_dim) { return static_cast<int>(std::max<int64_t>(8, std::min<int64_t>(64, 5120 / (head_dim + 1)))); }
 
+// Rows per block: as many blocks per head as kMaxWarps rows need, the rows shared out evenly among them.
+int warp_rows(const AttentionSizes& sz) {
+  const int64_t blocks = (sz.tokens + kMaxWarps - 1) / kMaxWarps;
+  return static_cast<int>((sz.tokens + blocks - 1) / blocks);
+}
+
 dim3 warp_grid(const AttentionSizes& sz) {
-  return dim3(static_cast<unsigned>((sz.tokens + kWarps - 1) / kWarps),
+  const int64_t rows = warp_rows(sz);
+  return dim3(static_cast<unsigned>((sz.tokens + rows - 1) / rows),
               static_cast<unsigned>(std::min<int64_t>(sz.batch * sz.heads, 65535)));
 }
 
@@ -414,7 +436,7 @@ void attention_forward(float* out, float* logsumexp, const float* q, const float
     const int tile = tile_for(sizes.head_dim);
     const size_t shared = static_cast<size_t>(2 * tile * sizes.head_dim) * sizeof(float);
     with_lane_values(sizes.head_dim, [&](auto lanes) {
-      forward_warp_rows<decltype(lanes)::value><<<warp_grid(sizes), kWarps * 32, shared, stream()>>>(
+      forward_warp_rows<decltype(lanes)::value><<<warp_grid(sizes), warp_rows(sizes) * 32, shared, stream()>>>(
           out, logsumexp, q, k, v, out_strides, q_strides, k_strides, v_strides, sizes, scale, tile);
     });
   }
@@ -443,11 +465,11 @@ void attention_backward(float* dq, float* dk, float* dv, float* delta, const flo
       delta_warp_rows<kLanes><<<static_cast<unsigned>(std::min<int64_t>((rows + 7) / 8, 65536)), 256, 0, stream()>>>(
           delta, dout, out, dout_strides, out_strides, sizes);
       if (dq)
-        dq_warp_rows<kLanes><<<warp_grid(sizes), kWarps * 32, two_tiles, stream()>>>(
+        dq_warp_rows<kLanes><<<warp_grid(sizes), warp_rows(sizes) * 32, two_tiles, stream()>>>(
             dq, dout, logsumexp, delta, q, k, v, dq_strides, dout_strides, q_strides, k_strides, v_strides, sizes, scale,
             tile);
       if (dk || dv)
-        dkdv_warp_rows<kLanes><<<warp_grid(sizes), kWarps * 32, two_tiles + 2 * tile * sizeof(float), stream()>>>(
+        dkdv_warp_rows<kLanes><<<warp_grid(sizes), warp_rows(sizes) * 32, two_tiles + 2 * tile * sizeof(float), stream()>>>(
             dk, dv, dout, logsumexp, delta, q, k, v, dk_strides, dv_strides, dout_strides, q_strides, k_strides,
             v_strides, sizes, scale, tile);
     });

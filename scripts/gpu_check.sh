@@ -1,21 +1,21 @@
 #!/usr/bin/env bash
-# The GPU's checks, for a machine with an NVIDIA GPU, in two parts that each fit a 10-minute slot (each step has
-# a time limit; a part's limits add up to at most 580 s). Part `vt` (the default): a CUDA build for this GPU's
-# architecture, the CUDA tests, the short GPU-against-CPU training run, then vt bench-train --device cuda of both
-# presets in fp32 and bf16. Part `pytorch`: bench/pytorch_train_step.py of the same models, eager fp32, eager
-# with autocast bf16 and torch.compile. Each step writes its log into OUT_DIR (default runs/gpu_check), so that a
-# run cut short still leaves what it did; a failed step does not stop the next, and summary.log has every exit
-# code. Part `train`: vt train --device cuda of vit_cifar and tnt_cifar on CIFAR-10 (DATA_ARCHIVE, the image-folder
-# tarball, unpacked into data/; MODELS: the presets), each with --time-budget TRAIN_SECONDS (default 100).
-# Usage: scripts/gpu_check.sh [OUT_DIR] [vt|pytorch|train] (PYTHON=python3: the one with torch and timm; MODES:
-# the PyTorch modes, default eager,amp,compile)
-# Part `profile`: Nsight Compute's duration of every kernel in the first launches of vt bench-train --device cuda,
-# both presets, fp32 (ncu_<model>.csv), and scripts/ncu_summary.py's table of one training step (profile.log).
+# The GPU's checks, for a machine with an NVIDIA GPU, in parts that each fit a 10-minute slot (each step has a
+# time limit). Each step appends its log to OUT_DIR (default runs/gpu_check), so that a run cut short still
+# leaves what it did; a failed step does not stop the next, and summary.log has every exit code.
+#   vt (the default)  the CUDA tests (VT_CUDA_SYNC=1), the short GPU-against-CPU training run, then
+#                     vt bench-train --device cuda --batch 512 of both presets in fp32 and bf16
+#   pytorch           bench/pytorch_train_step.py of timm's same models (MODES, default eager,amp,compile)
+#   profile           Nsight Compute's time of every kernel in the first launches of vt bench-train --device
+#                     cuda, both presets in fp32 (ncu_<model>.csv), and scripts/ncu_summary.py's table of one
+#                     training step (profile.log)
+#   train             vt train --device cuda on CIFAR-10 (DATA_ARCHIVE, the image-folder tarball, unpacked into
+#                     data/) of MODELS (default vit_cifar tnt_cifar), each with --time-budget TRAIN_SECONDS (100)
+# Usage: scripts/gpu_check.sh [OUT_DIR] [vt|pytorch|profile|train] (PYTHON=python3: the one with torch and timm)
 # BIN=DIR: use DIR/vt and DIR/vt_tests, built elsewhere for this GPU (cmake -DCMAKE_CUDA_ARCHITECTURES=90-real
-# -DVT_NATIVE=OFF), if `DIR/vt info --model vit_cifar` runs here; else the vt part builds them into build-gpu first.
-# Where the build's Debian packages are missing and cannot be installed, carry them as .deps-debs (made here by
-# `sh ../shared/tools/offline-deps.sh` and `(cd .deps-debs && apt-get download libcli11-dev)`): they are
-# unpacked under /opt/deps first.
+# -DVT_NATIVE=OFF), if `DIR/vt info --model vit_cifar` runs here; else a CUDA build for this GPU's architecture
+# into build-gpu first. Where the build's Debian packages are missing and cannot be installed, carry them as
+# .deps-debs (made here by `sh ../shared/tools/offline-deps.sh` and `(cd .deps-debs && apt-get download
+# libcli11-dev)`): they are unpacked under /opt/deps first.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit
 out=${1:-runs/gpu_check}

@@ -5,8 +5,8 @@
   python3 scripts/ncu_summary.py kernels.csv [--boundary adamw_kernel] [--top 25]
 
 A step is the launches after the first optimizer launch up to and including the next: the second training
-step, past the first one's warm-up. ncu runs each kernel alone, so the sum is the step's time with no launch gaps: against the
-step time vt bench-train prints, the difference is what the host and launch latency add.
+step, past the first one's warm-up. ncu runs each kernel alone, so the sum is the step's time with no launch
+gaps: against the step time vt bench-train prints, the difference is what the host and launch latency add.
 """
 import argparse
 import collections
@@ -38,8 +38,8 @@ def main():
     rows = list(csv.DictReader(lines))
     units = rows[0]["gpu__time_duration.sum"]
     scale = {"nsecond": 1e-3, "ns": 1e-3, "usecond": 1.0, "us": 1.0, "msecond": 1e3, "ms": 1e3}[units]
-    kernels = [(short_name(r["Kernel Name"]), float(r["gpu__time_duration.sum"].replace(",", "")) * scale,
-                r["Grid Size"], r["Block Size"]) for r in rows[1:] if r["ID"]]
+    kernels = [(short_name(r["Kernel Name"]), float(r["gpu__time_duration.sum"].replace(",", "")) * scale)
+               for r in rows[1:] if r["ID"]]
     ends = [i for i, k in enumerate(kernels) if k[0].endswith(args.boundary)]
     if len(ends) < 2:
         raise SystemExit(f"fewer than two {args.boundary} launches among {len(kernels)}: profile more (-c)")
@@ -48,7 +48,7 @@ def main():
     step = kernels[step_ends[0] + 1:step_ends[1] + 1]
     total = sum(k[1] for k in step)
     by_name = collections.defaultdict(lambda: [0.0, 0])
-    for name, us, _, _ in step:
+    for name, us in step:
         by_name[name][0] += us
         by_name[name][1] += 1
     print(f"{len(step)} launches in one training step, {total / 1e3:.2f} ms of kernel time")

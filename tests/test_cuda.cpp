@@ -372,7 +372,7 @@ TEST_CASE("cuda: one training step of vit_cifar and of tnt_cifar, dropout and Dr
       // the gradient's size. Where |g| is near eps = 1e-8, gradients that differ by float rounding (delta) move
       // the weights differently: by at most lr delta f'(g') for the g' between them, f'(g) = eps / (|g| + eps)^2,
       // and never by more than 2 lr. Beyond that, the weights agree to an absolute 2e-4, a fifth of lr. (On an
-      // H200, tnt_cifar's blocks.0.mlp.fc1.bias moved 0.33 lr apart where the largest gradient was far above.)
+      // H200, tnt_cifar's blocks.0.mlp.fc1.bias broke the old bound, 2e-4 + 1e-5 |p| alone, 1.66-fold.)
       const double lr = 1e-3, eps = 1e-8;
       const std::vector<double> g_gpu = gpu_grads[i].to_vector();
       const std::vector<double> p = cpu[i].second.to_vector(), p_gpu = gpu_params[i].second.to_vector();

@@ -6,9 +6,11 @@
 
 namespace vt::cuda {
 
-template <class T>
+// With a width W (a power of two up to 32): the sum over each aligned group of W lanes, in every lane of the
+// group (the butterfly stays inside the group). Every lane of the warp must call it.
+template <int W = 32, class T>
 __device__ T warp_sum(T value) {
-  for (int offset = 16; offset > 0; offset >>= 1) value += __shfl_xor_sync(0xffffffffu, value, offset);
+  for (int offset = W / 2; offset > 0; offset >>= 1) value += __shfl_xor_sync(0xffffffffu, value, offset);
   return value;
 }
 

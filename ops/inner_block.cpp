@@ -75,12 +75,15 @@ void linear_rows(Lanes<T>* out, const T* weight, const T* bias, const Lanes<T>* 
   for (int64_t i = 0; i < Rows; ++i) out[o + i] = bias ? sum[i] + bias[o + i] : sum[i];
 }
 
-// out[o] = bias[o] + sum_c weight[o][c] in[c] for the `outs` rows of a (outs, ins) weight, eight rows at a time.
+// out[o] = bias[o] + sum_c weight[o][c] in[c] for the `outs` rows of a (outs, ins) weight, eight rows at a time
+// with AVX-512 (8 of its 32 registers), four with AVX2 (8 of its 16; 8 rows spilled sums to the stack).
 template <class T>
 void columns_linear(Lanes<T>* out, const T* weight, const T* bias, const Lanes<T>* in, int64_t outs, int64_t ins) {
+  constexpr int64_t kRows = 8 / kRegistersPerLanes;
   int64_t o = 0;
-  for (; o + 8 <= outs; o += 8) linear_rows<8, T>(out, weight, bias, in, o, ins);
-  for (; o + 4 <= outs; o += 4) linear_rows<4, T>(out, weight, bias, in, o, ins);
+  for (; o + kRows <= outs; o += kRows) linear_rows<kRows, T>(out, weight, bias, in, o, ins);
+  if constexpr (kRows > 4)
+    for (; o + 4 <= outs; o += 4) linear_rows<4, T>(out, weight, bias, in, o, ins);
   for (; o < outs; ++o) linear_rows<1, T>(out, weight, bias, in, o, ins);
 }
 

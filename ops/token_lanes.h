@@ -19,7 +19,7 @@ constexpr int64_t kLaneTokens = 16;
 // 16 floats as two vectors of 8, with the arithmetic of g++'s vector extensions, lane by lane. Without
 // AVX-512, g++ keeps such a pair in two AVX2 registers, but a 64-byte vector extension it keeps in memory and
 // moves through general registers 64 bits at a time: on a Zen 3, tnt_cifar trained 1.7x as fast on the pair
-// (bench-train: 42 -> 73 images/s).
+// (bench/compare_cpu.sh: 42.2 -> 73.4 images/s).
 struct alignas(64) [[gnu::may_alias]] SplitFloatLanes {
   typedef float Half __attribute__((vector_size(kLaneTokens / 2 * sizeof(float))));
   Half low, high;  // lanes 0-7, 8-15

@@ -13,7 +13,7 @@ namespace {
 
 typedef float WideLanes __attribute__((vector_size(kLaneTokens * sizeof(float))));
 
-// Lanes i of a: varied magnitudes and signs, one NaN and one infinity where `special`.
+// The same 16 values in both: varied magnitudes and signs, and a NaN and an infinity where `special`.
 void fill(SplitFloatLanes& split, WideLanes& wide, float seed, bool special) {
   for (int64_t i = 0; i < kLaneTokens; ++i) {
     const float value = std::sin(seed * static_cast<float>(i + 1)) * std::exp2(static_cast<float>(i % 7 - 3));
@@ -44,7 +44,7 @@ TEST_CASE("token lanes: SplitFloatLanes computes each lane as the 64-byte vector
   WideLanes wa, wb;
   fill(a, wa, 0.7f, true);
   fill(b, wb, 1.3f, false);
-  b[5] = wb[5] = 0.0f;  // x / 0 = +-inf, 0 / 0 = NaN
+  b[5] = wb[5] = 0.0f;  // a / b is +-inf there
   const float s = 0.375f;
   check_lanes("a + b", a + b, wa + wb);
   check_lanes("a - b", a - b, wa - wb);

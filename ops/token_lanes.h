@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "ops/softmax_kernels.h"
 
@@ -61,14 +62,9 @@ struct TokenLanesOf<double> {
 template <class T>
 using TokenLanes = typename TokenLanesOf<T>::type;
 
-// The vector registers a TokenLanes<float> fills: one of AVX-512's, two of AVX2's. Kernels that keep several
-// vectors of sums size their blocks by it.
-constexpr int64_t kRegistersPerLanes =
-#ifdef __AVX512F__
-    1;
-#else
-    2;
-#endif
+// The vector registers a TokenLanes<float> fills: one of AVX-512's, or the pair's two of AVX2's. Kernels that
+// keep several vectors of sums size their blocks by it.
+constexpr int64_t kRegistersPerLanes = std::is_same_v<TokenLanes<float>, SplitFloatLanes> ? 2 : 1;
 
 // The larger of a and b, lane by lane (NaN in a gives b, as a > b is false).
 template <class Lanes>

@@ -1,7 +1,9 @@
 // The 16-lane vectors of TNT's pixel-level kernels (ops/token_lanes.h): SplitFloatLanes, the two AVX2-wide halves
 // that stand for 16 floats without AVX-512, against g++'s 64-byte vector extension lane by lane, on every build,
 // so that an AVX-512 machine checks the type it does not run; and the softmax over columns against plain loops.
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "ops/token_lanes.h"

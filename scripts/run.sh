@@ -23,7 +23,7 @@ if [ $# -eq 0 ]; then
   bf16_peak=$(echo "$gemm" | sed -n 's/^bf16 gemm peak GFLOP\/s ([^)]*): //p')
   if [ -n "$bf16_peak" ] && awk "BEGIN { exit !($bf16_peak >= 1.3 * $sgemm_peak) }"; then amp=(--amp bf16); fi
   echo "GEMM peaks: float32 $sgemm_peak GFLOP/s, bf16 ${bf16_peak:-none}; training with ${amp[*]:-float32 matmuls}"
-  ./build/vt train --data data --model vit_cifar dim=128 depth=6 heads=4 mlp_ratio=2 drop_path_rate=0 \
+  ./build/vt train --data data --model vit_cifar dim=128 depth=6 heads=4 mlp_ratio=2 drop_path_rate=0 pool=mean \
     --aug crop=4,flip=1,auto=none --lr 2e-3 --warmup 1 --clip-grad 1 --time-budget 3600 "${amp[@]}"
 else
   ./build/vt train --model vit_cifar --data data "$@"  # a flag given again in "$@" wins over these

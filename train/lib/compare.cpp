@@ -112,7 +112,7 @@ int command_compare(const CompareOptions& o) {
     double seconds_per_epoch = 0;
     for (const ModelReport& r : reports)
       seconds_per_epoch += train_images / r.train_images_per_s + test_images / r.infer_images_per_s;
-    epochs = std::max<int64_t>(1, static_cast<int64_t>(time_budget / seconds_per_epoch));
+    epochs = std::max<int64_t>(1, epochs_that_fit(time_budget, seconds_per_epoch));
     std::printf("time budget %.0f s: an epoch of every model takes about %.0f s, so %ld epoch%s each\n", time_budget,
                 seconds_per_epoch, static_cast<long>(epochs), epochs == 1 ? "" : "s");
   }

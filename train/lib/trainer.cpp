@@ -318,7 +318,7 @@ int64_t epochs_for_budget(Run& run, std::chrono::steady_clock::time_point run_st
   const double epoch_test = static_cast<double>(run.test_set->size()) / std::max(infer_rate, 1e-9);
   const double spent = seconds_since(run_start);  // loading the data, building the model and measuring
   const double left = o.time_budget - spent;
-  const int64_t epochs = static_cast<int64_t>(std::clamp(std::floor(left / (epoch_train + epoch_test)), 1.0, 1e6));
+  const int64_t epochs = std::max<int64_t>(1, epochs_that_fit(left, epoch_train + epoch_test));
   if (!o.quiet) {
     std::printf("time budget %.0f s: %.0f s spent loading and measuring; an epoch takes about %.0f s (%.0f training "
                 "images/s, %.0f test images/s), so %ld epoch%s\n",
@@ -640,11 +640,15 @@ int64_t warmup_steps_for(int64_t total_steps, int64_t steps_per_epoch, double wa
   return std::min<int64_t>(static_cast<int64_t>(warmup_epochs * steps_per_epoch), total_steps / 10);
 }
 
+int64_t epochs_that_fit(double seconds_left, double seconds_per_epoch) {
+  const double epochs = (1 - kBudgetSlack) * seconds_left / seconds_per_epoch;
+  return std::isnan(epochs) ? 0 : static_cast<int64_t>(std::clamp(std::floor(epochs), 0.0, 1e6));
+}
+
 int64_t refit_epochs(int64_t epochs, int64_t epochs_done, int64_t steps_per_epoch, double warmup_epochs,
                      double seconds_left, double seconds_per_epoch) {
   if (!(seconds_per_epoch > 0) || !std::isfinite(seconds_left)) return epochs;
-  const int64_t fitted =
-      epochs_done + static_cast<int64_t>(std::clamp(std::floor(seconds_left / seconds_per_epoch), 0.0, 1e6));
+  const int64_t fitted = epochs_done + epochs_that_fit(seconds_left, seconds_per_epoch);
   int64_t steps = 0, fitted_steps = 0;
   if (fitted <= epochs_done || __builtin_mul_overflow(epochs, steps_per_epoch, &steps) ||
       __builtin_mul_overflow(fitted, steps_per_epoch, &fitted_steps))

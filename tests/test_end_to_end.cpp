@@ -217,7 +217,7 @@ TEST_CASE("vt train --time-budget: the epochs are fitted again after the warm-up
 
 TEST_CASE("vt train --time-budget: the epochs fitted leave kBudgetSlack of the time spare") {
   // A run on a 2-core Zen 3: 3,421 s left after a first epoch of 162 s. Without the slack 1 + floor(21.12) = 22
-  // epochs were fitted, and the run, its later epochs 1% slower, ended 62 s past its 3,600 s. Now
+  // epochs were fitted, and the run, its later training passes 3% slower, ended 62 s past its 3,600 s. Now
   // 1 + floor(0.97 * 3421 / 162) = 1 + floor(20.48) = 21.
   CHECK(refit_epochs(23, 1, 390, 1.0, 3421, 162) == 21);
   CHECK(epochs_that_fit(3421, 162) == 20);

@@ -49,8 +49,8 @@ struct TrainOptions {
 int64_t warmup_steps_for(int64_t total_steps, int64_t steps_per_epoch, double warmup_epochs);
 
 // --time-budget: the whole epochs of seconds_per_epoch that fit in seconds_left, less kBudgetSlack of it (0 when
-// none fit, at most 1e6). Epochs on a busy 2-core machine varied by 10% either way, and a fit that left a tenth
-// of an epoch spare ended 62 s (1.7%) past a 3,600 s budget; the slack keeps such runs inside it.
+// none fit, at most 1e6). On a 2-core Zen 3 one run's training passes took 142-179 s, and its fit, which left a
+// tenth of an epoch spare, ended 62 s (1.7%) past a 3,600 s budget; the slack keeps such a run inside it.
 constexpr double kBudgetSlack = 0.03;
 int64_t epochs_that_fit(double seconds_left, double seconds_per_epoch);
 

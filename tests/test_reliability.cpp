@@ -140,6 +140,14 @@ void expect_same_tensors(const std::string& a, const std::string& b) {
   }
 }
 
+// A whole text file.
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
 // The metrics rows without the timing columns (images/s and seconds).
 std::vector<std::string> metrics_without_timings(const fs::path& path) {
   std::ifstream in(path);
@@ -227,6 +235,10 @@ TEST_CASE("reliability: a resumed run refuses a state that is corrupt, missing, 
   fs::copy_file(saved, state, fs::copy_options::overwrite_existing);
   CHECK(run_vt(tiny_run(data, run) + " --resume --epochs 4 --allow-changed-config").exit_code == 0);
   CHECK(metrics_without_timings(run / "metrics.csv").size() == 5);  // header and 4 epochs
+  // config.toml now holds the settings resumed with, so `vt train --config` repeats 4 epochs, not the first 3.
+  const std::string config = read_text(run / "config.toml");
+  CHECK(has(config, "epochs = \"4\"\n"));
+  CHECK(!has(config, "epochs = \"3\""));
 }
 
 TEST_CASE("reliability: metrics.csv keeps every epoch across stops and resumes, as a straight run writes it") {
@@ -346,12 +358,9 @@ TEST_CASE("reliability: a run's config.toml reloads with --config to the same ru
   REQUIRE(run_vt("train --config '" + (first / "config.toml").string() + "' --out '" + second.string() + "' --threads 1")
               .exit_code == 0);
   expect_same_tensors((first / "last.safetensors").string(), (second / "last.safetensors").string());
-  std::ifstream a(first / "config.toml"), b(second / "config.toml");
-  std::stringstream first_config, second_config;
-  first_config << a.rdbuf();
-  second_config << b.rdbuf();
-  CHECK(first_config.str() == second_config.str());
-  CHECK(has(first_config.str(), "seed = \"7\""));
+  const std::string first_config = read_text(first / "config.toml");
+  CHECK(first_config == read_text(second / "config.toml"));
+  CHECK(has(first_config, "seed = \"7\""));
 }
 
 TEST_CASE("vt eval and predict --amp bf16: the checkpoint's accuracy with bf16 matmuls, or a clear refusal") {

@@ -329,6 +329,27 @@ int64_t epochs_for_budget(Run& run, std::chrono::steady_clock::time_point run_st
   return epochs;
 }
 
+// The run's settings as a file that `vt train --config FILE` reads back (CLI11's subset of TOML): each flag of
+// vt train that shapes the run, values quoted, and the model's fields as the --model-fields list (key=value).
+std::string run_config_file(const TrainOptions& o) {
+  std::string out = "# The settings of this run; `vt train --config <this file>` repeats it.\n";
+  if (o.time_budget > 0)
+    out += "# Its epochs were fitted to --time-budget " + shortest_text(o.time_budget) + " on the machine that ran it.\n";
+  out += "[train]\n";
+  std::vector<std::string> fields;
+  for (const auto& [key, value] : run_settings(o)) {
+    if (key == "threads") continue;  // an option of every command, not of vt train
+    if (key.starts_with("model.")) {
+      fields.push_back(key.substr(6) + "=" + value);
+      continue;
+    }
+    out += key + " = ";
+    append_json_string(out, value);
+    out += "\n";
+  }
+  return out + "model-fields = " + json_string_array(fields) + "\n";
+}
+
 // ---- the training state: saved, loaded, checked ----
 
 // The settings a resume may differ in without --allow-changed-config: where the data lives, which device and how
@@ -463,34 +484,15 @@ Standing resume(Run& run) {
   } else if (state_value<int64_t>(state, run.state, "epoch.batches") > 0 && !run.options.quiet) {
     std::printf("the settings changed: epoch %ld restarts from its first batch\n", static_cast<long>(state.epoch + 1));
   }
-  // The state is the commit point; the files written after it may be older, and are brought up to it.
+  // The state is the commit point; the files written after it may be older, and are brought up to it. The
+  // config takes this resume's settings, which --allow-changed-config may have changed (it kept the old ones).
+  write_file_atomically("train", run.config, run_config_file(run.options));
   write_file_atomically("train", run.metrics, metrics_csv(standing.history, false));
   nn::save_weights(run.last, *run.model, run.checkpoint_metadata);
   if (!run.options.quiet)
     std::printf("resuming %s at epoch %ld, step %ld\n", run.dir.c_str(), static_cast<long>(state.epoch + 1),
                 static_cast<long>(state.step));
   return standing;
-}
-
-// The run's settings as a file that `vt train --config FILE` reads back (CLI11's subset of TOML): each flag of
-// vt train that shapes the run, values quoted, and the model's fields as the --model-fields list (key=value).
-std::string run_config_file(const TrainOptions& o) {
-  std::string out = "# The settings of this run; `vt train --config <this file>` repeats it.\n";
-  if (o.time_budget > 0)
-    out += "# Its epochs were fitted to --time-budget " + shortest_text(o.time_budget) + " on the machine that ran it.\n";
-  out += "[train]\n";
-  std::vector<std::string> fields;
-  for (const auto& [key, value] : run_settings(o)) {
-    if (key == "threads") continue;  // an option of every command, not of vt train
-    if (key.starts_with("model.")) {
-      fields.push_back(key.substr(6) + "=" + value);
-      continue;
-    }
-    out += key + " = ";
-    append_json_string(out, value);
-    out += "\n";
-  }
-  return out + "model-fields = " + json_string_array(fields) + "\n";
 }
 
 void refuse_existing_run(const Run& run) {

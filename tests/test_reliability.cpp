@@ -110,6 +110,14 @@ struct Outcome {
   std::string output;  // stdout and stderr together
 };
 
+// A whole text file.
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
 // Runs the vt program with `arguments` (and `environment` assignments before it) in a shell; returns how it ended.
 Outcome run_vt(const std::string& arguments, const std::string& environment = "") {
   static int uses = 0;
@@ -119,10 +127,7 @@ Outcome run_vt(const std::string& arguments, const std::string& environment = ""
   const std::string command = "exec env " + environment + " " + VT_BINARY + " " + arguments + " > '" + log + "' 2>&1";
   const int status = std::system(command.c_str());
   Outcome outcome;
-  std::ifstream in(log);
-  std::stringstream text;
-  text << in.rdbuf();
-  outcome.output = text.str();
+  outcome.output = read_text(log);
   fs::remove(log);
   if (WIFEXITED(status)) outcome.exit_code = WEXITSTATUS(status);
   else if (WIFSIGNALED(status)) outcome.signal = WTERMSIG(status);
@@ -138,14 +143,6 @@ void expect_same_tensors(const std::string& a, const std::string& b) {
     CHECK(first[i].first == second[i].first);
     CHECK(first[i].second.to_vector() == second[i].second.to_vector());
   }
-}
-
-// A whole text file.
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 // The metrics rows without the timing columns (images/s and seconds).

@@ -12,7 +12,9 @@
 #include <atomic>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -43,6 +45,12 @@ struct TemporaryDirectory {
   TemporaryDirectory& operator=(const TemporaryDirectory&) = delete;
   std::filesystem::path path;
 };
+
+// A whole file's bytes (empty when it cannot be opened: the caller's checks then fail on the contents).
+inline std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
 
 // Every element of t within atol + rtol * |expected| of the expected values (row-major order).
 inline void expect_close(const Tensor& t, const std::vector<double>& expected, double atol = 1e-6,

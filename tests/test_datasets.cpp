@@ -35,8 +35,8 @@ void write_bytes(const fs::path& file, const std::vector<uint8_t>& bytes) {
 }
 
 std::vector<uint8_t> read_bytes(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
+  const std::string bytes = testing::read_file(file);
+  return std::vector<uint8_t>(bytes.begin(), bytes.end());
 }
 
 // Keeps the first `fraction` of a file.

@@ -9,7 +9,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include "autograd/device.h"
 #include "nn/safetensors.h"
@@ -237,9 +236,7 @@ std::string run_compare(std::vector<std::string> arguments, const fs::path& out)
   std::vector<const char*> argv;
   for (const std::string& argument : arguments) argv.push_back(argument.c_str());
   REQUIRE(run_cli(static_cast<int>(argv.size()), argv.data()) == 0);
-  std::stringstream report;
-  report << std::ifstream(out / "report.md").rdbuf();
-  return report.str();
+  return testing::read_file(out / "report.md");
 }
 
 }  // namespace
@@ -263,8 +260,7 @@ TEST_CASE("vt compare: one recipe for both models, a report row each and a two-p
     CHECK(lines == 3);  // header + 2 epochs
   }
   // Two panels side by side: wider than tall.
-  std::ifstream png_file(directory.path / "epochs" / "curves.png", std::ios::binary);
-  const std::string png((std::istreambuf_iterator<char>(png_file)), std::istreambuf_iterator<char>());
+  const std::string png = testing::read_file(directory.path / "epochs" / "curves.png");
   int width = 0, height = 0, channels = 0;
   REQUIRE(stbi_info_from_memory(reinterpret_cast<const stbi_uc*>(png.data()), static_cast<int>(png.size()), &width,
                                 &height, &channels) == 1);

@@ -5,7 +5,6 @@
 
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 
 #include "models/insight.h"
 #include "models/vit.h"
@@ -204,8 +203,7 @@ int run_vt(std::vector<std::string> arguments) {
 }
 
 std::pair<int, int> png_size(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  const std::string png((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  const std::string png = testing::read_file(path);
   int width = 0, height = 0, channels = 0;
   REQUIRE(stbi_info_from_memory(reinterpret_cast<const stbi_uc*>(png.data()), static_cast<int>(png.size()), &width,
                                 &height, &channels) == 1);

@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <filesystem>
-#include <fstream>
 #include <iterator>
 
 #include "tests/helpers.h"
@@ -22,10 +21,10 @@ constexpr uint32_t blue = 0x1F77B4, orange = 0xFF7F0E, green = 0x2CA02C, purple 
 
 // A PNG file decoded into the same layout as RgbImage; reads the whole file first, as the datasets do.
 RgbImage read_png(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  const std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  const std::string bytes = testing::read_file(path);
   int width = 0, height = 0, channels = 0;
-  unsigned char* decoded = stbi_load_from_memory(bytes.data(), int(bytes.size()), &width, &height, &channels, 3);
+  const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
+  unsigned char* decoded = stbi_load_from_memory(data, int(bytes.size()), &width, &height, &channels, 3);
   REQUIRE(decoded != nullptr);
   RgbImage image(width, height);
   std::copy_n(decoded, size_t(width) * height * 3, image.pixels.begin());

@@ -9,7 +9,6 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <sstream>
 
 #include "autograd/files.h"
 #include "autograd/gemm_bf16.h"
@@ -110,14 +109,6 @@ struct Outcome {
   std::string output;  // stdout and stderr together
 };
 
-// A whole text file.
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 // Runs the vt program with `arguments` (and `environment` assignments before it) in a shell; returns how it ended.
 Outcome run_vt(const std::string& arguments, const std::string& environment = "") {
   static int uses = 0;
@@ -127,7 +118,7 @@ Outcome run_vt(const std::string& arguments, const std::string& environment = ""
   const std::string command = "exec env " + environment + " " + VT_BINARY + " " + arguments + " > '" + log + "' 2>&1";
   const int status = std::system(command.c_str());
   Outcome outcome;
-  outcome.output = read_text(log);
+  outcome.output = testing::read_file(log);
   fs::remove(log);
   if (WIFEXITED(status)) outcome.exit_code = WEXITSTATUS(status);
   else if (WIFSIGNALED(status)) outcome.signal = WTERMSIG(status);
@@ -233,7 +224,7 @@ TEST_CASE("reliability: a resumed run refuses a state that is corrupt, missing, 
   CHECK(run_vt(tiny_run(data, run) + " --resume --epochs 4 --allow-changed-config").exit_code == 0);
   CHECK(metrics_without_timings(run / "metrics.csv").size() == 5);  // header and 4 epochs
   // config.toml now holds the settings resumed with, so `vt train --config` repeats 4 epochs, not the first 3.
-  const std::string config = read_text(run / "config.toml");
+  const std::string config = testing::read_file(run / "config.toml");
   CHECK(has(config, "epochs = \"4\"\n"));
   CHECK(!has(config, "epochs = \"3\""));
 }
@@ -355,8 +346,8 @@ TEST_CASE("reliability: a run's config.toml reloads with --config to the same ru
   REQUIRE(run_vt("train --config '" + (first / "config.toml").string() + "' --out '" + second.string() + "' --threads 1")
               .exit_code == 0);
   expect_same_tensors((first / "last.safetensors").string(), (second / "last.safetensors").string());
-  const std::string first_config = read_text(first / "config.toml");
-  CHECK(first_config == read_text(second / "config.toml"));
+  const std::string first_config = testing::read_file(first / "config.toml");
+  CHECK(first_config == testing::read_file(second / "config.toml"));
   CHECK(has(first_config, "seed = \"7\""));
 }
 

@@ -22,11 +22,6 @@ namespace fs = std::filesystem;
 
 using testing::TemporaryDirectory;
 
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
 void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
@@ -133,7 +128,7 @@ TEST_CASE("safetensors: the bytes follow the spec (length, padded JSON header, a
   const Tensor c = Tensor::from_indices({7, -8}, {2});
   nn::save_safetensors(path, {{"a", a}, {"b", b}, {"c", c}}, {{"k", "v\""}});
 
-  const std::string bytes = read_bytes(path);
+  const std::string bytes = testing::read_file(path);
   REQUIRE(bytes.size() >= 8);
   uint64_t header_length = 0;
   for (int k = 7; k >= 0; --k) header_length = header_length * 256 + static_cast<unsigned char>(bytes[k]);
@@ -159,7 +154,7 @@ TEST_CASE("safetensors: the bytes follow the spec (length, padded JSON header, a
 
   // No tensors and no metadata: "{}" padded to 8 bytes, and nothing after it.
   nn::save_safetensors(path, {});
-  CHECK(read_bytes(path) == raw_file("{}      ", ""));
+  CHECK(testing::read_file(path) == raw_file("{}      ", ""));
   CHECK(nn::load_safetensors(path).tensors.empty());
 }
 
@@ -211,7 +206,7 @@ TEST_CASE("safetensors: a truncated file fails, naming the file and the problem,
   TemporaryDirectory directory("safetensors_truncated");
   const std::string path = directory.file("truncated.safetensors");
   nn::save_safetensors(path, {{"w", Tensor::from_vector({1, 2, 3, 4}, {2, 2})}, {"b", Tensor::zeros({5}, DType::f64)}});
-  const std::string whole = read_bytes(path);
+  const std::string whole = testing::read_file(path);
   uint64_t header_length = 0;
   std::memcpy(&header_length, whole.data(), 8);
   const std::vector<std::pair<size_t, std::string>> cuts = {
@@ -308,12 +303,12 @@ TEST_CASE("safetensors: writes are atomic and never leave a temporary file or cl
   const std::string path = directory.file("model.safetensors");
   nn::save_safetensors(path, {{"w", Tensor::from_vector({1, 2}, {2})}});
   CHECK(directory.listing() == std::vector<std::string>{"model.safetensors"});
-  const std::string old_bytes = read_bytes(path);
+  const std::string old_bytes = testing::read_file(path);
 
   // A write refused before any byte is written (a name given twice) leaves the old file as it was.
   CHECK(contains(error_of([&] { nn::save_safetensors(path, {{"w", Tensor::zeros({2})}, {"w", Tensor::zeros({2})}}); }),
                  "tensor 'w' is given twice"));
-  CHECK(read_bytes(path) == old_bytes);
+  CHECK(testing::read_file(path) == old_bytes);
 
   // A directory that does not exist: the temporary file cannot even be created.
   const std::string unreachable = directory.file("missing/model.safetensors");

@@ -242,7 +242,7 @@ TEST_CASE("bf16: each kernel reads and writes nothing past its operands, packed 
   }
 }
 
-TEST_CASE("bf16: gemm's tilings run on the bf16 kernel, the same bits on 1 and 2 threads; skinny and whole ones stay fp32") {
+TEST_CASE("bf16: gemm's tilings run on the bf16 kernel, the same bits on 1 and 2 threads, skinny and whole ones stay fp32") {
   if (best_bf16_kernel() == Bf16Kernel::none) {
     MESSAGE("this CPU has neither AVX512-BF16 nor AMX: gemm refuses the bf16 precision");
     CHECK_THROWS_WITH_AS(set_cpu_matmul_precision(MatmulPrecision::bf16),

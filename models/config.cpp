@@ -361,6 +361,12 @@ double macs_per_image(const ModelConfig& c) {
   return macs;
 }
 
+double computed_macs_per_image(const ModelConfig& c) {
+  if (c.pool != Pooling::cls || c.depth == 0) return macs_per_image(c);
+  const double n = static_cast<double>(c.num_patches()), d = static_cast<double>(c.dim);
+  return macs_per_image(c) - n * (d * d + 2 * d * std::floor(d * c.mlp_ratio));  // the patch rows' proj and MLP
+}
+
 static const std::string kMetadataPrefix = "vt.model.";
 
 std::map<std::string, std::string> config_metadata(const ModelConfig& config) {

@@ -58,6 +58,9 @@ double parameter_count(const ModelConfig& config);
 // Multiply-adds of one image's forward pass: every Linear, conv and attention product (q k^T and P v),
 // the convention of timm's model cards (fvcore): norms, softmax and activations are not counted.
 double macs_per_image(const ModelConfig& config);
+// The multiply-adds vt's forward does: with class-token pooling the last block's output projection and MLP
+// run on the class token alone (nn::Block's class_token_only), N fewer rows than macs_per_image counts.
+double computed_macs_per_image(const ModelConfig& config);
 
 // An image classifier built from the config: images (B, C, H, W) -> logits (B, classes).
 class Classifier : public nn::Module {

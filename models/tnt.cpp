@@ -76,15 +76,17 @@ Tensor TNTBlock::inner(const Tensor& pixels_in) const {
   return drop_path->residual(pixels, mlp_in->forward(norm_mlp_in->forward(pixels)));                  // (B*64, 16, 12)
 }
 
-std::pair<Tensor, Tensor> TNTBlock::forward(const Tensor& pixels_in, const Tensor& patches_in) const {
+std::pair<Tensor, Tensor> TNTBlock::forward(const Tensor& pixels_in, const Tensor& patches_in, bool class_token_only) const {
   const Tensor pixels = inner(pixels_in);  // (B*N, M, d) = (B*64, 16, 12)
   // Each patch token (not the class token) gets LN -> Linear -> LN of its flattened pixel tokens.
   const int64_t batch = patches_in.size(0), tokens = patches_in.size(1);
   const Tensor flat = reshape(pixels, {batch, tokens - 1, -1});                                         // (B, N, M*d) = (B, 64, 192)
   const Tensor from_pixels = norm2_proj->forward(proj->forward(norm1_proj->forward(flat)));            // (B, N, D) = (B, 64, 192)
   Tensor patches = cat({slice(patches_in, 1, 0, 1), add(slice(patches_in, 1, 1, tokens), from_pixels)}, 1);  // (B, 1 + N, D) = (B, 65, 192)
-  // Outer transformer on the patch tokens.
-  patches = drop_path->residual(patches, attn_out->forward(norm_out->forward(patches)));
+  // Outer transformer on the patch tokens; every token's keys and values, then the class token's row alone when
+  // that is all that is read.
+  const Tensor residual = class_token_only ? slice(patches, 1, 0, 1) : patches;  // (B, 1, D) or (B, 1 + N, D)
+  patches = drop_path->residual(residual, attn_out->forward(norm_out->forward(patches), class_token_only));
   patches = drop_path->residual(patches, mlp->forward(norm_mlp->forward(patches)));
   return {pixels, patches};
 }
@@ -122,10 +124,13 @@ Tensor TransformerInTransformer::forward(const Tensor& images) const {
   const Tensor patch_tokens = norm2_proj->forward(proj->forward(norm1_proj->forward(flat)));  // (B, N, D) = (B, 64, 192)
   const Tensor cls = expand(cls_token, {batch, 1, config.dim});                              // (B, 1, D)
   Tensor patches = pos_drop->forward(patch_pos->add_to(cat({cls, patch_tokens}, 1)));        // (B, 1 + N, D) = (B, 65, 192)
-  for (const auto& block : blocks) std::tie(pixels, patches) = block->forward(pixels, patches);
-  patches = norm->forward(patches);                                                          // (B, 65, 192)
-  Tensor x = config.pool == Pooling::cls ? squeeze(slice(patches, 1, 0, 1), 1)              // (B, D)
-                                         : mean(slice(patches, 1, 1, patches.size(1)), {1});
+  // Class-token pooling reads one row of the last block's output, so that block computes that row alone.
+  const bool class_token_only = config.pool == Pooling::cls;
+  for (size_t i = 0; i < blocks.size(); ++i)  // patches (B, 65, 192); (B, 1, 192) after the last with class_token_only
+    std::tie(pixels, patches) = blocks[i]->forward(pixels, patches, class_token_only && i + 1 == blocks.size());
+  patches = norm->forward(patches);
+  Tensor x = class_token_only ? squeeze(slice(patches, 1, 0, 1), 1)                          // (B, D)
+                              : mean(slice(patches, 1, 1, patches.size(1)), {1});
   if (pre_logits) x = tanh(pre_logits->forward(x));                                          // (B, hidden)
   return head->forward(x);                                                                   // (B, classes) = (B, 10)
 }

@@ -22,8 +22,9 @@ class PixelEmbed : public nn::Module {
 class TNTBlock : public nn::Module {
  public:
   TNTBlock(const ModelConfig& config, double drop_path);
-  // pixels (B*N, M, d), patches (B, 1 + N, D) -> the same shapes
-  std::pair<Tensor, Tensor> forward(const Tensor& pixels, const Tensor& patches) const;
+  // pixels (B*N, M, d), patches (B, 1 + N, D) -> the same shapes, or with class_token_only patches (B, 1, D):
+  // the outer block's class-token row alone past its attention (nn::Block's rule, for the last block).
+  std::pair<Tensor, Tensor> forward(const Tensor& pixels, const Tensor& patches, bool class_token_only = false) const;
   // The inner transformer on the pixel tokens (B*N, M, d): one fused op (inner_block) where the sizes fit, on
   // the CPU, without dropout or kept attention maps; else the separate modules.
   Tensor inner(const Tensor& pixels) const;

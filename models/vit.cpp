@@ -35,8 +35,11 @@ Tensor VisionTransformer::features(const Tensor& images) const {
   const Tensor patches = patch_embed->forward(images);                      // (B, N, D) = (B, 64, 192)
   const Tensor cls = expand(cls_token, {batch, 1, config.dim});             // (B, 1, D)
   Tensor x = pos_drop->forward(pos_embed->add_to(cat({cls, patches}, 1)));  // (B, 1 + N, D) = (B, 65, 192)
-  for (const auto& block : blocks) x = block->forward(x);                   // (B, 65, 192)
-  if (config.pool == Pooling::cls) return squeeze(slice(norm->forward(x), 1, 0, 1), 1);  // (B, D): the class token
+  // Class-token pooling reads one row of the last block's output, so that block computes that row alone.
+  const bool class_token_only = config.pool == Pooling::cls;
+  for (size_t i = 0; i < blocks.size(); ++i)
+    x = blocks[i]->forward(x, class_token_only && i + 1 == blocks.size());  // (B, 65, 192); (B, 1, 192) after the last
+  if (class_token_only) return squeeze(norm->forward(slice(x, 1, 0, 1)), 1);  // (B, D): the class token
   return fc_norm->forward(mean(slice(x, 1, 1, x.size(1)), {1}));            // (B, D): the mean of the patch tokens
 }
 

@@ -21,17 +21,21 @@ Attention::Attention(int64_t dim, int64_t heads_, QkvLayout layout, bool qkv_bia
   proj_drop = register_module("proj_drop", std::make_shared<Dropout>(drop));
 }
 
-Tensor Attention::forward(const Tensor& x) const {
+Tensor Attention::forward(const Tensor& x, bool class_token_only) const {
   const std::vector<Tensor> projections = qkv ? std::vector<Tensor>{qkv->forward(x)}                // {(B, N, 3D)}
                                               : std::vector<Tensor>{qk->forward(x), v->forward(x)};  // {(B, N, 2D), (B, N, D)}
-  if (!keep_probabilities) return proj_drop->forward(proj->forward(multi_head_attention(projections, heads)));
-  // The same attention as separate ops on the heads' views, keeping softmax(q k^T / sqrt(hd)) (B, H, N, N).
-  const int64_t batch = x.size(0), tokens = x.size(1), dim = x.size(2), head_dim = dim / heads;
-  const Tensor packed = qkv ? projections[0] : cat(projections, 2);  // (B, N, 3D): a copy only for {qk, v}
-  const Tensor qkv_heads = permute(view(packed, {batch, tokens, 3, heads, head_dim}), {2, 0, 3, 1, 4});  // (3, B, H, N, hd)
-  const Tensor q = select(qkv_heads, 0, 0), k = select(qkv_heads, 0, 1), values = select(qkv_heads, 0, 2);   // (B, H, N, hd)
-  probabilities = softmax(mul(matmul(q, transpose(k, 2, 3)), 1.0 / std::sqrt(static_cast<double>(head_dim))), -1);  // (B, H, N, N)
-  const Tensor merged = reshape(transpose(matmul(probabilities, values), 1, 2), {batch, tokens, dim});  // (B, N, D)
+  Tensor merged;  // (B, N, D): the heads' outputs side by side
+  if (!keep_probabilities) {
+    merged = multi_head_attention(projections, heads);
+  } else {  // the same attention as separate ops on the heads' views, keeping softmax(q k^T / sqrt(hd)) (B, H, N, N)
+    const int64_t batch = x.size(0), tokens = x.size(1), dim = x.size(2), head_dim = dim / heads;
+    const Tensor packed = qkv ? projections[0] : cat(projections, 2);  // (B, N, 3D): a copy only for {qk, v}
+    const Tensor qkv_heads = permute(view(packed, {batch, tokens, 3, heads, head_dim}), {2, 0, 3, 1, 4});  // (3, B, H, N, hd)
+    const Tensor q = select(qkv_heads, 0, 0), k = select(qkv_heads, 0, 1), values = select(qkv_heads, 0, 2);   // (B, H, N, hd)
+    probabilities = softmax(mul(matmul(q, transpose(k, 2, 3)), 1.0 / std::sqrt(static_cast<double>(head_dim))), -1);  // (B, H, N, N)
+    merged = reshape(transpose(matmul(probabilities, values), 1, 2), {batch, tokens, dim});
+  }
+  if (class_token_only) merged = slice(merged, 1, 0, 1);  // (B, 1, D)
   return proj_drop->forward(proj->forward(merged));
 }
 
@@ -45,8 +49,10 @@ Block::Block(int64_t dim, int64_t heads, double mlp_ratio, bool qkv_bias, double
   drop_path2 = register_module("drop_path2", std::make_shared<DropPath>(drop_path));
 }
 
-Tensor Block::forward(const Tensor& x) const {
-  const Tensor h = drop_path1->residual(x, attn->forward(norm1->forward(x)));  // x + drop_path(attn(norm1(x)))
+Tensor Block::forward(const Tensor& x, bool class_token_only) const {
+  // h = x + drop_path(attn(norm1(x))), then h + drop_path(mlp(norm2(h))), on the class token's row alone or every row.
+  const Tensor residual = class_token_only ? slice(x, 1, 0, 1) : x;  // (B, 1, D) or (B, N, D)
+  const Tensor h = drop_path1->residual(residual, attn->forward(norm1->forward(x), class_token_only));
   return drop_path2->residual(h, mlp->forward(norm2->forward(h)));
 }
 

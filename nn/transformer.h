@@ -12,7 +12,9 @@ enum class QkvLayout { fused, separate };
 class Attention : public Module {
  public:
   Attention(int64_t dim, int64_t heads, QkvLayout layout, bool qkv_bias, double proj_drop = 0.0);
-  Tensor forward(const Tensor& x) const;  // (B, N, D) -> (B, N, D)
+  // (B, N, D) -> (B, N, D), or with class_token_only (B, 1, D): every token's keys and values, the class
+  // token's query alone past the attention op (projection, dropout).
+  Tensor forward(const Tensor& x, bool class_token_only = false) const;
   int64_t heads;
   // Set by the insight tools (models/insight.h): forward then computes softmax(q k^T / sqrt(hd)) as a tensor of
   // its own, keeps it in `probabilities` (B, H, N, N) and multiplies it into v, instead of the fused op, which
@@ -28,7 +30,9 @@ class Block : public Module {
  public:
   Block(int64_t dim, int64_t heads, double mlp_ratio, bool qkv_bias, double drop, double drop_path, double norm_eps,
         QkvLayout layout = QkvLayout::fused);
-  Tensor forward(const Tensor& x) const;  // (B, N, D) -> (B, N, D)
+  // (B, N, D) -> (B, N, D), or with class_token_only the class token's row alone, (B, 1, D): all that
+  // class-token pooling reads of the last block, whose other rows would reach neither the logits nor the loss.
+  Tensor forward(const Tensor& x, bool class_token_only = false) const;
   std::shared_ptr<LayerNorm> norm1, norm2;
   std::shared_ptr<Attention> attn;
   std::shared_ptr<Mlp> mlp;

@@ -125,6 +125,76 @@ TEST_CASE("models: gradient check through a whole ViT block and a whole TNT bloc
   }, tnt_leaves);
 }
 
+// The values and gradients of a class-token run: `forward(only)` gives the block's class-token row (B, 1, D),
+// computed alone (only) or sliced from every row; the upstream gradient reaches that row only.
+static std::vector<Tensor> class_token_run(nn::Module& block, const std::vector<Tensor>& inputs, const Tensor& upstream,
+                                           const std::function<Tensor(const std::vector<Tensor>&, bool)>& forward,
+                                           bool only) {
+  block.zero_grad();
+  std::vector<Tensor> leaves;
+  for (const Tensor& x : inputs) leaves.push_back(x.detach().requires_grad_());
+  manual_seed(77);  // the same DropPath draws in both runs
+  const Tensor y = forward(leaves, only);
+  y.backward(upstream);
+  std::vector<Tensor> out = {y.detach()};
+  for (const Tensor& leaf : leaves) out.push_back(leaf.grad());
+  for (auto& [name, p] : block.named_parameters()) out.push_back(p.grad());
+  return out;
+}
+
+TEST_CASE("models: a last block computing the class token's row alone matches the whole block's row, and its gradients") {
+  // Under class-token pooling the head reads row 0 of the last block: y[:, 0] = x[:, 0] + attn(LN(x))[:, 0], whose
+  // attention takes every token's keys and values, then the MLP of that row. Checked in float64 in eval mode and
+  // in training with DropPath 0.5 (per-sample draws, the same in both runs), on the fused attention op and on the
+  // separate ops the insight tools use (kept attention maps).
+  manual_seed(5);
+  nn::Block block(8, 2, 2.0, true, 0.0, 0.5, 1e-6);
+  block.to(DType::f64);
+  const std::vector<Tensor> x = {testing::random_leaf({3, 5, 8}, 81)};  // (B, N, D)
+  const Tensor upstream = testing::random_leaf({3, 1, 8}, 82).detach();  // (B, 1, D)
+  auto vit_row = [&](const std::vector<Tensor>& l, bool only) {
+    const Tensor y = block.forward(l[0], only);  // (B, 1, D) or (B, N, D)
+    return only ? y : slice(y, 1, 0, 1);
+  };
+
+  ModelConfig config = with("tnt_s_patch16_224", {{"image_size", "8"}, {"patch_size", "4"}, {"dim", "8"}, {"inner_dim", "4"},
+                                                   {"depth", "1"}, {"heads", "2"}, {"inner_heads", "2"}, {"pixel_stride", "2"}});
+  models::TNTBlock tnt_block(config, 0.5);
+  tnt_block.to(DType::f64);
+  // 2 images of 4 patches, each with 2x2 pixel tokens of 4 channels; 1 + 4 patch tokens of 8 channels.
+  const std::vector<Tensor> tnt_x = {testing::random_leaf({8, 4, 4}, 83), testing::random_leaf({2, 5, 8}, 84)};
+  const Tensor tnt_upstream = testing::random_leaf({2, 1, 8}, 85).detach();
+  auto tnt_row = [&](const std::vector<Tensor>& l, bool only) {
+    const Tensor patches = tnt_block.forward(l[0], l[1], only).second;  // (B, 1, D) or (B, 1 + N, D)
+    return only ? patches : slice(patches, 1, 0, 1);
+  };
+
+  for (bool training : {false, true})
+    for (bool keep_maps : {false, true}) {
+      CAPTURE(training);
+      CAPTURE(keep_maps);
+      block.train(training);
+      tnt_block.train(training);
+      block.attn->keep_probabilities = tnt_block.attn_out->keep_probabilities = keep_maps;
+      const auto whole = class_token_run(block, x, upstream, vit_row, false);
+      const auto alone = class_token_run(block, x, upstream, vit_row, true);
+      const auto tnt_whole = class_token_run(tnt_block, tnt_x, tnt_upstream, tnt_row, false);
+      const auto tnt_alone = class_token_run(tnt_block, tnt_x, tnt_upstream, tnt_row, true);
+      REQUIRE(alone.size() == whole.size());
+      REQUIRE(tnt_alone.size() == tnt_whole.size());
+      for (size_t i = 0; i < whole.size(); ++i) {
+        CAPTURE(i);
+        REQUIRE(whole[i].defined());
+        testing::expect_close(alone[i], whole[i], 1e-12, 1e-12);
+      }
+      for (size_t i = 0; i < tnt_whole.size(); ++i) {
+        CAPTURE(i);
+        REQUIRE(tnt_whole[i].defined());
+        testing::expect_close(tnt_alone[i], tnt_whole[i], 1e-12, 1e-12);
+      }
+    }
+}
+
 TEST_CASE("models: ViT's convolutional stem: its layers, multiply-adds, a gradient check, and its limits") {
   // stem_channels = 16 on 4x4 patches: two 3x3 stride-2 convs 3 -> 16 (32 -> 16 pixels a side), 16 -> 32
   // (16 -> 8), then a 1x1 conv 32 -> D = 192 at each of the 8x8 token positions.
@@ -186,6 +256,15 @@ TEST_CASE("models: multiply-adds per image match timm's model cards") {
   CHECK(models::macs_per_image(models::preset("vit_small_patch16_224")) / 1e9 == doctest::Approx(4.6).epsilon(0.02));
   CHECK(models::macs_per_image(models::preset("vit_base_patch16_224")) / 1e9 == doctest::Approx(17.6).epsilon(0.02));
   CHECK(models::macs_per_image(models::preset("tnt_s_patch16_224")) / 1e9 == doctest::Approx(5.2).epsilon(0.03));
+}
+
+TEST_CASE("models: the multiply-adds vt computes leave out the last block's patch rows past attention") {
+  // vit_cifar: 64 patch rows of the output projection (192 x 192) and the MLP (192 x 768 twice) in the last block.
+  const ModelConfig vit = models::preset("vit_cifar"), tnt = models::preset("tnt_cifar");
+  CHECK(models::computed_macs_per_image(vit) == models::macs_per_image(vit) - 64 * (192 * 192 + 2 * 192 * 768));
+  CHECK(models::computed_macs_per_image(tnt) == models::macs_per_image(tnt) - 64 * (192 * 192 + 2 * 192 * 768));
+  const ModelConfig mean_pooled = with("vit_cifar", {{"pool", "mean"}});  // every row reaches the head
+  CHECK(models::computed_macs_per_image(mean_pooled) == models::macs_per_image(mean_pooled));
 }
 
 TEST_CASE("models: overrides reshape a preset and bad ones fail loudly") {

@@ -111,8 +111,8 @@ int command_bench_gemm() {
 // median of 5 steps after 2 warm-up steps (the measurement of bench/pytorch_train_step.py, for a side-by-side
 // comparison); inference is an eval-mode forward, median of 5 after 2. Each timing waits for the device.
 // On the CPU it also prints the roofline: the GEMM peak (sgemm, or the bf16 kernel under --amp bf16) measured in
-// the same run over the training FLOPs per image (forward and backward are 3x the forward's multiply-adds, 2 FLOPs
-// each), and the fraction reached.
+// the same run over the training FLOPs per image (forward and backward are 3x the multiply-adds the forward does,
+// computed_macs_per_image, 2 FLOPs each), and the fraction reached.
 int command_bench_train(const BenchTrainOptions& o) {
   const models::ModelConfig config = o.model.config();
   const int64_t batch = o.batch_size;
@@ -157,7 +157,7 @@ int command_bench_train(const BenchTrainOptions& o) {
               config.name.c_str(), matmul_precision_name(precision), static_cast<long>(batch), device_name(o.device), batch / train_seconds,
               batch / infer_seconds, static_cast<double>(train_peak) / (1 << 30), num_threads());
   if (o.device == Device::cpu) {
-    const double flops_per_image = 3 * 2 * models::macs_per_image(config), peak = sgemm_peak_gflops(false);
+    const double flops_per_image = 3 * 2 * models::computed_macs_per_image(config), peak = sgemm_peak_gflops(false);
     const double roofline = peak * 1e9 / flops_per_image;
     std::printf("roofline: %s peak %.1f GFLOP/s over %.3f GFLOP per training image = %.1f images/s; "
                 "this run reached %.0f%% of it\n",

@@ -40,7 +40,7 @@ int command_info(const InfoOptions& o) {
   const bool json = o.json;
   const auto model = models::create_model(config);
   const int64_t params = model->parameter_count();
-  const double gmacs = models::macs_per_image(config) / 1e9;
+  const double gmacs = models::macs_per_image(config) / 1e9, computed = models::computed_macs_per_image(config) / 1e9;
   const auto fields = models::to_map(config);
   if (json) {
     std::printf("{");
@@ -54,7 +54,8 @@ int command_info(const InfoOptions& o) {
     const auto parts = parameters_by_part(*model);
     for (size_t i = 0; i < parts.size(); ++i)
       std::printf("%s\"%s\": %ld", i ? ", " : "", parts[i].first.c_str(), static_cast<long>(parts[i].second));
-    std::printf("}, \"params\": %ld, \"gmacs\": %.6f}\n", static_cast<long>(params), gmacs);
+    std::printf("}, \"params\": %ld, \"gmacs\": %.6f, \"computed_gmacs\": %.6f}\n", static_cast<long>(params), gmacs,
+                computed);
     return 0;
   }
   std::printf("backends: cpu (OpenBLAS %s, %d threads, bf16 matmuls: %s); cuda: %s\n", blas_core_name().c_str(),
@@ -80,6 +81,8 @@ int command_info(const InfoOptions& o) {
     std::printf("  %-14s %12ld\n", part.c_str(), static_cast<long>(count));
   std::printf("params: %ld\n", static_cast<long>(params));
   std::printf("gmacs: %.4f\n", gmacs);
+  if (computed != gmacs)
+    std::printf("computed gmacs: %.4f (the last block's projection and MLP on the class token alone)\n", computed);
   return 0;
 }
 

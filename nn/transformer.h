@@ -12,8 +12,8 @@ enum class QkvLayout { fused, separate };
 class Attention : public Module {
  public:
   Attention(int64_t dim, int64_t heads, QkvLayout layout, bool qkv_bias, double proj_drop = 0.0);
-  // (B, N, D) -> (B, N, D), or with class_token_only (B, 1, D): every token's keys and values, the class
-  // token's query alone past the attention op (projection, dropout).
+  // (B, N, D) -> (B, N, D), or with class_token_only (B, 1, D): the attention of every token, then the class
+  // token's row alone through the projection and dropout.
   Tensor forward(const Tensor& x, bool class_token_only = false) const;
   int64_t heads;
   // Set by the insight tools (models/insight.h): forward then computes softmax(q k^T / sqrt(hd)) as a tensor of

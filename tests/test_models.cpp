@@ -22,6 +22,13 @@ ModelConfig with(const std::string& name, const std::vector<std::pair<std::strin
   return config;
 }
 
+// A TNT block small enough for finite differences: 8x8 images of 4 patches, each with 2x2 pixel tokens of 4
+// channels (pixel stride 2); patch tokens of 8 channels.
+ModelConfig tiny_tnt() {
+  return with("tnt_s_patch16_224", {{"image_size", "8"}, {"patch_size", "4"}, {"dim", "8"}, {"inner_dim", "4"},
+                                    {"depth", "1"}, {"heads", "2"}, {"inner_heads", "2"}, {"pixel_stride", "2"}});
+}
+
 // The formula of scripts/reference/models.py: parameter k, element i = 0.1 sin(0.37 i + 1.3 k), + 1 for
 // LayerNorm weights.
 void set_formula_weights(nn::Module& model) {
@@ -104,17 +111,16 @@ TEST_CASE("models: small ViT and TNT logits match timm on the same weights") {
   }
 }
 
-TEST_CASE("models: gradient check through a whole ViT block and a whole TNT block") {
+TEST_CASE("models: gradient check through a whole ViT block and a whole TNT block, and their class-token rows alone") {
   manual_seed(3);
   nn::Block block(8, 2, 2.0, true, 0.0, 0.0, 1e-6);
   block.to(DType::f64);
   std::vector<Tensor> leaves = {testing::random_leaf({2, 5, 8}, 61)};
   for (auto& [name, p] : block.named_parameters()) leaves.push_back(p);
   testing::gradcheck([&](const auto& l) { return block.forward(l[0]); }, leaves);
+  testing::gradcheck([&](const auto& l) { return block.forward(l[0], true); }, leaves);  // the class token's row alone
 
-  ModelConfig config = with("tnt_s_patch16_224", {{"image_size", "8"}, {"patch_size", "4"}, {"dim", "8"}, {"inner_dim", "4"},
-                                                   {"depth", "1"}, {"heads", "2"}, {"inner_heads", "2"}, {"pixel_stride", "2"}});
-  models::TNTBlock tnt_block(config, 0.0);
+  models::TNTBlock tnt_block(tiny_tnt(), 0.0);
   tnt_block.to(DType::f64);
   // 2 images of 4 patches, each with 2x2 pixel tokens of 4 channels; 1 + 4 patch tokens of 8 channels.
   std::vector<Tensor> tnt_leaves = {testing::random_leaf({8, 4, 4}, 62), testing::random_leaf({2, 5, 8}, 63)};
@@ -123,6 +129,7 @@ TEST_CASE("models: gradient check through a whole ViT block and a whole TNT bloc
     const auto [pixels, patches] = tnt_block.forward(l[0], l[1]);
     return cat({reshape(pixels, {2, -1}), reshape(patches, {2, -1})}, 1);  // both outputs in one check
   }, tnt_leaves);
+  testing::gradcheck([&](const auto& l) { return tnt_block.forward(l[0], l[1], true).second; }, tnt_leaves);
 }
 
 // The values and gradients of a class-token run: `forward(only)` gives the block's class-token row (B, 1, D),
@@ -157,9 +164,7 @@ TEST_CASE("models: a last block computing the class token's row alone matches th
     return only ? y : slice(y, 1, 0, 1);
   };
 
-  ModelConfig config = with("tnt_s_patch16_224", {{"image_size", "8"}, {"patch_size", "4"}, {"dim", "8"}, {"inner_dim", "4"},
-                                                   {"depth", "1"}, {"heads", "2"}, {"inner_heads", "2"}, {"pixel_stride", "2"}});
-  models::TNTBlock tnt_block(config, 0.5);
+  models::TNTBlock tnt_block(tiny_tnt(), 0.5);
   tnt_block.to(DType::f64);
   // 2 images of 4 patches, each with 2x2 pixel tokens of 4 channels; 1 + 4 patch tokens of 8 channels.
   const std::vector<Tensor> tnt_x = {testing::random_leaf({8, 4, 4}, 83), testing::random_leaf({2, 5, 8}, 84)};

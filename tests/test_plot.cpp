@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <filesystem>
-#include <iterator>
 
 #include "tests/helpers.h"
 #include "train/lib/plot.h"

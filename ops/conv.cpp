@@ -37,8 +37,9 @@ ColumnRange interior_columns(const ConvGeometry& g) {
   return {begin, std::max(begin, end)};
 }
 
-// KernelW > 0 fixes the kernel width at compile time: patch rows of 2-4 pixels (3x3 kernels, 4x4 patch
-// embeddings) are too short for a loop with a run-time trip count, and become a few plain moves.
+// KernelW > 0 fixes the kernel width at compile time: patch rows of 2-4 or 7 pixels (3x3 kernels, 4x4 patch
+// embeddings, the 7x7 pixel embedding of timm's TNT) are too short for a loop with a run-time trip count, and
+// become a few plain moves.
 template <int64_t KernelW, class T>
 void im2col_width(T* patches, const T* x, const ConvGeometry& g) {
   const int64_t kernel_w = KernelW > 0 ? KernelW : g.kernel_w;
@@ -128,6 +129,7 @@ void im2col_cpu(T* patches, const T* x, const ConvGeometry& g) {
     case 2: return im2col_width<2>(patches, x, g);
     case 3: return im2col_width<3>(patches, x, g);
     case 4: return im2col_width<4>(patches, x, g);
+    case 7: return im2col_width<7>(patches, x, g);
     default: return im2col_width<0>(patches, x, g);
   }
 }
@@ -138,6 +140,7 @@ void col2im_cpu(T* dx, const T* patches, const ConvGeometry& g) {
     case 2: return col2im_width<2>(dx, patches, g);
     case 3: return col2im_width<3>(dx, patches, g);
     case 4: return col2im_width<4>(dx, patches, g);
+    case 7: return col2im_width<7>(dx, patches, g);
     default: return col2im_width<0>(dx, patches, g);
   }
 }

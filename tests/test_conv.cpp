@@ -140,6 +140,7 @@ TEST_CASE("conv kernels: fast im2col, col2im and conv2d match the reference loop
       make_conv_geometry(1, 2, 3, 3, 5, 5, 1, 1),      // kernel covers the whole padded input
       make_conv_geometry(3, 12, 32, 32, 4, 4, 4, 0),   // patch embedding, large enough to run threaded
       make_conv_geometry(2, 3, 32, 32, 3, 3, 1, 1),    // threaded, overlapping
+      make_conv_geometry(2, 3, 32, 32, 7, 7, 1, 3),    // tnt_cifar with timm's 7x7 pixel embedding, threaded
   };
   const int64_t out_channels = 7;
   Generator generator(531);

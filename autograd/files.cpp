@@ -98,6 +98,14 @@ void write_file_atomically(const char* op, const std::string& path, std::string_
   file.commit();
 }
 
+void create_folder(const char* op, const std::string& directory) {
+  std::error_code error;
+  if (std::filesystem::exists(directory, error) && !std::filesystem::is_directory(directory, error))
+    fail(op, "'" + directory + "' is a file, not a folder");
+  std::filesystem::create_directories(directory, error);
+  if (error) fail(op, "cannot create the folder '" + directory + "': " + error.message());
+}
+
 int remove_stale_temporary_files(const std::string& directory) {
   namespace fs = std::filesystem;
   std::error_code error;

@@ -29,6 +29,10 @@ class AtomicFileWriter {
 
 void write_file_atomically(const char* op, const std::string& path, std::string_view contents);
 
+// Creates `directory` and its parents where missing; fails naming the op and the folder (a file in its place, no
+// permission) instead of std::filesystem's bare message.
+void create_folder(const char* op, const std::string& directory);
+
 // Removes "*.tmp-<pid>" files in `directory` left by writers that were killed (no process has that pid any
 // more); returns how many it removed.
 int remove_stale_temporary_files(const std::string& directory);

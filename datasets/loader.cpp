@@ -145,7 +145,12 @@ DataLoader::DataLoader(const Dataset& dataset, LoaderOptions options)
                            std::to_string(channels) + " channels");
   for (size_t c = 0; c < channels; ++c) {
     const double mean = o.normalization.mean[c], std = o.normalization.std[c];
-    if (!(std > 0)) fail("DataLoader", "normalization std of channel " + std::to_string(c) + " must be positive");
+    if (!(std > 0))
+      fail("DataLoader", "normalization std of channel " + std::to_string(c) + " must be positive, got " +
+                             std::to_string(std) + (std == 0 ? " (a channel constant across the images)" : ""));
+    if (!normalization_in_range(mean, std))
+      fail("DataLoader", "normalization of channel " + std::to_string(c) + " (mean " + std::to_string(mean) + ", std " +
+                             std::to_string(std) + ") takes pixels beyond +-1e6");
     state_->scale.push_back(static_cast<float>(1.0 / (255.0 * std)));
     state_->shift.push_back(static_cast<float>(-mean / std));
   }
@@ -204,6 +209,12 @@ Tensor image_to_tensor(const Image& image, const Normalization& normalization) {
         out[(ch * h + y) * w + col] =
             static_cast<float>((image.at(y, col, ch) / 255.0 - normalization.mean[ch]) / normalization.std[ch]);
   return x;
+}
+
+bool normalization_in_range(double mean, double std) {
+  constexpr double kLimit = 1e6;
+  return std::abs(mean / std) <= kLimit && std::abs((1 - mean) / std) <= kLimit &&
+         static_cast<float>(1.0 / (255.0 * std)) != 0.0f;
 }
 
 Normalization compute_normalization(const Dataset& dataset) {

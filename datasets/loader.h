@@ -16,6 +16,10 @@ struct Normalization {
   std::vector<double> mean = {0.4914, 0.4822, 0.4465};  // CIFAR-10 training set, per channel
   std::vector<double> std = {0.2470, 0.2435, 0.2616};
 };
+// Whether a channel's (x / 255 - mean) / std stays within +-1e6 for pixels x in [0, 255] and its scale 1 / (255 std)
+// is a nonzero float32. Image statistics give values within about +-5; a std of 1e-40 passes "std > 0" in double
+// and makes every pixel infinite in float32, and one of 1e-20 overflows the model's first products.
+bool normalization_in_range(double mean, double std);
 // Per-channel mean and std of a dataset's images (in [0, 1]), for --normalize computed.
 Normalization compute_normalization(const Dataset& dataset);
 

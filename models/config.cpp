@@ -261,7 +261,12 @@ void validate(const ModelConfig& c) {
             "the stem's last conv would have " + std::to_string(c.stem_channels * (c.patch_size / 2)) +
                 " channels (stem_channels * patch_size / 2); at most 65,536 are supported");
   }
+  require(static_cast<int64_t>(c.dim * c.mlp_ratio) >= 1,
+          "mlp_ratio " + shortest_text(c.mlp_ratio) + " gives an MLP of int(dim * mlp_ratio) = 0 hidden features");
   if (c.arch == "tnt") {
+    require(static_cast<int64_t>(c.inner_dim * c.inner_mlp_ratio) >= 1,
+            "inner_mlp_ratio " + shortest_text(c.inner_mlp_ratio) +
+                " gives an inner MLP of int(inner_dim * inner_mlp_ratio) = 0 hidden features");
     require(c.patch_size % c.pixel_stride == 0,
             "patch_size " + std::to_string(c.patch_size) + " is not a multiple of pixel_stride " + std::to_string(c.pixel_stride));
     require(c.inner_dim % c.inner_heads == 0,
@@ -461,6 +466,13 @@ void load_weights_at_size(const std::string& checkpoint, Classifier& model) {
   }
   check_parameter_count(checkpoint, header, model.config);
   nn::SafetensorsFile file = nn::load_safetensors(checkpoint);
+  // A diverged run's weights hold NaN: eval would report the accuracy of always answering class 0, and predict
+  // nan% probabilities.
+  for (const auto& [name, tensor] : file.tensors)
+    for (double value : tensor.to_vector())
+      if (!std::isfinite(value))
+        fail("load_model", "'" + checkpoint + "': tensor '" + name + "' " + tensor.str() +
+                               " holds non-finite values (NaN or infinity): the run that wrote it diverged");
   resample_position_embeddings(file.tensors, model.config);
   nn::assign_named_tensors("load_weights", checkpoint, file.tensors, model.named_parameters());
 }

@@ -56,6 +56,9 @@ TEST_CASE("reliability: class names with commas survive the checkpoint metadata"
   CHECK(classes_from_metadata({{"vt.data.classes", "cat,dog"}}) == std::vector<std::string>{"cat", "dog"});
   CHECK(has(error_of([] { classes_from_metadata({{"vt.data.classes", R"(["cat",)"}}); }),
             "checkpoint metadata: 'vt.data.classes' at byte 7: expected a string"));
+  // predict printed the same name for two outputs.
+  CHECK(has(error_of([] { classes_from_metadata({{"vt.data.classes", R"(["cat","dog","cat"])"}}); }),
+            "'vt.data.classes' names 'cat' twice"));
 }
 
 TEST_CASE("reliability: bad normalisation metadata is refused with the key, not 'stod' or a nan% later") {
@@ -66,6 +69,17 @@ TEST_CASE("reliability: bad normalisation metadata is refused with the key, not 
   CHECK(has(normalization_error("0.5,abc,0.5", "0.2,0.2,0.2"), "'vt.data.mean' = '0.5,abc,0.5' holds 'abc', not a finite number"));
   CHECK(has(normalization_error("0.5,0.5", "0.2,0.2,0.2"), "must give one value per channel, got 2 and 3"));
   CHECK(has(normalization_error("0.5,nan,0.5", "0.2,0.2,0.2"), "holds 'nan', not a finite number"));
+  // Positive and finite in double, but (1 - 0) / 1e-40 and -1e300 / 1 overflow float32, where the pixels are
+  // normalised: every input was infinite and predict printed nan%. 1e-20 overflowed the first products instead.
+  const std::string beyond = "'s (x / 255 - mean) / std goes beyond +-1e6";
+  CHECK(has(normalization_error("0,0,0", "1e-40,1,1"), "channel 0" + beyond));
+  CHECK(has(normalization_error("0,1e300,0", "1,1,1"), "channel 1" + beyond));
+  CHECK(has(normalization_error("0,0,0.5", "1,1,1e-20"), "channel 2" + beyond));
+  // (1 - 0.5) / 5e-7 = 1e6 exactly is still taken.
+  CHECK(normalization_from_metadata({{"vt.data.mean", "0.5"}, {"vt.data.std", "5e-7"}}).std == std::vector<double>{5e-7});
+  // Half a normalisation fell back to CIFAR-10's statistics without a word.
+  CHECK(has(error_of([] { normalization_from_metadata({{"vt.data.mean", "0.5"}}); }),
+            "'vt.data.mean' without 'vt.data.std': the normalisation is half given"));
   const data::Normalization ok = normalization_from_metadata({{"vt.data.mean", "0.5"}, {"vt.data.std", "0.25"}});
   CHECK(ok.mean == std::vector<double>{0.5});
   CHECK(ok.std == std::vector<double>{0.25});
@@ -337,18 +351,99 @@ TEST_CASE("reliability: the command line checks every flag's type and range, and
   CHECK(has(vt("train --model vit_cifar --aug auto=rand-m9-n2000000000").output, "layer count must be an integer in [0, 16]"));
 }
 
-TEST_CASE("reliability: a run's config.toml reloads with --config to the same run") {
-  testing::TemporaryDirectory directory("config_file");
+TEST_CASE("reliability: hostile settings are refused or tamed before anything runs") {
+  testing::TemporaryDirectory directory("hostile_settings");
+  // libgomp took OMP_NUM_THREADS=65536 at its word and crashed creating the threads (SIGSEGV); --threads had a range.
+  const Outcome threads = run_vt("info --model vit_cifar depth=1", "OMP_NUM_THREADS=65536");
+  CHECK(threads.exit_code == 0);
+  CHECK(has(threads.output, "OMP_NUM_THREADS asks for 65536 threads; running 1024"));
+  // int(192 * 0.001) = 0: an MLP without hidden features was built.
+  CHECK(has(run_vt("info --model vit_cifar mlp_ratio=0.001").output, "gives an MLP of int(dim * mlp_ratio) = 0 hidden"));
+  // A name with a newline was printed raw inside --json's string.
+  CHECK(has(run_vt("info --model vit_cifar depth=1 'name=a\nb' --json").output, R"("name": "a\nb")"));
+  // The cosine rose from 1e-5 to 0.96 when --min-lr was above --lr.
+  const Outcome min_lr = run_vt(tiny_run(directory.path / "none", directory.path / "run") + " --lr 1e-5 --min-lr 1");
+  CHECK(min_lr.exit_code == 1);
+  CHECK(has(min_lr.output, "--min-lr 1 is above --lr 1e-05"));
+  // vt compare took --time-budget 0 (and trained 30 epochs), and --epochs with --time-budget (and used the budget).
+  const std::string compare = "compare --models vit_cifar --data '" + (directory.path / "none").string() + "' --out '" +
+                              (directory.path / "compare").string() + "' ";
+  CHECK(run_vt(compare + "--time-budget 0").exit_code == 2);
+  const Outcome both = run_vt(compare + "--time-budget 5 --epochs 1");
+  CHECK(both.exit_code == 2);
+  CHECK(has(both.output, "--epochs excludes --time-budget"));
+  // The same model twice trained the first fully, then failed on the second's run folder.
+  const Outcome twice = run_vt("compare --models vit_cifar,tnt_cifar,vit_cifar --data '" + (directory.path / "none").string() +
+                               "' --out '" + (directory.path / "compare").string() + "'");
+  CHECK(twice.exit_code == 1);
+  CHECK(has(twice.output, "--models names vit_cifar twice"));
+  // A loss that turns NaN within the first epoch pointed at a last good state that was never written.
   write_folders(directory.path / "data", "train", {"ant", "bee"}, 32);
   write_folders(directory.path / "data", "test", {"ant", "bee"}, 4);
+  const Outcome diverged =
+      run_vt(tiny_run(directory.path / "data", directory.path / "diverged") + " --lr 100 --wd 100 --warmup 0 --batch 2");
+  CHECK(diverged.exit_code == 1);
+  CHECK(has(diverged.output, "at epoch 1, step"));
+  CHECK(has(diverged.output, "No training state was saved before it"));
+  CHECK(!fs::exists(directory.path / "diverged" / "last.state.safetensors"));
+  // --out naming a file gave std::filesystem's bare "cannot create directories: Not a directory"; an empty
+  // --out silently meant runs/vit_cifar.
+  const fs::path file = directory.path / "a_file";
+  std::ofstream(file) << "x";
+  const Outcome onto_file = run_vt(tiny_run(directory.path / "data", file));
+  CHECK(onto_file.exit_code == 1);
+  CHECK(has(onto_file.output, "train: '" + file.string() + "' is a file, not a folder"));
+  CHECK(run_vt(tiny_run(directory.path / "data", "")).exit_code == 2);
+}
+
+TEST_CASE("reliability: weights holding NaN are refused where they are loaded, not evaluated to class 0") {
+  testing::TemporaryDirectory directory("nan_weights");
+  write_folders(directory.path / "data", "test", {"ant", "bee"}, 2);
+  const std::string weights = (directory.path / "w.safetensors").string();
+  REQUIRE(run_vt("init --model vit_cifar dim=16 heads=2 depth=1 num_classes=2 --out '" + weights + "'").exit_code == 0);
+  nn::SafetensorsFile file = nn::load_safetensors(weights);
+  for (auto& [name, tensor] : file.tensors)
+    if (name == "head.bias") tensor.fill_(std::nan(""));
+  nn::save_safetensors(weights, file.tensors, file.metadata);
+  // eval reported 50% (every image "ant", the argmax of NaN) and predict "nan%  ant", both with exit code 0.
+  for (const std::string& command : {"eval --checkpoint '" + weights + "' --data '" + (directory.path / "data").string() + "'",
+                                     "predict --checkpoint '" + weights + "' '" +
+                                         (directory.path / "data" / "test" / "ant" / "0.png").string() + "'"}) {
+    CAPTURE(command);
+    const Outcome outcome = run_vt(command);
+    CHECK(outcome.exit_code == 1);
+    CHECK(has(outcome.output, "load_model: '" + weights + "': tensor 'head.bias' f32(2) holds non-finite values"));
+  }
+}
+
+TEST_CASE("reliability: a run's config.toml reloads with --config to the same run") {
+  testing::TemporaryDirectory directory("config_file");
+  // A quote, a backslash, '#' and ',' in the data path: CLI11's reader kept the escapes, cut at '#' and split at ','.
+  const fs::path data = directory.path / "da\"ta\\ #1,2";
+  write_folders(data, "train", {"ant", "bee"}, 32);
+  write_folders(data, "test", {"ant", "bee"}, 4);
   const fs::path first = directory.path / "first", second = directory.path / "second";
-  REQUIRE(run_vt(tiny_run(directory.path / "data", first) + " --seed 7 --lr 0.002 --ema 0.9").exit_code == 0);
+  REQUIRE(run_vt(tiny_run(data, first) + " --seed 7 --lr 0.002 --ema 0.9").exit_code == 0);
   REQUIRE(run_vt("train --config '" + (first / "config.toml").string() + "' --out '" + second.string() + "' --threads 1")
               .exit_code == 0);
   expect_same_tensors((first / "last.safetensors").string(), (second / "last.safetensors").string());
   const std::string first_config = testing::read_file(first / "config.toml");
   CHECK(first_config == testing::read_file(second / "config.toml"));
   CHECK(has(first_config, "seed = \"7\""));
+
+  // A mistyped key, a key given twice and a file without [train] each ran the default 30 epochs in silence.
+  auto refusal = [&](const std::string& text) {
+    const fs::path file = directory.path / "edited.toml";
+    std::ofstream(file) << text;
+    const Outcome outcome = run_vt("train --config '" + file.string() + "' --out '" + (directory.path / "third").string() + "'");
+    CHECK(outcome.exit_code == 2);
+    return outcome.output;
+  };
+  CHECK(has(refusal(first_config + "epoch = \"50\"\n"), "'epoch' is not a flag of vt train; did you mean epochs?"));
+  CHECK(has(refusal(first_config + "epochs = \"2\"\n"), "'epochs' is given twice"));
+  CHECK(has(refusal("epochs = \"2\"\n"), "expected flag = \"value\" in the [train] section"));
+  CHECK(has(refusal(""), "the file has no [train] section"));
+  CHECK(has(refusal("[train]\nlr = \"0.1\n"), "the value of 'lr' at byte"));
 }
 
 TEST_CASE("vt eval and predict --amp bf16: the checkpoint's accuracy with bf16 matmuls, or a clear refusal") {

@@ -11,6 +11,7 @@
 #include <limits>
 
 #include "autograd/device.h"
+#include "autograd/json.h"
 #include "autograd/parallel.h"
 #include "autograd/text.h"
 #include "train/lib/commands.h"
@@ -100,6 +101,61 @@ void refuse_extras(const CLI::App& command, const std::vector<std::string>& extr
   }
 }
 
+// A run's config.toml as vt train writes it (run_config_file): a [train] section of `flag = "JSON string"` lines and
+// `model-fields = [JSON strings]`, with # comments. CLI11's own reader unescaped nothing (a data path holding a
+// quote did not reload), split values at commas and cut them at '#', and passed over a mistyped key, a key
+// given twice and a file without [train] in silence; this one refuses each, naming the line.
+class RunConfigReader : public CLI::ConfigTOML {
+ public:
+  explicit RunConfigReader(const CLI::App& train) : train_(train) {}
+
+  std::vector<CLI::ConfigItem> from_config(std::istream& input) const override {
+    std::vector<CLI::ConfigItem> items;
+    std::vector<std::string> flags;
+    for (const CLI::Option* option : train_.get_options())
+      for (const std::string& name : option->get_lnames()) flags.push_back(name);
+    bool in_train = false;
+    std::string line;
+    for (int number = 1; std::getline(input, line); ++number) {
+      const std::string where = "--config, line " + std::to_string(number);
+      const std::string text = CLI::detail::trim_copy(line);
+      if (text.empty() || text.front() == '#') continue;
+      if (text.front() == '[') {
+        if (text != "[train]") throw CLI::ConfigError(where + ": section " + text + " is not [train]");
+        in_train = true;
+        continue;
+      }
+      const size_t equals = text.find('=');
+      if (!in_train || equals == std::string::npos)
+        throw CLI::ConfigError(where + ": expected flag = \"value\" in the [train] section, got '" + text + "'");
+      CLI::ConfigItem item;
+      item.parents = {"train"};
+      item.name = CLI::detail::trim_copy(text.substr(0, equals));
+      if (std::find(flags.begin(), flags.end(), item.name) == flags.end()) {
+        const std::string suggestion = closest(item.name, flags);
+        throw CLI::ConfigError(where + ": '" + item.name + "' is not a flag of vt train" +
+                               (suggestion.empty() ? "" : "; did you mean " + suggestion + "?"));
+      }
+      for (const CLI::ConfigItem& earlier : items)
+        if (earlier.name == item.name) throw CLI::ConfigError(where + ": '" + item.name + "' is given twice");
+      const std::string value = text.substr(equals + 1);
+      try {
+        JsonReader reader("--config", "line " + std::to_string(number) + ", the value of '" + item.name + "'", value);
+        item.inputs = reader.next_is('[') ? reader.read_string_array() : std::vector<std::string>{reader.read_string()};
+        reader.expect_end();
+      } catch (const std::exception& error) {
+        throw CLI::ConfigError(error.what());
+      }
+      items.push_back(std::move(item));
+    }
+    if (!in_train) throw CLI::ConfigError("--config: the file has no [train] section (each run's config.toml has one)");
+    return items;
+  }
+
+ private:
+  const CLI::App& train_;
+};
+
 void add_model_options(CLI::App& command, ModelSpec& spec, bool required) {
   auto* model = command.add_option("--model", spec.name, "preset: " + [] {
     std::string names;
@@ -160,7 +216,9 @@ void add_image_size(CLI::App& command, int64_t& image_size) {
 // The flags of vt train, shared by vt compare. `model` and `augment` are bound to text and converted later.
 void add_train_options(CLI::App& command, TrainOptions& o, std::string& augment) {
   command.add_option("--data", o.data_dir, "CIFAR-10 binary files, or train/ and test/ image folders")->capture_default_str();
-  command.add_option("--out", o.out_dir, "run folder (default runs/<model>)")->configurable(false);
+  command.add_option("--out", o.out_dir, "run folder (default runs/<model>)")
+      ->check(CLI::Validator([](std::string& text) { return text.empty() ? std::string("an empty folder name") : ""; }, "DIR"))
+      ->configurable(false);
   command.add_option("--epochs", o.epochs)->check(integer_in(1, 1'000'000))->capture_default_str();
   command.add_option("--batch", o.batch_size)->check(integer_in(1, 1 << 20))->capture_default_str();
   command.add_option("--opt", o.optimizer)->check(CLI::IsMember({"adamw", "sgd"}))->capture_default_str();
@@ -225,8 +283,9 @@ int run_cli(int argc, const char* const* argv) {
   app.fallthrough();  // flags of vt itself (--threads) may come after the command
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a flag given twice: the last wins
   int threads = 0;
+  constexpr int kMaxThreads = 1024;
   app.add_option("--threads", threads, "threads for the kernels and the GEMM tiles (default: all cores)")
-      ->check(integer_in(1, 1024))
+      ->check(integer_in(1, kMaxThreads))
       ->configurable(false);
   std::function<int()> run;  // the chosen command, bound to its parsed options
 
@@ -249,6 +308,7 @@ int run_cli(int argc, const char* const* argv) {
   // CLI11 2.1 reads config files for the top-level app only; the file's [train] section holds vt train's flags.
   app.set_config("--config", "", "vt train: read a run's settings from its config.toml (flags given as well win)")
       ->configurable(false);
+  app.config_formatter(std::make_shared<RunConfigReader>(*train_command));
   train_command->callback([&] {
     run = [&] {
       print_device(train.device);
@@ -300,9 +360,10 @@ int run_cli(int argc, const char* const* argv) {
   std::string compare_augment;
   auto* compare_command = app.add_subcommand("compare", "train several models with one recipe; writes report.md and curves.png");
   compare_command->add_option("--models", compare.models, "presets, comma-separated")->delimiter(',')->capture_default_str();
-  compare_command->add_option("--time-budget", compare.time_budget, "seconds for all models together (instead of --epochs)")
-      ->check(number_in(0, 1e9));
   add_train_options(*compare_command, compare.base, compare_augment);
+  compare_command->add_option("--time-budget", compare.time_budget, "seconds for all models together (instead of --epochs)")
+      ->check(number_in(0, 1e9, true))
+      ->excludes(compare_command->get_option("--epochs"));
   compare_command->add_option("overrides", compare.overrides, "model settings key=value, applied to every model");
   compare_command->callback([&] {
     run = [&] {
@@ -448,7 +509,13 @@ int run_cli(int argc, const char* const* argv) {
     return code == 0 ? 0 : 2;          // 2: a usage error, as getopt programs exit
   }
   try {
-    if (threads > 0) set_num_threads(threads);
+    if (threads > 0) {
+      set_num_threads(threads);
+    } else if (num_threads() > kMaxThreads) {  // OMP_NUM_THREADS=65536 crashed libgomp in the first parallel region
+      std::fprintf(stderr, "vt: OMP_NUM_THREADS asks for %d threads; running %d (--threads sets the count)\n",
+                   num_threads(), kMaxThreads);
+      set_num_threads(kMaxThreads);
+    }
     return run();
   } catch (const std::exception& error) {
     std::fflush(stdout);

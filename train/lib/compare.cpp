@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "autograd/files.h"
 #include "autograd/parallel.h"
 #include "train/lib/commands.h"
 #include "train/lib/plot.h"
@@ -81,8 +82,11 @@ int command_compare(const CompareOptions& o) {
   const double time_budget = o.time_budget;
   const TrainOptions& base = o.base;
   if (names.empty()) fail("compare", "--models names no model");
+  for (size_t i = 0; i < names.size(); ++i)  // each model's run folder is out/NAME: a second would find the first's
+    if (std::find(names.begin(), names.begin() + i, names[i]) != names.begin() + i)
+      fail("compare", "--models names " + names[i] + " twice");
   const std::string out = base.out_dir.empty() ? "runs/compare" : base.out_dir;
-  std::filesystem::create_directories(out);
+  create_folder("compare", out);
 
   std::vector<ModelReport> reports;
   for (const std::string& name : names) {

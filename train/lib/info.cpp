@@ -5,6 +5,7 @@
 #include "autograd/blas.h"
 #include "autograd/device.h"
 #include "autograd/gemm_bf16.h"
+#include "autograd/json.h"
 #include "autograd/parallel.h"
 #include "models/config.h"
 #include "train/lib/commands.h"
@@ -12,15 +13,6 @@
 namespace vt {
 
 namespace {
-
-std::string json_escape(const std::string& s) {
-  std::string out;
-  for (char ch : s) {
-    if (ch == '"' || ch == '\\') out += '\\';
-    out += ch;
-  }
-  return out;
-}
 
 // Parameters per top-level entry ("blocks.3.attn.qkv.weight" counts towards "blocks").
 std::vector<std::pair<std::string, int64_t>> parameters_by_part(const nn::Module& model) {
@@ -48,7 +40,10 @@ int command_info(const InfoOptions& o) {
       char* end = nullptr;
       std::strtod(value.c_str(), &end);
       const bool number = !value.empty() && *end == '\0';
-      std::printf(number ? "\"%s\": %s, " : "\"%s\": \"%s\", ", key.c_str(), json_escape(value).c_str());
+      std::string text;  // a name's control characters escaped, so that the output stays JSON
+      if (number) text = value;
+      else append_json_string(text, value);
+      std::printf("\"%s\": %s, ", key.c_str(), text.c_str());
     }
     std::printf("\"parameters_by_part\": {");
     const auto parts = parameters_by_part(*model);

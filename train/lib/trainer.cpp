@@ -191,6 +191,9 @@ struct Standing {
 
 void set_up(Run& run) {
   const TrainOptions& o = run.options;
+  if (o.min_lr > o.lr)
+    fail("train", "--min-lr " + shortest_text(o.min_lr) + " is above --lr " + shortest_text(o.lr) +
+                      ": the cosine would raise the learning rate");
   run.dir = o.out_dir.empty() ? "runs/" + o.model.name : o.out_dir;
   run.last = run.dir + "/last.safetensors";
   run.best = run.dir + "/best.safetensors";
@@ -536,8 +539,10 @@ bool train_epoch(Run& run, Standing& standing, int64_t epoch, double& lr) {
       const std::string steps = first_unread_step == optimizer.step_count
                                     ? "step " + std::to_string(optimizer.step_count)
                                     : "steps " + std::to_string(first_unread_step) + " to " + std::to_string(optimizer.step_count);
+      const std::string last_good = fs::exists(run.state) ? "The last good state is " + run.state
+                                                           : "No training state was saved before it";
       fail("train", "the loss became " + std::to_string(losses) + " at epoch " + std::to_string(epoch + 1) + ", " + steps +
-                        "; stopped. The last good state is " + run.state + " (" + cause + ")");
+                        "; stopped. " + last_good + " (" + cause + ")");
     }
     standing.loss_sum += losses;
     standing.correct += static_cast<int64_t>(correct.item());
@@ -736,14 +741,23 @@ static std::vector<double> numbers_from_metadata(const std::map<std::string, std
 
 data::Normalization normalization_from_metadata(const std::map<std::string, std::string>& metadata) {
   data::Normalization n;
-  if (!metadata.count("vt.data.mean") || !metadata.count("vt.data.std")) return n;  // CIFAR-10 statistics
+  const bool has_mean = metadata.count("vt.data.mean"), has_std = metadata.count("vt.data.std");
+  if (!has_mean && !has_std) return n;  // CIFAR-10 statistics
+  if (has_mean != has_std)
+    fail("checkpoint metadata", std::string(has_mean ? "'vt.data.mean'" : "'vt.data.std'") + " without " +
+                                    (has_mean ? "'vt.data.std'" : "'vt.data.mean'") + ": the normalisation is half given");
   n.mean = numbers_from_metadata(metadata, "vt.data.mean");
   n.std = numbers_from_metadata(metadata, "vt.data.std");
   if (n.mean.size() != n.std.size() || n.mean.empty())
     fail("checkpoint metadata", "'vt.data.mean' and 'vt.data.std' must give one value per channel, got " +
                                     std::to_string(n.mean.size()) + " and " + std::to_string(n.std.size()));
-  for (double s : n.std)
-    if (!(s > 0)) fail("checkpoint metadata", "'vt.data.std' = '" + metadata.at("vt.data.std") + "': every std must be positive");
+  for (size_t c = 0; c < n.std.size(); ++c) {
+    if (!(n.std[c] > 0)) fail("checkpoint metadata", "'vt.data.std' = '" + metadata.at("vt.data.std") + "': every std must be positive");
+    if (!data::normalization_in_range(n.mean[c], n.std[c]))
+      fail("checkpoint metadata", "'vt.data.mean' = '" + metadata.at("vt.data.mean") + "' and 'vt.data.std' = '" +
+                                      metadata.at("vt.data.std") + "': channel " + std::to_string(c) +
+                                      "'s (x / 255 - mean) / std goes beyond +-1e6 (images' statistics keep it near +-5)");
+  }
   return n;
 }
 
@@ -751,8 +765,13 @@ std::vector<std::string> classes_from_metadata(const std::map<std::string, std::
   const auto found = metadata.find("vt.data.classes");
   if (found == metadata.end()) return {};
   // Checkpoints before the JSON array stored the names comma-joined (which a name with a comma broke).
-  if (!found->second.starts_with('[')) return split_commas(found->second);
-  return parse_json_string_array("checkpoint metadata", "'vt.data.classes'", found->second);
+  const std::vector<std::string> classes = found->second.starts_with('[')
+                                               ? parse_json_string_array("checkpoint metadata", "'vt.data.classes'", found->second)
+                                               : split_commas(found->second);
+  for (size_t i = 0; i < classes.size(); ++i)  // predict would print one name for two outputs
+    if (std::find(classes.begin(), classes.begin() + i, classes[i]) != classes.begin() + i)
+      fail("checkpoint metadata", "'vt.data.classes' names '" + classes[i] + "' twice");
+  return classes;
 }
 
 Evaluation evaluate(models::Classifier& model, const data::Dataset& dataset, const data::Normalization& normalization,
@@ -808,7 +827,7 @@ TrainResult train(const TrainOptions& options) {
   Run run(options);
   set_up(run);
   TrainOptions& o = run.options;
-  fs::create_directories(run.dir);
+  create_folder("train", run.dir);
   const int stale = remove_stale_temporary_files(run.dir);
   if (stale > 0 && !o.quiet) std::printf("removed %d temporary files left in %s by a killed run\n", stale, run.dir.c_str());
   Standing standing;

@@ -361,6 +361,10 @@ TEST_CASE("reliability: hostile settings are refused or tamed before anything ru
   CHECK(has(run_vt("info --model vit_cifar mlp_ratio=0.001").output, "gives an MLP of int(dim * mlp_ratio) = 0 hidden"));
   // A name with a newline was printed raw inside --json's string.
   CHECK(has(run_vt("info --model vit_cifar depth=1 'name=a\nb' --json").output, R"("name": "a\nb")"));
+  // A 3-class dataset trained a 3-class model under num_classes=5 without a word.
+  const Outcome classes = run_vt(tiny_run(directory.path / "none", directory.path / "run") + " num_classes=5");
+  CHECK(classes.exit_code == 2);
+  CHECK(has(classes.output, "num_classes=5: training takes the number of classes from the data's class folders"));
   // The cosine rose from 1e-5 to 0.96 when --min-lr was above --lr.
   const Outcome min_lr = run_vt(tiny_run(directory.path / "none", directory.path / "run") + " --lr 1e-5 --min-lr 1");
   CHECK(min_lr.exit_code == 1);

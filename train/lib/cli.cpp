@@ -156,6 +156,14 @@ class RunConfigReader : public CLI::ConfigTOML {
   const CLI::App& train_;
 };
 
+// Training takes the class count from the data's class folders: a num_classes=5 override for 3 folders was replaced
+// in silence.
+void refuse_class_count(const std::vector<std::string>& overrides) {
+  for (const std::string& field : overrides)
+    if (field.starts_with("num_classes="))
+      throw CLI::ValidationError(field + ": training takes the number of classes from the data's class folders");
+}
+
 void add_model_options(CLI::App& command, ModelSpec& spec, bool required) {
   auto* model = command.add_option("--model", spec.name, "preset: " + [] {
     std::string names;
@@ -310,6 +318,7 @@ int run_cli(int argc, const char* const* argv) {
       ->configurable(false);
   app.config_formatter(std::make_shared<RunConfigReader>(*train_command));
   train_command->callback([&] {
+    refuse_class_count(train_model.overrides);
     run = [&] {
       print_device(train.device);
       if (train_image_size > 0) train_model.overrides.push_back("image_size=" + std::to_string(train_image_size));
@@ -366,6 +375,7 @@ int run_cli(int argc, const char* const* argv) {
       ->excludes(compare_command->get_option("--epochs"));
   compare_command->add_option("overrides", compare.overrides, "model settings key=value, applied to every model");
   compare_command->callback([&] {
+    refuse_class_count(compare.overrides);
     run = [&] {
       print_device(compare.base.device);
       apply_augment(compare_augment, compare.base.augment);

@@ -594,13 +594,23 @@ std::string decode_file(const fs::path& path, uint8_t* destination, const Datase
   }
   if (!error.empty()) return error;
   // The pixel limit from the header. stb's BMP header gives a top-down image's height as negative (found by
-  // fuzzing: 59 bytes declaring 57 x 65542 pixels passed as a negative count).
+  // fuzzing: 59 bytes declaring 57 x 65542 pixels passed as a negative count). A PNG's size is read from its
+  // IHDR first: stb refuses a side past 2^24 as an "unknown image type", which hid the limit.
+  const auto over_limit = [&](int64_t w, int64_t h) {
+    return std::string(format_name(format)) + " of " + std::to_string(w) + " x " + std::to_string(h) +
+           " pixels, more than the limit of " + std::to_string(options.max_pixels) + " (--max-image-pixels)";
+  };
+  if (format == Format::png && bytes.size() >= 24 && std::memcmp(&bytes[12], "IHDR", 4) == 0) {
+    const auto big_endian = [&](size_t at) {  // below 2^32, so that the product of two fits 64 bits
+      return static_cast<uint64_t>(bytes[at]) << 24 | bytes[at + 1] << 16 | bytes[at + 2] << 8 | bytes[at + 3];
+    };
+    if (big_endian(16) * big_endian(20) > static_cast<uint64_t>(options.max_pixels))
+      return over_limit(static_cast<int64_t>(big_endian(16)), static_cast<int64_t>(big_endian(20)));
+  }
   int width = 0, height = 0, channels = 0;
   if (!stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &width, &height, &channels)) return stb_failed();
   if (std::abs(static_cast<int64_t>(width)) * std::abs(static_cast<int64_t>(height)) > options.max_pixels)
-    return std::string(format_name(format)) + " of " + std::to_string(std::abs(static_cast<int64_t>(width))) + " x " +
-           std::to_string(std::abs(static_cast<int64_t>(height))) + " pixels, more than the limit of " +
-           std::to_string(options.max_pixels) + " (--max-image-pixels)";
+    return over_limit(std::abs(static_cast<int64_t>(width)), std::abs(static_cast<int64_t>(height)));
   uint8_t* pixels = stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &width, &height, &channels, 0);
   if (!pixels) return stb_failed();
   std::unique_ptr<uint8_t, void (*)(void*)> owned(pixels, stbi_image_free);

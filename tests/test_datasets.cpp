@@ -651,6 +651,15 @@ TEST_CASE("image folder: images over the pixel limit are refused from their head
   write_bytes(file, bytes);
   CHECK(message_has(error_of([&] { open_dataset(tmp.path.string(), "test", DatasetOptions()); }),
                     file.string() + ": PNG of 16000 x 16000 pixels, more than the limit of 64000000"));
+  // 2^30 x 2^30 (sides past stb's 2^24) read as "corrupt or truncated PNG (stb_image: unknown image type)".
+  for (int field : {16, 20}) bytes[field] = 64, bytes[field + 1] = 0, bytes[field + 2] = 0, bytes[field + 3] = 0;
+  write_bytes(file, bytes);
+  CHECK(message_has(error_of([&] { open_dataset(tmp.path.string(), "test", DatasetOptions()); }),
+                    "PNG of 1073741824 x 1073741824 pixels, more than the limit of 64000000"));
+  for (int field : {16, 20}) bytes[field] = bytes[field + 1] = bytes[field + 2] = bytes[field + 3] = 255;
+  write_bytes(file, bytes);  // (2^32 - 1)^2 pixels: the product must not overflow
+  CHECK(message_has(error_of([&] { open_dataset(tmp.path.string(), "test", DatasetOptions()); }),
+                    "PNG of 4294967295 x 4294967295 pixels, more than the limit"));
   // The limit is the caller's: a 4 x 4 image passes by default and fails a limit of 15 pixels.
   REQUIRE(stbi_write_png(file.c_str(), 4, 4, 1, gray.data(), 4));
   CHECK(load_image_file(file.string(), 1, 4).pixels == gray);

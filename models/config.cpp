@@ -466,13 +466,7 @@ void load_weights_at_size(const std::string& checkpoint, Classifier& model) {
   }
   check_parameter_count(checkpoint, header, model.config);
   nn::SafetensorsFile file = nn::load_safetensors(checkpoint);
-  // A diverged run's weights hold NaN: eval would report the accuracy of always answering class 0, and predict
-  // nan% probabilities.
-  for (const auto& [name, tensor] : file.tensors)
-    for (double value : tensor.to_vector())
-      if (!std::isfinite(value))
-        fail("load_model", "'" + checkpoint + "': tensor '" + name + "' " + tensor.str() +
-                               " holds non-finite values (NaN or infinity): the run that wrote it diverged");
+  nn::check_finite_in_float32("load_model", checkpoint, file.tensors);
   resample_position_embeddings(file.tensors, model.config);
   nn::assign_named_tensors("load_weights", checkpoint, file.tensors, model.named_parameters());
 }

@@ -59,6 +59,7 @@ TrainingState load_training_state(const std::string& path) {
   if (format == file.metadata.end() || format->second != format_value)
     fail("load_training_state", "'" + path + "' is not a vt training-state file (metadata '" + format_key +
                                     "' is not '" + format_value + "')");
+  check_finite_in_float32("load_training_state", path, file.tensors);  // a resume would go on from NaN
   TrainingState state;
   state.tensors = std::move(file.tensors);
   state.step = parse_integer<int64_t>(file.metadata, path, step_key);

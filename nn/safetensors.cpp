@@ -441,6 +441,15 @@ std::map<std::string, std::string> read_metadata(const std::string& path) {
   return read_header("read_metadata", path, file).metadata;
 }
 
+void check_finite_in_float32(const char* op, const std::string& source_name, const NamedTensors& tensors) {
+  for (const auto& [name, tensor] : tensors)
+    for (double value : tensor.to_vector())
+      if (!(std::abs(value) <= std::numeric_limits<float>::max()))  // NaN fails the comparison too
+        fail(op, "'" + source_name + "': tensor '" + name + "' " + tensor.str() +
+                     " holds values that are not finite in float32 (NaN, infinity or past 3.4e38): the run that "
+                     "wrote it diverged");
+}
+
 void assign_named_tensors(const char* op, const std::string& source_name, const NamedTensors& source,
                           const NamedTensors& destination) {
   std::map<std::string_view, const Tensor*> by_name;

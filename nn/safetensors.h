@@ -48,4 +48,8 @@ void load_weights(const std::string& path, Module& model);
 void assign_named_tensors(const char* op, const std::string& source_name, const NamedTensors& source,
                           const NamedTensors& destination);
 
+// Fails as `op`, naming the file and the tensor, where a value is NaN, infinite or beyond float32's range (where
+// the model computes): a diverged run's weights, which eval would score as always class 0 and predict as nan%.
+void check_finite_in_float32(const char* op, const std::string& source_name, const NamedTensors& tensors);
+
 }  // namespace vt::nn

@@ -356,7 +356,10 @@ TEST_CASE("reliability: hostile settings are refused or tamed before anything ru
   // libgomp took OMP_NUM_THREADS=65536 at its word and crashed creating the threads (SIGSEGV); --threads had a range.
   const Outcome threads = run_vt("info --model vit_cifar depth=1", "OMP_NUM_THREADS=65536");
   CHECK(threads.exit_code == 0);
-  CHECK(has(threads.output, "OMP_NUM_THREADS asks for 65536 threads; running 1024"));
+  CHECK(has(threads.output, "OMP_NUM_THREADS=65536; running 1024 threads"));
+  const Outcome wrapped = run_vt("info --model vit_cifar depth=1", "OMP_NUM_THREADS=2147483648");  // read as -2^31
+  CHECK(wrapped.exit_code == 0);
+  CHECK(has(wrapped.output, "OMP_NUM_THREADS=2147483648; running 1024 threads"));
   // int(192 * 0.001) = 0: an MLP without hidden features was built.
   CHECK(has(run_vt("info --model vit_cifar mlp_ratio=0.001").output, "gives an MLP of int(dim * mlp_ratio) = 0 hidden"));
   // A name with a newline was printed raw inside --json's string.
@@ -409,15 +412,35 @@ TEST_CASE("reliability: weights holding NaN are refused where they are loaded, n
   for (auto& [name, tensor] : file.tensors)
     if (name == "head.bias") tensor.fill_(std::nan(""));
   nn::save_safetensors(weights, file.tensors, file.metadata);
+  const std::vector<std::string> commands = {
+      "eval --checkpoint '" + weights + "' --data '" + (directory.path / "data").string() + "'",
+      "predict --checkpoint '" + weights + "' '" + (directory.path / "data" / "test" / "ant" / "0.png").string() + "'"};
   // eval reported 50% (every image "ant", the argmax of NaN) and predict "nan%  ant", both with exit code 0.
-  for (const std::string& command : {"eval --checkpoint '" + weights + "' --data '" + (directory.path / "data").string() + "'",
-                                     "predict --checkpoint '" + weights + "' '" +
-                                         (directory.path / "data" / "test" / "ant" / "0.png").string() + "'"}) {
+  for (const std::string& command : commands) {
     CAPTURE(command);
     const Outcome outcome = run_vt(command);
     CHECK(outcome.exit_code == 1);
-    CHECK(has(outcome.output, "load_model: '" + weights + "': tensor 'head.bias' f32(2) holds non-finite values"));
+    CHECK(has(outcome.output, "load_model: '" + weights + "': tensor 'head.bias' f32(2) holds values that are not finite in float32"));
   }
+  // 1e300 is finite in a float64 file and infinite in the float32 model.
+  for (auto& [name, tensor] : file.tensors) {
+    tensor = tensor.to(DType::f64);
+    if (name == "head.bias") tensor.fill_(1e300);
+  }
+  nn::save_safetensors(weights, file.tensors, file.metadata);
+  CHECK(has(run_vt(commands[1]).output, "tensor 'head.bias' f64(2) holds values that are not finite in float32"));
+  // Finite weights whose outputs overflow (3e38 in the head): eval printed "loss: -nan" and an accuracy.
+  for (auto& [name, tensor] : file.tensors) {
+    tensor = tensor.to(DType::f32);
+    if (name == "head.bias") tensor.fill_(0);
+    if (name == "head.weight") tensor.fill_(3e38);
+  }
+  nn::save_safetensors(weights, file.tensors, file.metadata);
+  const Outcome eval = run_vt(commands[0]), predict = run_vt(commands[1]);
+  CHECK(eval.exit_code == 1);
+  CHECK(has(eval.output, "evaluate: the model's loss over 4 images is"));
+  CHECK(predict.exit_code == 1);
+  CHECK(has(predict.output, "0.png': the model's probabilities are not finite"));
 }
 
 TEST_CASE("reliability: a run's config.toml reloads with --config to the same run") {
@@ -448,6 +471,52 @@ TEST_CASE("reliability: a run's config.toml reloads with --config to the same ru
   CHECK(has(refusal("epochs = \"2\"\n"), "expected flag = \"value\" in the [train] section"));
   CHECK(has(refusal(""), "the file has no [train] section"));
   CHECK(has(refusal("[train]\nlr = \"0.1\n"), "the value of 'lr' at byte"));
+  // An empty list for a flag of one value crashed CLI11 (SIGSEGV); a longer one kept only its last value.
+  CHECK(has(refusal("[train]\nseed = []\n"), "line 2: 'seed' takes one value, not a list"));
+  CHECK(has(refusal("[train]\naug = [\"crop=0\",\"flip=0\"]\n"), "'aug' takes one value, not a list"));
+  CHECK(has(refusal("[train]\nskip-bad = \"\"\n"), "'skip-bad' is on or off: \"true\" or \"false\", got \"\""));
+  CHECK(has(refusal("[train]\ndata = \"data\\u0000xyz\"\n"), "the value of 'data' holds a NUL character"));
+  CHECK(has(refusal("[train]\n[train]\n"), "line 2: a second [train] section"));
+  const Outcome endless = run_vt("train --config /dev/zero");  // grew without end
+  CHECK(endless.exit_code == 2);
+  CHECK(has(endless.output, "--config, line 1: longer than 64 KiB"));
+  // A byte-order mark and a comment after a value are TOML; --config twice dropped the first file in silence, and
+  // the other commands ignored it.
+  std::string marked = first_config;
+  marked.replace(marked.find("seed = \"7\""), 10, "seed = \"7\" # as before");
+  const fs::path file = directory.path / "marked.toml";
+  std::ofstream(file) << "\xEF\xBB\xBF" << marked;
+  const Outcome read = run_vt("train --config '" + file.string() + "' --out '" + (directory.path / "marked").string() +
+                              "' --stop-after-steps 1");
+  CHECK(read.exit_code == 130);  // stopped after its step: the file was read
+  CHECK(has(read.output, "seed 7"));
+  CHECK(run_vt("train --config '" + file.string() + "' --config '" + file.string() + "'").exit_code == 2);
+  const Outcome eval = run_vt("eval --config '" + (first / "config.toml").string() + "' --checkpoint x");
+  CHECK(eval.exit_code == 2);
+  CHECK(has(eval.output, "--config: only vt train reads a run's config.toml, not vt eval"));
+  // Flags on the command line win over the file: --model over its model-fields (the file's model, which gave a
+  // ViT labelled tnt_cifar), --time-budget over its epochs (refused as "--epochs excludes --time-budget").
+  const Outcome model = run_vt("train --config '" + (first / "config.toml").string() + "' --out '" +
+                               (directory.path / "tnt").string() + "' --model tnt_cifar --stop-after-steps 1");
+  CHECK(model.exit_code == 130);  // stopped after its step
+  CHECK(has(model.output, "model.arch tnt"));
+  CHECK(run_vt("train --config '" + (first / "config.toml").string() + "' --out '" + (directory.path / "budget").string() +
+               "' --time-budget 30 --stop-after-steps 1").exit_code == 130);
+
+  // A training state holding NaN was resumed, and the NaN loss that followed blamed the learning rate.
+  fs::copy(first, directory.path / "nan_state");
+  const fs::path state = directory.path / "nan_state" / "last.state.safetensors";
+  nn::SafetensorsFile state_file = nn::load_safetensors(state.string());
+  state_file.tensors.front().second.fill_(std::nan(""));
+  nn::save_safetensors(state.string(), state_file.tensors, state_file.metadata);
+  const Outcome resumed = run_vt(tiny_run(data, directory.path / "nan_state") + " --seed 7 --lr 0.002 --ema 0.9 --resume");
+  CHECK(resumed.exit_code == 1);
+  CHECK(has(resumed.output, "load_training_state: '" + state.string() + "': tensor '"));
+  CHECK(has(resumed.output, "holds values that are not finite in float32"));
+  // A data path that is not UTF-8 trained an epoch, then could not be written into the state's metadata.
+  const Outcome bytes = run_vt(tiny_run(directory.path / "d\xff\xfe", directory.path / "bytes"));
+  CHECK(bytes.exit_code == 1);
+  CHECK(has(bytes.output, "the value of --data is not valid UTF-8"));
 }
 
 TEST_CASE("vt eval and predict --amp bf16: the checkpoint's accuracy with bf16 matmuls, or a clear refusal") {

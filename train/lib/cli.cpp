@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <limits>
 
@@ -104,10 +105,13 @@ void refuse_extras(const CLI::App& command, const std::vector<std::string>& extr
 // A run's config.toml as vt train writes it (run_config_file): a [train] section of `flag = "JSON string"` lines and
 // `model-fields = [JSON strings]`, with # comments. CLI11's own reader unescaped nothing (a data path holding a
 // quote did not reload), split values at commas and cut them at '#', and passed over a mistyped key, a key
-// given twice and a file without [train] in silence; this one refuses each, naming the line.
+// given twice and a file without [train] in silence; this one refuses each, naming the line, as it refuses a list
+// for a flag of one value (an empty one crashed CLI11), an on/off flag that is not true, false, 1 or 0, a NUL,
+// and a line past 64 KiB (--config /dev/zero grew without end).
 class RunConfigReader : public CLI::ConfigTOML {
  public:
-  explicit RunConfigReader(const CLI::App& train) : train_(train) {}
+  RunConfigReader(const CLI::App& train, std::vector<std::string> command_line)
+      : train_(train), command_line_(std::move(command_line)) {}
 
   std::vector<CLI::ConfigItem> from_config(std::istream& input) const override {
     std::vector<CLI::ConfigItem> items;
@@ -116,12 +120,14 @@ class RunConfigReader : public CLI::ConfigTOML {
       for (const std::string& name : option->get_lnames()) flags.push_back(name);
     bool in_train = false;
     std::string line;
-    for (int number = 1; std::getline(input, line); ++number) {
+    for (int number = 1; read_line(input, line, number); ++number) {
       const std::string where = "--config, line " + std::to_string(number);
+      if (number == 1 && line.starts_with("\xEF\xBB\xBF")) line.erase(0, 3);  // a UTF-8 byte-order mark
       const std::string text = CLI::detail::trim_copy(line);
       if (text.empty() || text.front() == '#') continue;
       if (text.front() == '[') {
         if (text != "[train]") throw CLI::ConfigError(where + ": section " + text + " is not [train]");
+        if (in_train) throw CLI::ConfigError(where + ": a second [train] section");
         in_train = true;
         continue;
       }
@@ -131,7 +137,8 @@ class RunConfigReader : public CLI::ConfigTOML {
       CLI::ConfigItem item;
       item.parents = {"train"};
       item.name = CLI::detail::trim_copy(text.substr(0, equals));
-      if (std::find(flags.begin(), flags.end(), item.name) == flags.end()) {
+      const CLI::Option* option = train_.get_option_no_throw("--" + item.name);
+      if (!option) {
         const std::string suggestion = closest(item.name, flags);
         throw CLI::ConfigError(where + ": '" + item.name + "' is not a flag of vt train" +
                                (suggestion.empty() ? "" : "; did you mean " + suggestion + "?"));
@@ -139,21 +146,62 @@ class RunConfigReader : public CLI::ConfigTOML {
       for (const CLI::ConfigItem& earlier : items)
         if (earlier.name == item.name) throw CLI::ConfigError(where + ": '" + item.name + "' is given twice");
       const std::string value = text.substr(equals + 1);
+      bool list = false;
       try {
         JsonReader reader("--config", "line " + std::to_string(number) + ", the value of '" + item.name + "'", value);
-        item.inputs = reader.next_is('[') ? reader.read_string_array() : std::vector<std::string>{reader.read_string()};
-        reader.expect_end();
+        list = reader.next_is('[');
+        item.inputs = list ? reader.read_string_array() : std::vector<std::string>{reader.read_string()};
+        if (!reader.next_is('#')) reader.expect_end();  // a comment may follow the value
       } catch (const std::exception& error) {
         throw CLI::ConfigError(error.what());
       }
-      items.push_back(std::move(item));
+      const bool takes_list = option->get_items_expected_max() > 1;
+      if (list && !takes_list) throw CLI::ConfigError(where + ": '" + item.name + "' takes one value, not a list");
+      if (!list && takes_list) throw CLI::ConfigError(where + ": '" + item.name + "' takes a list [\"...\", ...]");
+      for (const std::string& input : item.inputs) {
+        if (input.find('\0') != std::string::npos)
+          throw CLI::ConfigError(where + ": the value of '" + item.name + "' holds a NUL character");
+        if (option->get_expected_min() == 0 && input != "true" && input != "false" && input != "1" && input != "0")
+          throw CLI::ConfigError(where + ": '" + item.name + "' is on or off: \"true\" or \"false\", got \"" + input + "\"");
+      }
+      if (!item.inputs.empty() && !overridden(*option)) items.push_back(std::move(item));  // an empty list gives no values
     }
     if (!in_train) throw CLI::ConfigError("--config: the file has no [train] section (each run's config.toml has one)");
     return items;
   }
 
  private:
+  // Whether the command line gives this flag, or one that excludes it (--time-budget over the file's epochs), or
+  // --model over the file's model-fields (the fields of the file's model): flags given as well as the file win.
+  bool overridden(const CLI::Option& option) const {
+    const auto given = [&](const CLI::Option& flag) {
+      for (const std::string& name : flag.get_lnames())
+        for (const std::string& word : command_line_)
+          if (word == "--" + name || word.starts_with("--" + name + "=")) return true;
+      return false;
+    };
+    if (given(option)) return true;
+    for (const CLI::Option* excluding : option.get_excludes())
+      if (given(*excluding)) return true;
+    const CLI::Option* model = train_.get_option_no_throw("--model");
+    return option.check_lname("model-fields") && model && given(*model);
+  }
+
+  // std::getline with a bound on the line's length.
+  static bool read_line(std::istream& input, std::string& line, int number) {
+    constexpr size_t kMaxLine = 64 * 1024;
+    line.clear();
+    char c = 0;
+    while (input.get(c) && c != '\n') {
+      if (line.size() == kMaxLine)
+        throw CLI::ConfigError("--config, line " + std::to_string(number) + ": longer than 64 KiB (is this a run's config.toml?)");
+      line += c;
+    }
+    return !line.empty() || c == '\n';
+  }
+
   const CLI::App& train_;
+  std::vector<std::string> command_line_;
 };
 
 // Training takes the class count from the data's class folders: a num_classes=5 override for 3 folders was replaced
@@ -315,8 +363,9 @@ int run_cli(int argc, const char* const* argv) {
                             "start from these weights (.safetensors), the position embedding resampled to the input size");
   // CLI11 2.1 reads config files for the top-level app only; the file's [train] section holds vt train's flags.
   app.set_config("--config", "", "vt train: read a run's settings from its config.toml (flags given as well win)")
-      ->configurable(false);
-  app.config_formatter(std::make_shared<RunConfigReader>(*train_command));
+      ->configurable(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::Throw);  // a second file would replace the first in silence
+  app.config_formatter(std::make_shared<RunConfigReader>(*train_command, std::vector<std::string>(argv + 1, argv + argc)));
   train_command->callback([&] {
     refuse_class_count(train_model.overrides);
     run = [&] {
@@ -506,6 +555,8 @@ int run_cli(int argc, const char* const* argv) {
     }
     app.parse(argc, argv);
     for (const CLI::App* command : app.get_subcommands()) {
+      if (app.get_option("--config")->count() > 0 && command->get_name() != "train")
+        throw CLI::ValidationError("--config: only vt train reads a run's config.toml, not vt " + command->get_name());
       std::vector<std::string> extras = command->remaining();
       for (const std::string& extra : app.remaining()) extras.push_back(extra);
       for (const CLI::App* nested : command->get_subcommands()) {  // vt viz KIND
@@ -521,9 +572,11 @@ int run_cli(int argc, const char* const* argv) {
   try {
     if (threads > 0) {
       set_num_threads(threads);
-    } else if (num_threads() > kMaxThreads) {  // OMP_NUM_THREADS=65536 crashed libgomp in the first parallel region
-      std::fprintf(stderr, "vt: OMP_NUM_THREADS asks for %d threads; running %d (--threads sets the count)\n",
-                   num_threads(), kMaxThreads);
+    } else if (num_threads() > kMaxThreads || num_threads() < 1) {
+      // OMP_NUM_THREADS=65536 crashed libgomp in the first parallel region; 2^31 came back as a negative count.
+      const char* asked = std::getenv("OMP_NUM_THREADS");
+      std::fprintf(stderr, "vt: OMP_NUM_THREADS=%s; running %d threads (--threads sets the count)\n",
+                   asked ? asked : "", kMaxThreads);
       set_num_threads(kMaxThreads);
     }
     return run();

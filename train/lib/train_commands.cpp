@@ -1,5 +1,6 @@
 // vt train, vt eval and vt predict.
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 #include "autograd/text.h"
@@ -90,6 +91,8 @@ int command_predict(const PredictOptions& o) {
         data::load_image_file(path, static_cast<int>(config.in_channels), static_cast<int>(config.image_size), o.max_pixels);
     const Tensor x = data::image_to_tensor(image, normalization);                 // (1, C, H, W)
     const std::vector<double> probabilities = softmax(model->forward(x.to(o.device)), -1).to_vector();  // (classes)
+    for (double p : probabilities)  // finite weights can still overflow (3e38 in a weight)
+      if (!std::isfinite(p)) fail("predict", "'" + path + "': the model's probabilities are not finite");
     std::vector<size_t> order(probabilities.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
     std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return probabilities[a] > probabilities[b]; });

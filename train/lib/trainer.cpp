@@ -191,6 +191,10 @@ struct Standing {
 
 void set_up(Run& run) {
   const TrainOptions& o = run.options;
+  for (const auto& [key, value] : run_settings(o))  // the state's metadata and config.toml hold them as UTF-8 text
+    if (!valid_utf8(value))
+      fail("train", "the value of " + (key.starts_with("model.") ? key.substr(6) : "--" + key) +
+                        " is not valid UTF-8 (the run records it as text): rename it");
   if (o.min_lr > o.lr)
     fail("train", "--min-lr " + shortest_text(o.min_lr) + " is above --lr " + shortest_text(o.lr) +
                       ": the cosine would raise the learning rate");
@@ -817,6 +821,9 @@ Evaluation evaluate(models::Classifier& model, const data::Dataset& dataset, con
     }
   model.train(was_training);
   result.loss = seen ? loss_sum.item() / seen : 0;
+  if (!std::isfinite(result.loss))  // finite weights can still overflow (3e38 in a weight): no accuracy to report
+    fail("evaluate", "the model's loss over " + std::to_string(seen) + " images is " + std::to_string(result.loss) +
+                         ": its outputs are not finite");
   result.accuracy = seen ? static_cast<double>(correct) / seen : 0;
   result.images_per_s = seen / std::max(seconds_since(start), 1e-9);
   return result;

@@ -384,6 +384,12 @@ TEST_CASE("reliability: hostile settings are refused or tamed before anything ru
                                "' --out '" + (directory.path / "compare").string() + "'");
   CHECK(twice.exit_code == 1);
   CHECK(has(twice.output, "--models names vit_cifar twice"));
+  // A misspelt second model was found only after the first had been benchmarked.
+  const Outcome unknown = run_vt("compare --models vit_cifar,vit_cifa --data '" + (directory.path / "none").string() +
+                                 "' --out '" + (directory.path / "compare").string() + "'");
+  CHECK(unknown.exit_code == 1);
+  CHECK(has(unknown.output, "vit_cifa"));
+  CHECK(!has(unknown.output, "GMACs/image"));
   // A loss that turns NaN within the first epoch pointed at a last good state that was never written.
   write_folders(directory.path / "data", "train", {"ant", "bee"}, 32);
   write_folders(directory.path / "data", "test", {"ant", "bee"}, 4);

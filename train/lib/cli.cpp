@@ -272,7 +272,7 @@ void add_image_size(CLI::App& command, int64_t& image_size) {
 // The flags of vt train, shared by vt compare. `model` and `augment` are bound to text and converted later.
 void add_train_options(CLI::App& command, TrainOptions& o, std::string& augment) {
   command.add_option("--data", o.data_dir, "CIFAR-10 binary files, or train/ and test/ image folders")->capture_default_str();
-  command.add_option("--out", o.out_dir, "run folder (default runs/<model>)")
+  command.add_option("--out", o.out_dir, "run folder (default runs/<model>; vt compare: runs/compare)")
       ->check(CLI::Validator([](std::string& text) { return text.empty() ? std::string("an empty folder name") : ""; }, "DIR"))
       ->configurable(false);
   command.add_option("--epochs", o.epochs)->check(integer_in(1, 1'000'000))->capture_default_str();

@@ -85,19 +85,19 @@ int command_compare(const CompareOptions& o) {
   for (size_t i = 0; i < names.size(); ++i)  // each model's run folder is out/NAME: a second would find the first's
     if (std::find(names.begin(), names.begin() + i, names[i]) != names.begin() + i)
       fail("compare", "--models names " + names[i] + " twice");
+  std::vector<ModelReport> reports(names.size());
+  for (size_t i = 0; i < names.size(); ++i)  // every name and override checked before the first benchmark
+    reports[i].config = ModelSpec{names[i], {}, o.overrides}.config();
   const std::string out = base.out_dir.empty() ? "runs/compare" : base.out_dir;
   create_folder("compare", out);
 
-  std::vector<ModelReport> reports;
-  for (const std::string& name : names) {
-    ModelReport r;
-    r.config = ModelSpec{name, {}, o.overrides}.config();
+  for (ModelReport& r : reports) {
+    const std::string& name = r.config.name;
     r.params = static_cast<int64_t>(models::parameter_count(r.config));
     r.gmacs = models::macs_per_image(r.config) / 1e9;
     std::tie(r.train_images_per_s, r.infer_images_per_s) = model_throughput(r.config, base.batch_size, base.device);
     std::printf("%s: %s parameters, %.3f GMACs/image, %.0f training images/s, %.0f inference images/s (model alone)\n",
                 name.c_str(), format_count(r.params).c_str(), r.gmacs, r.train_images_per_s, r.infer_images_per_s);
-    reports.push_back(r);
   }
 
   int64_t epochs = base.epochs;

@@ -474,6 +474,9 @@ TEST_CASE("reliability: a run's config.toml reloads with --config to the same ru
   };
   CHECK(has(refusal(first_config + "epoch = \"50\"\n"), "'epoch' is not a flag of vt train; did you mean epochs?"));
   CHECK(has(refusal(first_config + "epochs = \"2\"\n"), "'epochs' is given twice"));
+  const fs::path twice = directory.path / "twice.toml";  // also when the command line gives the key as well
+  std::ofstream(twice) << first_config << "epochs = \"2\"\n";
+  CHECK(has(run_vt("train --config '" + twice.string() + "' --epochs 1").output, "'epochs' is given twice"));
   CHECK(has(refusal("epochs = \"2\"\n"), "expected flag = \"value\" in the [train] section"));
   CHECK(has(refusal(""), "the file has no [train] section"));
   CHECK(has(refusal("[train]\nlr = \"0.1\n"), "the value of 'lr' at byte"));

@@ -115,7 +115,7 @@ class RunConfigReader : public CLI::ConfigTOML {
 
   std::vector<CLI::ConfigItem> from_config(std::istream& input) const override {
     std::vector<CLI::ConfigItem> items;
-    std::vector<std::string> flags;
+    std::vector<std::string> flags, keys;  // the train command's flags; the file's keys so far
     for (const CLI::Option* option : train_.get_options())
       for (const std::string& name : option->get_lnames()) flags.push_back(name);
     bool in_train = false;
@@ -143,8 +143,9 @@ class RunConfigReader : public CLI::ConfigTOML {
         throw CLI::ConfigError(where + ": '" + item.name + "' is not a flag of vt train" +
                                (suggestion.empty() ? "" : "; did you mean " + suggestion + "?"));
       }
-      for (const CLI::ConfigItem& earlier : items)
-        if (earlier.name == item.name) throw CLI::ConfigError(where + ": '" + item.name + "' is given twice");
+      if (std::find(keys.begin(), keys.end(), item.name) != keys.end())
+        throw CLI::ConfigError(where + ": '" + item.name + "' is given twice");
+      keys.push_back(item.name);
       const std::string value = text.substr(equals + 1);
       bool list = false;
       try {

@@ -1,12 +1,15 @@
 // Numbers as text for configuration values, flags and metadata. Parsing is strict: the whole text must be the
 // number ("12x", "" and out-of-range values are refused), unlike std::stoll and std::stod alone; printing gives
-// the shortest text that reads back as the same double ("1e-05", not "1.0000000000000001e-05").
+// the shortest text that reads back as the same double ("1e-05", not "1.0000000000000001e-05"). Lists of names
+// (class names, models) are checked for repeats here too.
 #pragma once
 
+#include <algorithm>
 #include <charconv>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace vt {
 
@@ -28,6 +31,13 @@ inline std::optional<double> parse_number(const std::string& text) {
   } catch (const std::exception&) {
   }
   return std::nullopt;
+}
+
+// The first name in `names` that an earlier one repeats, or null.
+inline const std::string* first_repeat(const std::vector<std::string>& names) {
+  for (auto it = names.begin(); it != names.end(); ++it)
+    if (std::find(names.begin(), it, *it) != it) return &*it;
+  return nullptr;
 }
 
 inline std::string shortest_text(double value) {

@@ -23,6 +23,7 @@
 
 #include "autograd/json.h"
 #include "autograd/random.h"
+#include "autograd/text.h"
 #include "autograd/tensor.h"
 #include "datasets/dataset.h"
 
@@ -550,15 +551,18 @@ class JpegWalk {
   std::vector<std::pair<int, int>> components_;  // (id, quantisation table) of the frame
 };
 
+// The 32-bit big-endian number at bytes[at, at + 4) (PNG's lengths and sizes); below 2^32, so that the product of
+// two fits 64 bits.
+uint64_t big_endian_32(const std::vector<uint8_t>& bytes, size_t at) {
+  return static_cast<uint64_t>(bytes[at]) << 24 | bytes[at + 1] << 16 | bytes[at + 2] << 8 | bytes[at + 3];
+}
+
 // stb_image 2.27 grows its buffer for a PNG's image data to each IDAT chunk's declared length before reading
 // the chunk, so 200 bytes that declare a 2 GB chunk allocate 2 GB (found by fuzzing). Every chunk (length,
 // type, data, CRC) up to IEND must lie within the file, as in any complete PNG.
 std::string png_chunk_defect(const std::vector<uint8_t>& bytes) {
-  const auto big_endian = [&](size_t at) {
-    return static_cast<uint64_t>(bytes[at]) << 24 | bytes[at + 1] << 16 | bytes[at + 2] << 8 | bytes[at + 3];
-  };
   for (size_t position = 8; position + 8 <= bytes.size();) {
-    const uint64_t length = big_endian(position);
+    const uint64_t length = big_endian_32(bytes, position);
     const std::string type(reinterpret_cast<const char*>(&bytes[position + 4]), 4);
     if (length + 12 > bytes.size() - position)
       return "truncated PNG: chunk " + printable(type) + " declares " + std::to_string(length) + " bytes, " +
@@ -601,11 +605,9 @@ std::string decode_file(const fs::path& path, uint8_t* destination, const Datase
            " pixels, more than the limit of " + std::to_string(options.max_pixels) + " (--max-image-pixels)";
   };
   if (format == Format::png && bytes.size() >= 24 && std::memcmp(&bytes[12], "IHDR", 4) == 0) {
-    const auto big_endian = [&](size_t at) {  // below 2^32, so that the product of two fits 64 bits
-      return static_cast<uint64_t>(bytes[at]) << 24 | bytes[at + 1] << 16 | bytes[at + 2] << 8 | bytes[at + 3];
-    };
-    if (big_endian(16) * big_endian(20) > static_cast<uint64_t>(options.max_pixels))
-      return over_limit(static_cast<int64_t>(big_endian(16)), static_cast<int64_t>(big_endian(20)));
+    const uint64_t png_width = big_endian_32(bytes, 16), png_height = big_endian_32(bytes, 20);
+    if (png_width * png_height > static_cast<uint64_t>(options.max_pixels))
+      return over_limit(static_cast<int64_t>(png_width), static_cast<int64_t>(png_height));
   }
   int width = 0, height = 0, channels = 0;
   if (!stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &width, &height, &channels)) return stb_failed();
@@ -764,10 +766,8 @@ std::unique_ptr<Dataset> open_dataset(const std::string& dir, const std::string&
   if (options.image_size < 1) fail(kOp, "image_size must be positive, got " + std::to_string(options.image_size));
   if (options.limit < 0) fail(kOp, "limit must be 0 (all) or positive, got " + std::to_string(options.limit));
   if (options.max_pixels < 1) fail(kOp, "max_pixels must be positive, got " + std::to_string(options.max_pixels));
-  for (size_t i = 0; i < options.classes.size(); ++i)
-    if (std::find(options.classes.begin(), options.classes.begin() + static_cast<std::ptrdiff_t>(i), options.classes[i]) !=
-        options.classes.begin() + static_cast<std::ptrdiff_t>(i))
-      fail(kOp, "class '" + printable(options.classes[i]) + "' is named twice in the label space");
+  if (const std::string* repeated = first_repeat(options.classes))
+    fail(kOp, "class '" + printable(*repeated) + "' is named twice in the label space");
   if (!fs::is_directory(dir)) fail(kOp, "data directory " + dir + " does not exist (scripts/get_cifar10.sh fetches CIFAR-10)");
   if (fs::is_directory(fs::path(dir) / split)) return open_image_folder(fs::path(dir) / split, options);
   const fs::path cifar = find_cifar_dir(dir);

@@ -11,6 +11,7 @@
 
 #include "autograd/files.h"
 #include "autograd/parallel.h"
+#include "autograd/text.h"
 #include "train/lib/commands.h"
 #include "train/lib/plot.h"
 #include "train/lib/trainer.h"
@@ -82,9 +83,8 @@ int command_compare(const CompareOptions& o) {
   const double time_budget = o.time_budget;
   const TrainOptions& base = o.base;
   if (names.empty()) fail("compare", "--models names no model");
-  for (size_t i = 0; i < names.size(); ++i)  // each model's run folder is out/NAME: a second would find the first's
-    if (std::find(names.begin(), names.begin() + i, names[i]) != names.begin() + i)
-      fail("compare", "--models names " + names[i] + " twice");
+  if (const std::string* repeated = first_repeat(names))  // each model's run folder is out/NAME: a second would find the first's
+    fail("compare", "--models names " + *repeated + " twice");
   std::vector<ModelReport> reports(names.size());
   for (size_t i = 0; i < names.size(); ++i)  // every name and override checked before the first benchmark
     reports[i].config = ModelSpec{names[i], {}, o.overrides}.config();

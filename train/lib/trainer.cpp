@@ -772,9 +772,8 @@ std::vector<std::string> classes_from_metadata(const std::map<std::string, std::
   const std::vector<std::string> classes = found->second.starts_with('[')
                                                ? parse_json_string_array("checkpoint metadata", "'vt.data.classes'", found->second)
                                                : split_commas(found->second);
-  for (size_t i = 0; i < classes.size(); ++i)  // predict would print one name for two outputs
-    if (std::find(classes.begin(), classes.begin() + i, classes[i]) != classes.begin() + i)
-      fail("checkpoint metadata", "'vt.data.classes' names '" + classes[i] + "' twice");
+  if (const std::string* repeated = first_repeat(classes))  // predict would print one name for two outputs
+    fail("checkpoint metadata", "'vt.data.classes' names '" + *repeated + "' twice");
   return classes;
 }
 

@@ -107,7 +107,12 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
       bytes > (size_t{1} << 62))
     fail("empty", std::string("a ") + dtype_name(dtype) + shape_str(shape) + " tensor is too large to allocate");
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(bytes, device);
+  try {
+    impl->storage = std::make_shared<Storage>(bytes, device);
+  } catch (const std::runtime_error& error) {  // out of memory: the allocator knows the bytes, not the tensor
+    fail("empty", std::string("a ") + dtype_name(dtype) + shape_str(shape) + " tensor on " + device_name(device) + ": " +
+                      error.what());
+  }
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;

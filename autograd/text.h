@@ -1,5 +1,5 @@
 // Numbers as text for configuration values, flags and metadata. Parsing is strict: the whole text must be the
-// number ("12x", "" and out-of-range values are refused), unlike std::stoll and std::stod alone; printing gives
+// number ("12x" and "" are refused, and integers out of range), unlike std::stoll and std::stod alone; printing gives
 // the shortest text that reads back as the same double ("1e-05", not "1.0000000000000001e-05"). Lists of names
 // (class names, models) are checked for repeats here too.
 #pragma once
@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdint>
+#include <cstdlib>
 #include <optional>
 #include <string>
 #include <vector>
@@ -23,14 +24,13 @@ inline std::optional<int64_t> parse_integer(const std::string& text) {
   return std::nullopt;
 }
 
+// strtod, not std::stod: stod throws on an underflow, so 1e-320 read as "not a number". An underflow (to a tiny
+// value or 0) or an overflow (to inf) goes on to the caller's range check, which names the actual problem.
 inline std::optional<double> parse_number(const std::string& text) {
-  size_t used = 0;
-  try {
-    const double value = std::stod(text, &used);
-    if (used == text.size()) return value;
-  } catch (const std::exception&) {
-  }
-  return std::nullopt;
+  char* end = nullptr;
+  const double value = std::strtod(text.c_str(), &end);
+  if (text.empty() || end != text.c_str() + text.size()) return std::nullopt;
+  return value;
 }
 
 // The first name in `names` that an earlier one repeats, or null.

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <optional>
 #include <variant>
 
@@ -119,7 +120,9 @@ const std::vector<Field>& fields() {
       {"stem_channels", Integer{&ModelConfig::stem_channels, 0, 65536}},
       {"drop_rate", Real{&ModelConfig::drop_rate, 0, 1, false, true}},
       {"drop_path_rate", Real{&ModelConfig::drop_path_rate, 0, 1, false, true}},
-      {"norm_eps", Real{&ModelConfig::norm_eps, 0, 1, true, false}},
+      // From float32's smallest normal number, as the model computes in float32: at eps = 1e-320 a constant row's
+      // rstd = 1/sqrt(0 + eps) overflows float32 to inf, and inf * 0 is NaN.
+      {"norm_eps", Real{&ModelConfig::norm_eps, std::numeric_limits<float>::min(), 1, false, false}},
   };
   return table;
 }

@@ -299,10 +299,18 @@ TEST_CASE("models: every field has a sane range, checked before any size is comp
                        doctest::Contains("pixel_kernel=2147483648 is outside [1, 63]"), std::runtime_error);
   CHECK_THROWS_WITH_AS(with("vit_cifar", {{"head_hidden", "-5"}}), doctest::Contains("head_hidden=-5 is outside [0, 65536]"),
                        std::runtime_error);
-  CHECK_THROWS_WITH_AS(with("vit_cifar", {{"norm_eps", "inf"}}), doctest::Contains("norm_eps=inf is outside (0, 1]"),
+  const std::string eps_range = "is outside [1.1754943508222875e-38, 1]";  // from float32's smallest normal number
+  CHECK_THROWS_WITH_AS(with("vit_cifar", {{"norm_eps", "inf"}}), doctest::Contains(("norm_eps=inf " + eps_range).c_str()),
                        std::runtime_error);
-  CHECK_THROWS_WITH_AS(with("vit_cifar", {{"norm_eps", "nan"}}), doctest::Contains("norm_eps=nan is outside (0, 1]"),
+  CHECK_THROWS_WITH_AS(with("vit_cifar", {{"norm_eps", "nan"}}), doctest::Contains(("norm_eps=nan " + eps_range).c_str()),
                        std::runtime_error);
+  // 1e-320 read as "not a number" (std::stod throws on an underflow). Taken, it would give a constant row the rstd
+  // 1/sqrt(0 + 1e-320) = 1e160, inf in float32, and inf * 0 = NaN: eps starts at float32's smallest normal number.
+  CHECK_THROWS_WITH_AS(with("vit_cifar", {{"norm_eps", "1e-320"}}), doctest::Contains(("norm_eps=1e-320 " + eps_range).c_str()),
+                       std::runtime_error);
+  CHECK_THROWS_WITH_AS(with("vit_cifar", {{"norm_eps", "1e-50"}}), doctest::Contains(("norm_eps=1e-50 " + eps_range).c_str()),
+                       std::runtime_error);
+  CHECK(with("vit_cifar", {{"norm_eps", "1e-30"}}).norm_eps == 1e-30);
   CHECK_THROWS_WITH_AS(with("vit_cifar", {{"drop_path_rate", "1"}}), doctest::Contains("drop_path_rate=1 is outside [0, 1)"),
                        std::runtime_error);
   CHECK_THROWS_WITH_AS(with("vit_cifar", {{"qkv_bias", "2"}}), doctest::Contains("qkv_bias=2 is not 0 or 1"),

@@ -390,6 +390,10 @@ TEST_CASE("reliability: hostile settings are refused or tamed before anything ru
   CHECK(unknown.exit_code == 1);
   CHECK(has(unknown.output, "vit_cifa"));
   CHECK(!has(unknown.output, "GMACs/image"));
+  // --models took every word after it: `--models vit_cifar depth=1` failed on a model named depth=1.
+  const Outcome spaced = run_vt("compare --models vit_cifar tnt_cifar --data '" + (directory.path / "none").string() + "'");
+  CHECK(spaced.exit_code == 1);
+  CHECK(has(spaced.output, "got 'tnt_cifar' (a model: --models takes several comma-separated, as --models a,b)"));
   // A loss that turns NaN within the first epoch pointed at a last good state that was never written.
   write_folders(directory.path / "data", "train", {"ant", "bee"}, 32);
   write_folders(directory.path / "data", "test", {"ant", "bee"}, 4);
@@ -399,6 +403,13 @@ TEST_CASE("reliability: hostile settings are refused or tamed before anything ru
   CHECK(has(diverged.output, "at epoch 1, step"));
   CHECK(has(diverged.output, "No training state was saved before it"));
   CHECK(!fs::exists(directory.path / "diverged" / "last.state.safetensors"));
+  const Outcome overridden = run_vt("compare --models vit_cifar dim=16 heads=2 depth=1 mlp_ratio=2 --epochs 1 --batch 16 "
+                                    "--threads 1 --data '" + (directory.path / "data").string() + "' --out '" +
+                                    (directory.path / "overridden").string() + "'");
+  CHECK(overridden.exit_code == 0);
+  const std::string report = testing::read_file(directory.path / "overridden" / "report.md");
+  CHECK(has(report, "Model overrides: dim=16 heads=2 depth=1 mlp_ratio=2."));
+  CHECK(has(report, "| vit_cifar | 4,266 |"));  // the overrides' model with 2 classes, not the preset's 3,138,442
   // --out naming a file gave std::filesystem's bare "cannot create directories: Not a directory"; an empty
   // --out silently meant runs/vit_cifar.
   const fs::path file = directory.path / "a_file";
@@ -463,6 +474,17 @@ TEST_CASE("reliability: a run's config.toml reloads with --config to the same ru
   const std::string first_config = testing::read_file(first / "config.toml");
   CHECK(first_config == testing::read_file(second / "config.toml"));
   CHECK(has(first_config, "seed = \"7\""));
+  // The class count is the data's: the file listed the preset's num_classes=10 for these 2 class folders, and
+  // --model-fields num_classes=5 was replaced in silence.
+  CHECK(has(first_config, "\"num_classes=2\""));
+  std::string five_classes = first_config;
+  five_classes.replace(five_classes.find("num_classes=2"), 13, "num_classes=5");
+  const fs::path five = directory.path / "five.toml";
+  std::ofstream(five) << five_classes;
+  const Outcome classes = run_vt("train --config '" + five.string() + "' --out '" + (directory.path / "five").string() + "'");
+  CHECK(classes.exit_code == 1);
+  CHECK(has(classes.output, "train: --model-fields lists num_classes=5, but the data in '" + data.string() +
+                                "' has 2 class folders"));
 
   // A mistyped key, a key given twice and a file without [train] each ran the default 30 epochs in silence.
   auto refusal = [&](const std::string& text) {

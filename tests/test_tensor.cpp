@@ -65,6 +65,16 @@ TEST_CASE("tensor: sizes that overflow are refused before anything is allocated"
   CHECK(Tensor::empty({3, 0}).is_contiguous());
 }
 
+TEST_CASE("tensor: an allocation the system refuses names the tensor, not only its bytes") {
+  // 2^45 floats are 2^47 bytes, the whole user address space: no overcommit setting grants them.
+  const int64_t n = int64_t{1} << 45;
+  CHECK_THROWS_WITH_AS(Tensor::empty({2, n / 2}),
+                       doctest::Contains("empty: a f32(2, 17592186044416) tensor on cpu: allocate: out of memory: "
+                                         "140737488355328 bytes requested"),
+                       std::runtime_error);
+  CHECK(sum(Tensor::ones({3})).item() == 3.0);  // the refusal left the allocator working
+}
+
 TEST_CASE("tensor: copy_strided refuses a source that does not broadcast into the destination") {
   const Tensor dst = Tensor::zeros({3});
   // A source with more dims than the destination read elements the destination has no room for.

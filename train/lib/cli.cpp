@@ -327,7 +327,12 @@ models::ModelConfig ModelSpec::config() const {
   for (const std::vector<std::string>* items : {&fields, &overrides})
     for (const std::string& item : *items) {
       const size_t equals = item.find('=');
-      if (equals == std::string::npos) fail("model config", "expected key=value, got '" + item + "'");
+      if (equals == std::string::npos) {
+        const auto presets = models::preset_names();
+        const bool model = std::find(presets.begin(), presets.end(), item) != presets.end();
+        fail("model config", "expected key=value, got '" + item + "'" +
+                                 (model ? " (a model: --models takes several comma-separated, as --models a,b)" : ""));
+      }
       models::apply_override(config, item.substr(0, equals), item.substr(equals + 1));
     }
   models::validate(config);
@@ -373,6 +378,8 @@ int run_cli(int argc, const char* const* argv) {
       print_device(train.device);
       if (train_image_size > 0) train_model.overrides.push_back("image_size=" + std::to_string(train_image_size));
       train.model = train_model.config();
+      for (const std::string& field : train_model.fields)
+        if (field.starts_with("num_classes=")) train.listed_classes = train.model.num_classes;
       apply_augment(train_augment, train.augment);
       return command_train(train);
     };
@@ -418,7 +425,13 @@ int run_cli(int argc, const char* const* argv) {
   CompareOptions compare;
   std::string compare_augment;
   auto* compare_command = app.add_subcommand("compare", "train several models with one recipe; writes report.md and curves.png");
-  compare_command->add_option("--models", compare.models, "presets, comma-separated")->delimiter(',')->capture_default_str();
+  // One word after --models, split at commas: `--models vit_cifar depth=1` took depth=1 for a second model.
+  compare_command->add_option("--models", compare.models, "presets, comma-separated")
+      ->delimiter(',')
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+      ->capture_default_str();
   add_train_options(*compare_command, compare.base, compare_augment);
   compare_command->add_option("--time-budget", compare.time_budget, "seconds for all models together (instead of --epochs)")
       ->check(number_in(0, 1e9, true))

@@ -214,8 +214,13 @@ void set_up(Run& run) {
   test_options.classes = run.train_set->classes();  // test labels by name, in the training set's label space
   run.test_set = data::open_dataset(o.data_dir, "test", test_options);
   run.data_fingerprint = data::fingerprint(*run.train_set);
+  // The class count comes from the data; config.toml and the state record it, so that --config repeats the run.
+  const auto classes = static_cast<int64_t>(run.train_set->classes().size());
+  if (o.listed_classes != 0 && o.listed_classes != classes)
+    fail("train", "--model-fields lists num_classes=" + std::to_string(o.listed_classes) + ", but the data in '" +
+                      o.data_dir + "' has " + std::to_string(classes) + " class folders");
+  run.options.model.num_classes = classes;
   run.model_config = o.model;
-  run.model_config.num_classes = static_cast<int64_t>(run.train_set->classes().size());  // from the data
 
   data::LoaderOptions& l = run.loader_options;
   l.batch_size = o.batch_size;

@@ -17,7 +17,8 @@
 namespace vt {
 
 struct TrainOptions {
-  models::ModelConfig model;
+  models::ModelConfig model;     // its num_classes is replaced by the data's class count
+  int64_t listed_classes = 0;     // num_classes as --model-fields lists it (a run's config.toml): the data must agree
   std::string data_dir = "data";
   std::string out_dir;            // default: runs/<model name>
   int64_t epochs = 30;

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -503,11 +505,29 @@ std::vector<std::pair<std::string, std::string>> library_settings(const std::fun
   return settings;
 }
 
+// Whether libgomp reads `text` as OMP_NUM_THREADS: comma-separated counts above 0, with spaces around them
+// (strtoul's syntax, as libgomp parses them).
+static bool libgomp_reads_thread_counts(const char* text) {
+  for (const char* p = text;; ++p) {  // at the start, or past a comma
+    while (std::isspace(static_cast<unsigned char>(*p))) ++p;
+    char* end = nullptr;
+    errno = 0;
+    const unsigned long count = std::strtoul(p, &end, 10);
+    if (end == p || errno != 0 || static_cast<long>(count) <= 0) return false;
+    for (p = end; std::isspace(static_cast<unsigned char>(*p));) ++p;
+    if (*p == '\0') return true;
+    if (*p != ',') return false;
+  }
+}
+
 void restart_with_library_settings(int argc, char** argv) {
   (void)argc;
   const std::string core = openblas_get_corename();
   const auto settings = library_settings([](const char* name) { return std::getenv(name); }, core, this_cpu());
   if (settings.empty()) return;
+  // libgomp has warned of an OMP_NUM_THREADS it cannot read, and ignores it; the restarted vt warned again.
+  if (const char* threads = std::getenv("OMP_NUM_THREADS"); threads && !libgomp_reads_thread_counts(threads))
+    unsetenv("OMP_NUM_THREADS");
   for (const auto& [name, value] : settings) {
     if (name == "OPENBLAS_CORETYPE")
       std::fprintf(stderr, "vt: OpenBLAS picked its '%s' kernels for this CPU; restarting with OPENBLAS_CORETYPE=%s\n",

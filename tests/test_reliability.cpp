@@ -360,6 +360,18 @@ TEST_CASE("reliability: hostile settings are refused or tamed before anything ru
   const Outcome wrapped = run_vt("info --model vit_cifar depth=1", "OMP_NUM_THREADS=2147483648");  // read as -2^31
   CHECK(wrapped.exit_code == 0);
   CHECK(has(wrapped.output, "OMP_NUM_THREADS=2147483648; running 1024 threads"));
+  // libgomp warns of a count it cannot read and ignores it; vt's restart, which sets GOMP_SPINCOUNT unless
+  // it or OMP_WAIT_POLICY is set (library_settings), warned a second time.
+  for (const std::string unread : {"abc", "0", "2,", "-1"}) {
+    CAPTURE(unread);
+    const Outcome outcome = run_vt("info --model vit_cifar depth=1",
+                                   "-u GOMP_SPINCOUNT -u OMP_WAIT_POLICY OMP_NUM_THREADS='" + unread + "'");
+    CHECK(outcome.exit_code == 0);
+    const std::string warning = "Invalid value for environment variable OMP_NUM_THREADS";
+    const size_t first = outcome.output.find(warning);
+    CHECK(first != std::string::npos);
+    CHECK(outcome.output.find(warning, first + 1) == std::string::npos);
+  }
   // int(192 * 0.001) = 0: an MLP without hidden features was built.
   CHECK(has(run_vt("info --model vit_cifar mlp_ratio=0.001").output, "gives an MLP of int(dim * mlp_ratio) = 0 hidden"));
   // A name with a newline was printed raw inside --json's string.
@@ -425,6 +437,12 @@ TEST_CASE("reliability: weights holding NaN are refused where they are loaded, n
   write_folders(directory.path / "data", "test", {"ant", "bee"}, 2);
   const std::string weights = (directory.path / "w.safetensors").string();
   REQUIRE(run_vt("init --model vit_cifar dim=16 heads=2 depth=1 num_classes=2 --out '" + weights + "'").exit_code == 0);
+  // A file named like a flag goes after "--", which vt refused as "unknown option --".
+  fs::copy_file(directory.path / "data" / "test" / "ant" / "0.png", directory.path / "-a.png");
+  const Outcome dashed = run_vt("predict --checkpoint '" + weights + "' -- -a.png", "--chdir='" + directory.path.string() + "'");
+  CHECK(dashed.exit_code == 0);
+  CHECK(has(dashed.output, "-a.png"));
+  CHECK(has(dashed.output, "%  class 0"));
   nn::SafetensorsFile file = nn::load_safetensors(weights);
   for (auto& [name, tensor] : file.tensors)
     if (name == "head.bias") tensor.fill_(std::nan(""));

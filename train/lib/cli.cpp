@@ -87,9 +87,11 @@ std::string closest(const std::string& given, const std::vector<std::string>& na
 }
 
 // Fails on an argument no flag took (`extras`, left over by `command` and by vt itself, which the command's
-// unknown flags fall through to), naming the closest flag of the command or of vt.
+// unknown flags fall through to), naming the closest flag of the command or of vt. CLI11 leaves the "--" that
+// ends the flags among them, and it was refused as an unknown option.
 void refuse_extras(const CLI::App& command, const std::vector<std::string>& extras) {
   for (const std::string& extra : extras) {
+    if (extra == "--") continue;
     std::vector<std::string> names;
     for (const CLI::App* app : {&command, static_cast<const CLI::App*>(command.get_parent())})
       for (const CLI::Option* option : app->get_options())
@@ -413,7 +415,7 @@ int run_cli(int argc, const char* const* argv) {
   add_max_pixels(*predict_command, predict.max_pixels);
   add_image_size(*predict_command, predict.image_size);
   add_precision_options(*predict_command, predict.tf32, predict.amp);
-  predict_command->add_option("images", predict.images, "image files")->required();
+  predict_command->add_option("images", predict.images, "image files (after --, names that start with -)")->required();
   add_device_option(*predict_command, predict.device);
   predict_command->callback([&] {
     run = [&] {

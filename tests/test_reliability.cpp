@@ -402,7 +402,7 @@ TEST_CASE("reliability: hostile settings are refused or tamed before anything ru
   CHECK(unknown.exit_code == 1);
   CHECK(has(unknown.output, "vit_cifa"));
   CHECK(!has(unknown.output, "GMACs/image"));
-  // --models took every word after it: `--models vit_cifar depth=1` failed on a model named depth=1.
+  // Models given apart, as --models takes one word, are named as models rather than as bad settings.
   const Outcome spaced = run_vt("compare --models vit_cifar tnt_cifar --data '" + (directory.path / "none").string() + "'");
   CHECK(spaced.exit_code == 1);
   CHECK(has(spaced.output, "got 'tnt_cifar' (a model: --models takes several comma-separated, as --models a,b)"));
@@ -415,6 +415,7 @@ TEST_CASE("reliability: hostile settings are refused or tamed before anything ru
   CHECK(has(diverged.output, "at epoch 1, step"));
   CHECK(has(diverged.output, "No training state was saved before it"));
   CHECK(!fs::exists(directory.path / "diverged" / "last.state.safetensors"));
+  // --models took every word after it: `--models vit_cifar depth=1` failed on a model named depth=1.
   const Outcome overridden = run_vt("compare --models vit_cifar dim=16 heads=2 depth=1 mlp_ratio=2 --epochs 1 --batch 16 "
                                     "--threads 1 --data '" + (directory.path / "data").string() + "' --out '" +
                                     (directory.path / "overridden").string() + "'");

@@ -160,14 +160,13 @@ std::vector<EpochMetrics> parse_metrics_csv(const std::string& text, const std::
 
 // Everything a run is made of, built from the options before its first step.
 struct Run {
-  TrainOptions options;  // a copy: --time-budget sets its epochs
+  TrainOptions options;  // a copy: --time-budget sets its epochs, the data its model.num_classes
   std::string dir, last, best, state, metrics, config;
   std::unique_ptr<data::Dataset> train_set, test_set;
   uint64_t data_fingerprint = 0;
   data::LoaderOptions loader_options;
   std::unique_ptr<data::DataLoader> loader;
   int64_t steps_per_epoch = 0, total_steps = 0;
-  models::ModelConfig model_config;
   std::shared_ptr<models::Classifier> model, ema_model;
   std::unique_ptr<nn::Optimizer> optimizer;
   std::unique_ptr<nn::ModelEma> ema;
@@ -220,7 +219,6 @@ void set_up(Run& run) {
     fail("train", "--model-fields lists num_classes=" + std::to_string(o.listed_classes) + ", but the data in '" +
                       o.data_dir + "' has " + std::to_string(classes) + " class folders");
   run.options.model.num_classes = classes;
-  run.model_config = o.model;
 
   data::LoaderOptions& l = run.loader_options;
   l.batch_size = o.batch_size;
@@ -240,16 +238,16 @@ void set_up(Run& run) {
 
   manual_seed(o.seed);
   set_matmul_precision(o.device, matmul_precision(o.tf32, o.amp));
-  run.model = models::create_model(run.model_config);  // initialised on the CPU, so both devices start alike
+  run.model = models::create_model(o.model);  // initialised on the CPU, so both devices start alike
   if (!o.init_from.empty() && !o.resume) models::load_weights_at_size(o.init_from, *run.model);  // a resume loads its own
   run.model->to(o.device);
   run.optimizer = make_optimizer(o, *run.model);
   if (o.ema_decay > 0) {
     run.ema = std::make_unique<nn::ModelEma>(*run.model, o.ema_decay);
-    run.ema_model = models::create_model(run.model_config);
+    run.ema_model = models::create_model(o.model);
     run.ema_model->to(o.device);
   }
-  run.checkpoint_metadata = models::config_metadata(run.model_config);
+  run.checkpoint_metadata = models::config_metadata(o.model);
   run.checkpoint_metadata.merge(data_metadata(l.normalization, run.train_set->classes()));
 }
 

@@ -1,6 +1,7 @@
 // vt compare: trains several models with one recipe and budget, then writes a Markdown report and a PNG of
 // their curves. Conventions: every model gets the same epochs (a time budget is turned into the epochs that
-// all models together fit, from their measured speeds), seed, data and augmentation.
+// all models' runs fit, one after another, measured as vt train --time-budget measures), seed, data and
+// augmentation.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -79,6 +80,7 @@ std::string format_count(int64_t n) {
 }  // namespace
 
 int command_compare(const CompareOptions& o) {
+  const auto start = std::chrono::steady_clock::now();
   const std::vector<std::string>& names = o.models;
   const double time_budget = o.time_budget;
   const TrainOptions& base = o.base;
@@ -100,35 +102,40 @@ int command_compare(const CompareOptions& o) {
                 name.c_str(), format_count(r.params).c_str(), r.gmacs, r.train_images_per_s, r.infer_images_per_s);
   }
 
-  int64_t epochs = base.epochs;
-  if (time_budget > 0) {
-    // Every model trains the same epochs, so the budget buys as many epochs as the models' summed epoch
-    // times fit: each epoch is a pass over the training set at the model's training speed plus a pass over
-    // the test set at its inference speed (data loading overlaps with compute and is not counted).
-    data::DatasetOptions probe;
-    probe.channels = static_cast<int>(reports[0].config.in_channels);
-    probe.image_size = static_cast<int>(reports[0].config.image_size);
-    probe.limit = base.dataset.limit;
-    probe.skip_bad = base.dataset.skip_bad;
-    const double train_images = static_cast<double>(data::open_dataset(base.data_dir, "train", probe)->size());
-    probe.limit = base.test_limit;
-    const double test_images = static_cast<double>(data::open_dataset(base.data_dir, "test", probe)->size());
-    double seconds_per_epoch = 0;
-    for (const ModelReport& r : reports)
-      seconds_per_epoch += train_images / r.train_images_per_s + test_images / r.infer_images_per_s;
-    epochs = std::max<int64_t>(1, epochs_that_fit(time_budget, seconds_per_epoch));
-    std::printf("time budget %.0f s: an epoch of every model takes about %.0f s, so %ld epoch%s each\n", time_budget,
-                seconds_per_epoch, static_cast<long>(epochs), epochs == 1 ? "" : "s");
-  }
-
-  for (ModelReport& r : reports) {
+  // A model's run: the shared recipe, its model and a folder of its own.
+  const auto run_options = [&](const ModelReport& r, int64_t epochs) {
     TrainOptions options = base;
     options.model = r.config;
     options.epochs = epochs;
     options.out_dir = out + "/" + r.config.name;
+    return options;
+  };
+  int64_t epochs = base.epochs;
+  if (time_budget > 0) {
+    // Every model trains the same epochs. Each run's cost is measured on its real pipeline, data loading and
+    // augmentation included, which share the cores with the model; the model-alone speeds above leave them
+    // out, and on 2 cores overestimated a run's speed by 8-15%.
+    RunCost all;  // of every run, one after another
+    const double measure_seconds = budget_measure_seconds(time_budget / static_cast<double>(reports.size()));
+    for (const ModelReport& r : reports) {
+      const RunCost cost = measure_run_cost(run_options(r, 1), measure_seconds);
+      all.setup_seconds += cost.setup_seconds;
+      all.epoch_seconds += cost.epoch_seconds;
+    }
+    const double spent = seconds_since(start), left = time_budget - spent;
+    epochs = epochs_that_fit_after_setup(left, all);
+    std::printf("time budget %.0f s: %.0f s spent measuring; an epoch of every model takes about %.3g s and setting "
+                "their runs up %.3g s, so %ld epoch%s each\n",
+                time_budget, spent, all.epoch_seconds, all.setup_seconds, static_cast<long>(epochs),
+                epochs == 1 ? "" : "s");
+    if (left < all.setup_seconds + all.epoch_seconds)
+      std::printf("one epoch does not fit in the budget: training one epoch anyway\n");
+  }
+
+  for (ModelReport& r : reports) {
     std::printf("\n== training %s for %ld epoch%s ==\n", r.config.name.c_str(), static_cast<long>(epochs),
                 epochs == 1 ? "" : "s");
-    r.result = train(options);
+    r.result = train(run_options(r, epochs));
     if (r.result.interrupted) return 130;
   }
 

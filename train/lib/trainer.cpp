@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <charconv>
 #include <chrono>
@@ -276,69 +277,6 @@ BatchLoss batch_loss(const Run& run, const data::Batch& batch) {
   return {logits, labels, cross_entropy(logits, target, o.label_smoothing)};
 }
 
-// --time-budget: the epochs that fit in what is left of the budget, at the speed of real steps (the run's
-// loader with its augmentation and workers, its model, device and batch) and of inference for the test pass.
-// The steps run on a loader of their own, take no optimizer step, and the random streams are put back, so the
-// run that follows is exactly the run of `--epochs E` with the same seed. A step is timed with its wait for
-// the loader; the first ones are left out, since they fill the allocator's cache and the loader's window.
-int64_t epochs_for_budget(Run& run, std::chrono::steady_clock::time_point run_start) {
-  const TrainOptions& o = run.options;
-  const uint64_t tensors_offset = default_generator().offset(), dropout_offset = dropout_generator().offset();
-  data::DataLoader loader(*run.train_set, run.loader_options);
-  loader.start_epoch(0);
-  data::Batch batch;
-  const int64_t untimed_steps = std::min<int64_t>(2, run.steps_per_epoch - 1);
-  constexpr double kMeasureSeconds = 10;  // of training steps, then at most a quarter of that of inference
-  int64_t train_images = 0, infer_images = 0;
-  double train_seconds = 0, infer_seconds = 0;
-  run.model->train();
-  for (int64_t step = 0; train_seconds < kMeasureSeconds; ++step) {
-    const auto start = std::chrono::steady_clock::now();
-    if (!loader.next(batch)) break;
-    const BatchLoss step_loss = batch_loss(run, batch);
-    run.optimizer->zero_grad();
-    step_loss.loss.backward();
-    step_loss.loss.item();  // waits for the device
-    if (step < untimed_steps) continue;
-    train_seconds += seconds_since(start);
-    train_images += static_cast<int64_t>(batch.labels.size());
-  }
-  run.optimizer->zero_grad();
-  {
-    NoGradGuard no_grad;
-    run.model->eval();
-    for (int64_t batches = 0; batches < run.steps_per_epoch && infer_seconds < kMeasureSeconds / 4; ++batches) {
-      if (!loader.next(batch)) {  // a small training set: its next epoch
-        loader.start_epoch(1);
-        loader.next(batch);
-      }
-      const auto start = std::chrono::steady_clock::now();
-      (void)run.model->forward(batch.images.to(o.device)).to(Device::cpu);  // waits for the device
-      infer_seconds += seconds_since(start);
-      infer_images += static_cast<int64_t>(batch.labels.size());
-    }
-    run.model->train();
-  }
-  default_generator().set_offset(tensors_offset);
-  dropout_generator().set_offset(dropout_offset);
-
-  const double train_rate = train_images / std::max(train_seconds, 1e-9);  // at least one step is timed
-  const double infer_rate = infer_images / std::max(infer_seconds, 1e-9);
-  const double epoch_train = static_cast<double>(run.steps_per_epoch * o.batch_size) / std::max(train_rate, 1e-9);
-  const double epoch_test = static_cast<double>(run.test_set->size()) / std::max(infer_rate, 1e-9);
-  const double spent = seconds_since(run_start);  // loading the data, building the model and measuring
-  const double left = o.time_budget - spent;
-  const int64_t epochs = std::max<int64_t>(1, epochs_that_fit(left, epoch_train + epoch_test));
-  if (!o.quiet) {
-    std::printf("time budget %.0f s: %.0f s spent loading and measuring; an epoch takes about %.0f s (%.0f training "
-                "images/s, %.0f test images/s), so %ld epoch%s\n",
-                o.time_budget, spent, epoch_train + epoch_test, train_rate, infer_rate, static_cast<long>(epochs),
-                epochs == 1 ? "" : "s");
-    if (left < epoch_train + epoch_test) std::printf("one epoch does not fit in the budget: training one epoch anyway\n");
-  }
-  return epochs;
-}
-
 // The run's settings as a file that `vt train --config FILE` reads back (CLI11's subset of TOML): each flag of
 // vt train that shapes the run, values quoted, and the model's fields as the --model-fields list (key=value).
 std::string run_config_file(const TrainOptions& o) {
@@ -594,6 +532,15 @@ bool train_epoch(Run& run, Standing& standing, int64_t epoch, double& lr) {
 }
 
 // Evaluation, the metrics row, the best checkpoint and the new state (the commit), then last.safetensors.
+// The files an epoch ends with: metrics.csv, the best checkpoint when the test accuracy improved (or there is
+// none yet), the training state and the last checkpoint.
+void save_epoch_files(const Run& run, const Standing& standing, models::Classifier& evaluated, bool improved) {
+  write_file_atomically("train", run.metrics, metrics_csv(standing.history, false));
+  if (improved) nn::save_weights(run.best, evaluated, run.checkpoint_metadata);
+  save_state(run, standing);
+  nn::save_weights(run.last, *run.model, run.checkpoint_metadata);
+}
+
 void finish_epoch(Run& run, Standing& standing, int64_t epoch, double lr) {
   const TrainOptions& o = run.options;
   EpochMetrics m;
@@ -616,17 +563,92 @@ void finish_epoch(Run& run, Standing& standing, int64_t epoch, double lr) {
   standing.batches_done = 0;
   standing.loss_sum = standing.seconds = 0;
   standing.correct = standing.seen = 0;
-  write_file_atomically("train", run.metrics, metrics_csv(standing.history, false));
-  if (m.test_acc > standing.best_test_acc || !fs::exists(run.best)) {
-    standing.best_test_acc = std::max(standing.best_test_acc, m.test_acc);
-    nn::save_weights(run.best, *evaluated, run.checkpoint_metadata);
-  }
-  save_state(run, standing);
-  nn::save_weights(run.last, *run.model, run.checkpoint_metadata);
+  const bool improved = m.test_acc > standing.best_test_acc || !fs::exists(run.best);
+  standing.best_test_acc = std::max(standing.best_test_acc, m.test_acc);
+  save_epoch_files(run, standing, *evaluated, improved);
   if (!o.quiet)
     std::printf("epoch %ld/%ld: lr %.2e train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %.0f img/s, %.0f s\n",
                 static_cast<long>(m.epoch), static_cast<long>(o.epochs), m.lr, m.train_loss, 100 * m.train_acc,
                 m.test_loss, 100 * m.test_acc, m.images_per_s, m.seconds);
+}
+
+// --time-budget: the cost of an epoch, measured on the run itself. Its training pass: about measure_seconds of
+// real steps (the run's loader with its augmentation and workers, its model, device and batch, over several
+// of its epochs if they are short), each timed with its wait for the loader, the first ones left out since
+// they fill the allocator's cache and the loader's window. Its end, timed whole: the test pass and the files the epoch writes, which in a run of tiny epochs
+// cost as much as the steps. The steps run on a loader of their own and take no optimizer step, the files go
+// to temporary names (a killed run's are removed when it restarts) and are removed, and the random streams
+// are put back, so the run that follows is exactly the run of `--epochs E` with the same seed.
+struct EpochEstimate {
+  double train_rate = 0, test_rate = 0;       // images/s
+  double train_seconds = 0, end_seconds = 0;  // of an epoch's training pass and of its end
+};
+
+EpochEstimate measure_epoch(Run& run, double measure_seconds) {
+  const TrainOptions& o = run.options;
+  const uint64_t tensors_offset = default_generator().offset(), dropout_offset = dropout_generator().offset();
+  data::DataLoader loader(*run.train_set, run.loader_options);
+  loader.start_epoch(0);
+  data::Batch batch;
+  const int64_t untimed_steps = std::min<int64_t>(2, run.steps_per_epoch - 1);
+  int64_t train_images = 0;
+  double train_seconds = 0;
+  run.model->train();
+  for (int64_t step = 0, loader_epoch = 0; train_seconds < measure_seconds; ++step) {
+    const auto start = std::chrono::steady_clock::now();
+    if (!loader.next(batch)) {  // a small training set: its next epoch, whose start is part of the cost
+      loader.start_epoch(++loader_epoch);
+      loader.next(batch);
+    }
+    const BatchLoss step_loss = batch_loss(run, batch);
+    run.optimizer->zero_grad();
+    step_loss.loss.backward();
+    step_loss.loss.item();  // waits for the device
+    if (step < untimed_steps) continue;
+    train_seconds += seconds_since(start);
+    train_images += static_cast<int64_t>(batch.labels.size());
+  }
+  run.optimizer->zero_grad();
+
+  const auto end_start = std::chrono::steady_clock::now();
+  const Evaluation test = evaluate(*run.model, *run.test_set, run.loader_options.normalization, o.batch_size, o.workers);
+  const std::array<std::string*, 4> paths = {&run.metrics, &run.best, &run.state, &run.last};
+  const std::array<std::string, 4> kept = {run.metrics, run.best, run.state, run.last};
+  for (std::string* path : paths) *path += ".measure.tmp-" + std::to_string(::getpid());
+  Standing standing;
+  standing.history.resize(1);
+  save_epoch_files(run, standing, *run.model, /*improved=*/true);
+  for (size_t i = 0; i < paths.size(); ++i) {
+    fs::remove(*paths[i]);
+    *paths[i] = kept[i];
+  }
+  default_generator().set_offset(tensors_offset);
+  dropout_generator().set_offset(dropout_offset);
+
+  EpochEstimate e;
+  e.train_rate = train_images / std::max(train_seconds, 1e-9);  // at least one step is timed
+  e.test_rate = test.images_per_s;
+  e.train_seconds = static_cast<double>(run.steps_per_epoch * o.batch_size) / std::max(e.train_rate, 1e-9);
+  e.end_seconds = seconds_since(end_start);
+  return e;
+}
+
+// --time-budget: the epochs that fit in what is left of the budget at the measured cost.
+int64_t epochs_for_budget(Run& run, std::chrono::steady_clock::time_point run_start) {
+  const TrainOptions& o = run.options;
+  const EpochEstimate e = measure_epoch(run, budget_measure_seconds(o.time_budget));
+  const double epoch = e.train_seconds + e.end_seconds;
+  const double spent = seconds_since(run_start);  // loading the data, building the model and measuring
+  const double left = o.time_budget - spent;
+  const int64_t epochs = std::max<int64_t>(1, epochs_that_fit(left, epoch));
+  if (!o.quiet) {
+    std::printf("time budget %.0f s: %.0f s spent loading and measuring; an epoch takes about %.3g s (%.0f training "
+                "images/s, then %.3g s for the test pass at %.0f images/s and the checkpoints), so %ld epoch%s\n",
+                o.time_budget, spent, epoch, e.train_rate, e.end_seconds, e.test_rate, static_cast<long>(epochs),
+                epochs == 1 ? "" : "s");
+    if (left < epoch) std::printf("one epoch does not fit in the budget: training one epoch anyway\n");
+  }
+  return epochs;
 }
 
 // After an epoch of a fresh budgeted run: the epochs fitted again from the epochs' own mean wall time, which the
@@ -639,7 +661,7 @@ void refit_to_budget(Run& run, const Standing& standing, double seconds_per_epoc
                                       o.time_budget - seconds_since(run_start), seconds_per_epoch);
   if (epochs == o.epochs) return;
   if (!o.quiet)
-    std::printf("time budget %.0f s: an epoch took %.0f s, so %ld epochs instead of %ld\n", o.time_budget,
+    std::printf("time budget %.0f s: an epoch took %.3g s, so %ld epochs instead of %ld\n", o.time_budget,
                 seconds_per_epoch, static_cast<long>(epochs), static_cast<long>(o.epochs));
   o.epochs = epochs;
   plan_schedule(run);
@@ -657,6 +679,25 @@ int64_t warmup_steps_for(int64_t total_steps, int64_t steps_per_epoch, double wa
 int64_t epochs_that_fit(double seconds_left, double seconds_per_epoch) {
   const double epochs = (1 - kBudgetSlack) * seconds_left / seconds_per_epoch;
   return std::isnan(epochs) ? 0 : static_cast<int64_t>(std::clamp(std::floor(epochs), 0.0, 1e6));
+}
+
+double budget_measure_seconds(double budget) { return std::clamp(budget / 40, 0.25, 10.0); }
+
+int64_t epochs_that_fit_after_setup(double seconds_left, const RunCost& cost) {
+  return std::max<int64_t>(1, epochs_that_fit(seconds_left - cost.setup_seconds, cost.epoch_seconds));
+}
+
+RunCost measure_run_cost(const TrainOptions& options, double measure_seconds) {
+  const auto start = std::chrono::steady_clock::now();
+  Run run(options);
+  set_up(run);
+  refuse_existing_run(run);  // before measuring, not after
+  create_folder("train", run.dir);  // the epoch's files are timed there, as the run will write them
+  RunCost cost;
+  cost.setup_seconds = seconds_since(start);
+  const EpochEstimate e = measure_epoch(run, measure_seconds);
+  cost.epoch_seconds = e.train_seconds + e.end_seconds;
+  return cost;
 }
 
 int64_t refit_epochs(int64_t epochs, int64_t epochs_done, int64_t steps_per_epoch, double warmup_epochs,

@@ -55,6 +55,22 @@ int64_t warmup_steps_for(int64_t total_steps, int64_t steps_per_epoch, double wa
 constexpr double kBudgetSlack = 0.03;
 int64_t epochs_that_fit(double seconds_left, double seconds_per_epoch);
 
+// --time-budget: the seconds of real steps a budget's speed is measured over, a fortieth of the budget from 0.25
+// to 10 s, so that measuring a small budget does not spend it.
+double budget_measure_seconds(double budget);
+
+// What a run of these options costs on this machine, measured as --time-budget measures it (real steps on the
+// run's loader, no optimizer step, the random streams put back): loading the data and building the model, and
+// one epoch, its training pass and its test pass.
+struct RunCost {
+  double setup_seconds = 0, epoch_seconds = 0;
+};
+RunCost measure_run_cost(const TrainOptions& options, double measure_seconds);
+
+// The epochs of `cost` that fit in seconds_left after its set-up: at least 1, else epochs_that_fit. For vt
+// compare, `cost` sums its runs, which set up and train one after another.
+int64_t epochs_that_fit_after_setup(double seconds_left, const RunCost& cost);
+
 // --time-budget: after an epoch, the epochs that fit in what is left (epochs_done plus epochs_that_fit at the
 // seconds_per_epoch measured over the epochs so far), or `epochs` unchanged. A warm-up step's learning rate
 // does not depend on the run's length, so the count changes only while every step so far was a warm-up step

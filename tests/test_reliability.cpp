@@ -328,6 +328,15 @@ TEST_CASE("reliability: the command line checks every flag's type and range, and
     CAPTURE(bad);
     CHECK(vt("train --model vit_cifar " + bad).exit_code == 2);
   }
+  // A flag whose value was forgotten took the next flag for it: --data read "--model", and the error that
+  // followed was "--model is required"; --models took "--data" for a model's name; and `--out --epochs=3`
+  // trained 30 epochs into a folder named "--epochs=3".
+  const Outcome forgotten = vt("train --data --model vit_cifar");
+  CHECK(forgotten.exit_code == 2);
+  CHECK(has(forgotten.output, "--data: got the flag --model where its value was due"));
+  CHECK(has(vt("compare --models --data data").output, "--models: got the flag --data where its value was due"));
+  CHECK(has(vt("train --model vit_cifar --data none --out --epochs=3").output,
+            "--out: got the flag --epochs where its value was due"));
   // A budget chooses the epochs: both at once is a contradiction, refused before anything runs.
   const Outcome both = vt("train --model vit_cifar --time-budget 60 --epochs 3");
   CHECK(both.exit_code == 2);

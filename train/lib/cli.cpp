@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <functional>
 #include <limits>
+#include <memory>
+#include <set>
 
 #include "autograd/device.h"
 #include "autograd/json.h"
@@ -102,6 +104,28 @@ void refuse_extras(const CLI::App& command, const std::vector<std::string>& extr
     throw CLI::ValidationError("unknown option " + extra + " for vt " + name +
                                (suggestion.empty() ? "" : "; did you mean " + suggestion + "?"));
   }
+}
+
+// Every long flag name of `app` and of its commands, with its dashes ("--data").
+void collect_flag_names(const CLI::App& app, std::set<std::string>& names) {
+  for (const CLI::Option* option : app.get_options())
+    for (const std::string& name : option->get_lnames()) names.insert("--" + name);
+  for (const CLI::App* command : app.get_subcommands({})) collect_flag_names(*command, names);
+}
+
+// `vt train --data --model vit_cifar`: CLI11 gives --data the value "--model", and the error that follows
+// ("--model is required") points away from the slip. Every flag that takes a value refuses one of vt's flag
+// names (alone or as --name=value), naming both.
+void refuse_flags_as_values(CLI::App& app, const std::shared_ptr<const std::set<std::string>>& names) {
+  const CLI::Validator not_a_flag(
+      [names](std::string& text) -> std::string {
+        const std::string name = text.substr(0, text.find('='));
+        return names->contains(name) ? "got the flag " + name + " where its value was due" : "";
+      },
+      "");
+  for (CLI::Option* option : app.get_options({}))
+    if (!option->get_positional() && option->get_expected_min() > 0) option->check(not_a_flag);
+  for (CLI::App* command : app.get_subcommands({})) refuse_flags_as_values(*command, names);
 }
 
 // A run's config.toml as vt train writes it (run_config_file): a [train] section of `flag = "JSON string"` lines and
@@ -543,6 +567,9 @@ int run_cli(int argc, const char* const* argv) {
     command->allow_extras();
     for (CLI::App* nested : command->get_subcommands({})) nested->allow_extras();
   }
+  auto flag_names = std::make_shared<std::set<std::string>>();
+  collect_flag_names(app, *flag_names);
+  refuse_flags_as_values(app, flag_names);
   if (argc < 2) {
     std::printf("%s", app.help().c_str());
     return 1;

@@ -531,9 +531,8 @@ bool train_epoch(Run& run, Standing& standing, int64_t epoch, double& lr) {
   return false;
 }
 
-// Evaluation, the metrics row, the best checkpoint and the new state (the commit), then last.safetensors.
 // The files an epoch ends with: metrics.csv, the best checkpoint when the test accuracy improved (or there is
-// none yet), the training state and the last checkpoint.
+// none yet), the training state (the commit) and the last checkpoint.
 void save_epoch_files(const Run& run, const Standing& standing, models::Classifier& evaluated, bool improved) {
   write_file_atomically("train", run.metrics, metrics_csv(standing.history, false));
   if (improved) nn::save_weights(run.best, evaluated, run.checkpoint_metadata);
@@ -541,6 +540,7 @@ void save_epoch_files(const Run& run, const Standing& standing, models::Classifi
   nn::save_weights(run.last, *run.model, run.checkpoint_metadata);
 }
 
+// Evaluation, the metrics row, then the epoch's files.
 void finish_epoch(Run& run, Standing& standing, int64_t epoch, double lr) {
   const TrainOptions& o = run.options;
   EpochMetrics m;
@@ -575,10 +575,11 @@ void finish_epoch(Run& run, Standing& standing, int64_t epoch, double lr) {
 // --time-budget: the cost of an epoch, measured on the run itself. Its training pass: about measure_seconds of
 // real steps (the run's loader with its augmentation and workers, its model, device and batch, over several
 // of its epochs if they are short), each timed with its wait for the loader, the first ones left out since
-// they fill the allocator's cache and the loader's window. Its end, timed whole: the test pass and the files the epoch writes, which in a run of tiny epochs
-// cost as much as the steps. The steps run on a loader of their own and take no optimizer step, the files go
-// to temporary names (a killed run's are removed when it restarts) and are removed, and the random streams
-// are put back, so the run that follows is exactly the run of `--epochs E` with the same seed.
+// they fill the allocator's cache and the loader's window. Its end, timed whole: the test pass and the files
+// the epoch writes, which in a run of tiny epochs cost as much as the steps. The steps run on a loader of their
+// own and take no optimizer step, the files go to temporary names (a killed run's are removed when it
+// restarts) and are removed, and the random streams are put back, so the run that follows is exactly the run
+// of `--epochs E` with the same seed.
 struct EpochEstimate {
   double train_rate = 0, test_rate = 0;       // images/s
   double train_seconds = 0, end_seconds = 0;  // of an epoch's training pass and of its end

@@ -61,7 +61,7 @@ double budget_measure_seconds(double budget);
 
 // What a run of these options costs on this machine, measured as --time-budget measures it (real steps on the
 // run's loader, no optimizer step, the random streams put back): loading the data and building the model, and
-// one epoch, its training pass and its test pass.
+// one epoch, its training pass and its end (the test pass and the checkpoints).
 struct RunCost {
   double setup_seconds = 0, epoch_seconds = 0;
 };

@@ -1,13 +1,18 @@
 // Scaled dot-product attention as one op with its own backward: per (batch, head), two GEMMs forward and
 // four backward, reading q, k, v in place through strides and transpose flags (no copies of the slices of a
-// fused qkv projection); tiny heads run plain loops over local copies instead, and TNT's pixel heads (16 tokens,
-// head dim 6, float32) a kernel in vector registers. Shapes: q, k, v, out (B, H, N, hd); the saved
-// probabilities P (B, H, N, N), each pixel head's transposed.
+// fused qkv projection); tiny heads run plain loops over local copies instead, TNT's pixel heads (16 tokens,
+// head dim 6, float32) a kernel in vector registers, and float32 heads whose head dim is a multiple of 16 (the
+// ViTs') products of our own with S in cache. Shapes: q, k, v, out (B, H, N, hd); the saved probabilities
+// P (B, H, N, N), each pixel head's transposed.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
 #include <vector>
+
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 #include "autograd/blas.h"
 #include "autograd/parallel.h"
@@ -185,12 +190,309 @@ static void pixel_head_backward(float* dq, int64_t dq_row, float* dk, int64_t dk
   }
 }
 
+// ---- float32 heads whose head dim is a multiple of 16 (ViT's 64), in cache from q k^T to P v ----
+// Every product of a head, forward and backward, has the form out = scale op(a) b with b read by rows of whole
+// vectors: S = scale q (k^T) with k transposed once into a local (hd, N) copy padded to a whole number of
+// vectors, O = P v with v's rows read where they lie, and likewise dV = P^T dO, dP = dO (v^T), dQ = scale dS k,
+// dK = scale dS^T q. Each block of out sums in vector registers, as the float32 GEMM kernel does
+// (autograd/gemm_f32.cpp): every step of the depth loads a row of vectors of b and broadcasts one value of
+// op(a) per row. S and dS stay in a local buffer, in L1 or L2, from their product to the next. OpenBLAS, which
+// packs both operands of q k^T for every head, ran vit_cifar's forward at 47 GFLOP/s on one core of a Zen 4;
+// `vt bench-gemm` prints attention's speed. Only where 16 floats are one register (AVX-512): with AVX2's pairs,
+// 20 vectors of sums would not fit.
+constexpr bool kFusedHeads = kRegistersPerLanes == 1;
+
+static bool fused_head(const AttentionSizes& sizes) {
+  return !small_head(sizes) && sizes.head_dim % kLaneTokens == 0;
+}
+
+// out[r][16 u + l] (+)= scale sum_p op(a)[r][p] b[p][16 u + l] for r < Rows and u < Vectors, added to out
+// when `accumulate`: op(a)[r][p] is a[r * lda + p], or a[p * lda + r] when TransA; b's rows b_row apart with
+// 16 Vectors readable floats each, out's rows out_row apart.
+template <int Rows, int Vectors, bool TransA>
+static void product_block(float* out, int64_t out_row, const float* a, int64_t lda, const float* b, int64_t b_row,
+                          int64_t depth, float scale, bool accumulate) {
+  Lanes sum[Rows][Vectors];
+  for (int r = 0; r < Rows; ++r)
+    for (int u = 0; u < Vectors; ++u) sum[r][u] = Lanes{};
+#pragma GCC unroll 4
+  for (int64_t p = 0; p < depth; ++p) {
+    Lanes b_p[Vectors];
+    for (int u = 0; u < Vectors; ++u) std::memcpy(&b_p[u], b + p * b_row + u * kLaneTokens, sizeof(Lanes));
+    for (int r = 0; r < Rows; ++r) {
+      const float a_rp = TransA ? a[p * lda + r] : a[r * lda + p];
+      for (int u = 0; u < Vectors; ++u) sum[r][u] += a_rp * b_p[u];
+    }
+  }
+  for (int r = 0; r < Rows; ++r)
+    for (int u = 0; u < Vectors; ++u) {
+      float* o = out + r * out_row + u * kLaneTokens;
+      Lanes value = scale * sum[r][u];
+      if (accumulate) {
+        Lanes before;
+        std::memcpy(&before, o, sizeof before);
+        value += before;
+      }
+      std::memcpy(o, &value, sizeof value);
+    }
+}
+
+// product_block over `rows` rows: blocks of Rows, then the rest in one smaller block.
+template <int Rows, int Vectors, bool TransA>
+static void product_rows(float* out, int64_t out_row, const float* a, int64_t lda, const float* b, int64_t b_row,
+                         int64_t rows, int64_t depth, float scale, bool accumulate) {
+  const int64_t next_row = TransA ? 1 : lda;  // from op(a)'s row r to row r + 1
+  int64_t i = 0;
+  for (; i + Rows <= rows; i += Rows)
+    product_block<Rows, Vectors, TransA>(out + i * out_row, out_row, a + i * next_row, lda, b, b_row, depth, scale,
+                                         accumulate);
+  if constexpr (Rows > 1)
+    if (i < rows)
+      product_rows<Rows - 1, Vectors, TransA>(out + i * out_row, out_row, a + i * next_row, lda, b, b_row, rows - i,
+                                              depth, scale, accumulate);
+}
+
+// out (rows, 16 vectors) (+)= scale op(a) (rows, depth) b (depth, 16 vectors), in column chunks of up to 5
+// vectors: 4 rows by 5 vectors of sums (S's 65 keys padded to 80) or 5 rows by up to 4 (64 features) fill 20
+// of the 32 registers. 5 rows measured faster than 6 (24 sums) and 4 at vit_cifar's heads on a Zen 4, where
+// 65 rows are 13 whole blocks of 5.
+template <bool TransA>
+static void head_product(float* out, int64_t out_row, const float* a, int64_t lda, const float* b, int64_t b_row,
+                         int64_t rows, int64_t vectors, int64_t depth, float scale, bool accumulate = false) {
+  for (int64_t u = 0; u < vectors;) {
+    const int64_t chunk = std::min<int64_t>(5, vectors - u);
+    float* o = out + u * kLaneTokens;
+    const float* bu = b + u * kLaneTokens;
+    switch (chunk) {
+      case 5: product_rows<4, 5, TransA>(o, out_row, a, lda, bu, b_row, rows, depth, scale, accumulate); break;
+      case 4: product_rows<5, 4, TransA>(o, out_row, a, lda, bu, b_row, rows, depth, scale, accumulate); break;
+      case 3: product_rows<5, 3, TransA>(o, out_row, a, lda, bu, b_row, rows, depth, scale, accumulate); break;
+      case 2: product_rows<5, 2, TransA>(o, out_row, a, lda, bu, b_row, rows, depth, scale, accumulate); break;
+      default: product_rows<5, 1, TransA>(o, out_row, a, lda, bu, b_row, rows, depth, scale, accumulate); break;
+    }
+    u += chunk;
+  }
+}
+
+// The largest and the sum of a vector's 16 lanes: where 16 floats are one register, in four halving steps
+// (each lane l meets lane l ^ Step) instead of fifteen dependent scalar ones.
+#ifdef __AVX512F__
+typedef int32_t LaneIndex __attribute__((vector_size(kLaneTokens * sizeof(int32_t))));
+
+// (The zero-masking forms with every lane kept: the plain ones leave g++ 12 warning about their undefined source.)
+template <int Step>
+static Lanes swap_lanes(const Lanes& x) {  // lane l of the result is lane l ^ Step of x
+  constexpr __mmask16 all = 0xffff;
+  if constexpr (Step == 8) return _mm512_maskz_shuffle_f32x4(all, x, x, 0b01001110);  // 128-bit quarters 2, 3, 0, 1
+  if constexpr (Step == 4) return _mm512_maskz_shuffle_f32x4(all, x, x, 0b10110001);  // 1, 0, 3, 2
+  if constexpr (Step == 2) return _mm512_maskz_permute_ps(all, x, 0b01001110);        // in each quarter: 2, 3, 0, 1
+  return _mm512_maskz_permute_ps(all, x, 0b10110001);                                 // 1, 0, 3, 2
+}
+
+// One round of a 16 x 16 transpose: for rows i and i + Step (i & Step == 0), the lanes l & Step of row i trade
+// places with the lanes l & Step == 0 of row i + Step, shifted by Step.
+template <int Step>
+static void transpose_block(Lanes (&rows)[kLaneTokens]) {
+  LaneIndex first, second;  // indices into (rows[i], rows[i + Step]), 16 and up for the second
+  for (int l = 0; l < kLaneTokens; ++l) {
+    first[l] = (l & Step) ? kLaneTokens + l - Step : l;
+    second[l] = (l & Step) ? kLaneTokens + l : l + Step;
+  }
+  for (int i = 0; i < kLaneTokens; ++i)
+    if ((i & Step) == 0) {
+      const Lanes a = rows[i], b = rows[i + Step];
+      rows[i] = _mm512_permutex2var_ps(a, reinterpret_cast<__m512i>(first), b);
+      rows[i + Step] = _mm512_permutex2var_ps(a, reinterpret_cast<__m512i>(second), b);
+    }
+}
+#endif
+
+static float lanes_max_value(const Lanes& lanes) {
+#ifdef __AVX512F__
+  Lanes x = lanes;
+  x = lanes_max(x, swap_lanes<8>(x));
+  x = lanes_max(x, swap_lanes<4>(x));
+  x = lanes_max(x, swap_lanes<2>(x));
+  x = lanes_max(x, swap_lanes<1>(x));
+  return x[0];
+#else
+  float value = lanes[0];
+  for (int64_t l = 1; l < kLaneTokens; ++l) value = std::max(value, lanes[l]);
+  return value;
+#endif
+}
+
+static float lanes_sum(const Lanes& lanes) {
+#ifdef __AVX512F__
+  Lanes x = lanes;
+  x += swap_lanes<8>(x);
+  x += swap_lanes<4>(x);
+  x += swap_lanes<2>(x);
+  x += swap_lanes<1>(x);
+  return x[0];
+#else
+  float value = 0;
+  for (int64_t l = 0; l < kLaneTokens; ++l) value += lanes[l];
+  return value;
+#endif
+}
+
+// x^T (hd, padded) of a head's rows x (N, hd), row stride x_row, zero past N; hd and padded are multiples of 16.
+// Where 16 floats are one register, by blocks of 16 x 16: four rounds of swapping the off-diagonal blocks of
+// 1, 2, 4 and 8 lanes between rows Step apart (64 two-register shuffles for 256 values, against a load and a
+// store for each value one by one, a third of S's product).
+static void transpose_rows(float* x_t, int64_t padded, const float* x, int64_t x_row, int64_t n, int64_t d) {
+#ifdef __AVX512F__
+  for (int64_t j0 = 0; j0 < padded; j0 += kLaneTokens)
+    for (int64_t c0 = 0; c0 < d; c0 += kLaneTokens) {
+      Lanes rows[kLaneTokens];  // rows[t][c] = x[j0 + t][c0 + c]
+      for (int64_t t = 0; t < kLaneTokens; ++t) {
+        rows[t] = Lanes{};
+        if (j0 + t < n) std::memcpy(&rows[t], x + (j0 + t) * x_row + c0, sizeof(Lanes));
+      }
+      transpose_block<1>(rows);
+      transpose_block<2>(rows);
+      transpose_block<4>(rows);
+      transpose_block<8>(rows);
+      for (int64_t c = 0; c < kLaneTokens; ++c) std::memcpy(x_t + (c0 + c) * padded + j0, &rows[c], sizeof(Lanes));
+    }
+#else
+  for (int64_t c = 0; c < d; ++c) {
+    for (int64_t j = 0; j < n; ++j) x_t[c * padded + j] = x[j * x_row + c];
+    for (int64_t j = n; j < padded; ++j) x_t[c * padded + j] = 0;
+  }
+#endif
+}
+
+// Softmax in place over a row of S held as `vectors` whole vectors; `pad` (0 in the lanes of keys, -inf past N)
+// is added to the last vector, so that the lanes past N come out 0. The row's max is subtracted before exp
+// (every exponent <= 0, the largest term exactly 1).
+static void padded_row_softmax(Lanes* row, int64_t vectors, const Lanes& pad) {
+  row[vectors - 1] += pad;
+  Lanes max_lanes = row[0];
+  for (int64_t u = 1; u < vectors; ++u) max_lanes = lanes_max(row[u], max_lanes);
+  const float row_max = lanes_max_value(max_lanes);
+  float* values = reinterpret_cast<float*>(row);
+#pragma omp simd
+  for (int64_t i = 0; i < vectors * kLaneTokens; ++i) values[i] = vectorizable_exp(values[i] - row_max);
+  Lanes total = row[0];
+  for (int64_t u = 1; u < vectors; ++u) total += row[u];
+  const float inverse = 1.0f / lanes_sum(total);
+  for (int64_t u = 0; u < vectors; ++u) row[u] *= inverse;
+}
+
+// Query rows per block of S or dS: 128 rows of S (N, N) at a time keep a thread's buffers proportional to N
+// (k^T and the block), never N^2, and in L2 for N up to a few hundred; vit_cifar's 65 tokens are one block.
+constexpr int64_t kQueryBlock = 128;
+
+// A thread's buffers, in 64-byte lines (a std::vector of Lanes would drop Lanes' attributes), kept and grown to
+// the largest head seen, so that a warmed-up step allocates nothing here.
+struct alignas(64) ScratchLine {
+  float values[kLaneTokens];
+};
+
+static float* head_scratch(int64_t floats) {
+  thread_local std::vector<ScratchLine> scratch;
+  const int64_t lines = (floats + kLaneTokens - 1) / kLaneTokens;
+  if (static_cast<int64_t>(scratch.size()) < lines) scratch.resize(lines);
+  return scratch.data()->values;
+}
+
+// O (N, hd) = softmax(scale q k^T) v for one head, writing P (N, N) to `probs` when it is not null.
+static void fused_head_forward(float* o, int64_t o_row, float* probs, const float* q, int64_t q_row, const float* k,
+                               int64_t k_row, const float* v, int64_t v_row, int64_t n, int64_t d, float scale) {
+  const int64_t vectors = (n + kLaneTokens - 1) / kLaneTokens, padded = vectors * kLaneTokens;
+  float* k_t = head_scratch((d + std::min(n, kQueryBlock)) * padded);  // (hd, padded): k^T, zero past N
+  float* s = k_t + d * padded;  // (block rows, padded): S, then P
+  transpose_rows(k_t, padded, k, k_row, n, d);
+  Lanes pad{};
+  for (int64_t l = n - (vectors - 1) * kLaneTokens; l < kLaneTokens; ++l) pad[l] = -INFINITY;
+  for (int64_t i0 = 0; i0 < n; i0 += kQueryBlock) {
+    const int64_t rows = std::min(kQueryBlock, n - i0);
+    head_product<false>(s, padded, q + i0 * q_row, q_row, k_t, padded, rows, vectors, d, scale);
+    for (int64_t i = 0; i < rows; ++i) {
+      float* row = s + i * padded;
+      padded_row_softmax(reinterpret_cast<Lanes*>(row), vectors, pad);
+      if (probs) std::memcpy(probs + (i0 + i) * n, row, n * sizeof(float));
+    }
+    head_product<false>(o + i0 * o_row, o_row, s, padded, v, v_row, rows, d / kLaneTokens, n, 1.0f);
+  }
+}
+
+// dV = P^T dO, dP = dO v^T, dS = P * (dP - rowsum(dP * P)), dQ = scale dS k, dK = scale dS^T q for one head,
+// from the forward's P (N, N); null gradients are skipped. dK sums over the blocks of query rows.
+static void fused_head_backward(float* dq, int64_t dq_row, float* dk, int64_t dk_row, float* dv, int64_t dv_row,
+                                const float* dout, int64_t dout_row, const float* probs, const float* q, int64_t q_row,
+                                const float* k, int64_t k_row, const float* v, int64_t v_row, int64_t n, int64_t d,
+                                float scale) {
+  const int64_t vectors = (n + kLaneTokens - 1) / kLaneTokens, padded = vectors * kLaneTokens;
+  const int64_t feature_vectors = d / kLaneTokens;
+  if (dv) head_product<true>(dv, dv_row, probs, n, dout, dout_row, n, feature_vectors, n, 1.0f);
+  if (!dq && !dk) return;
+  float* v_t = head_scratch((d + std::min(n, kQueryBlock)) * padded);  // (hd, padded): v^T, zero past N
+  float* ds = v_t + d * padded;  // (block rows, padded): dP, then dS in its first N columns
+  transpose_rows(v_t, padded, v, v_row, n, d);
+  for (int64_t i0 = 0; i0 < n; i0 += kQueryBlock) {
+    const int64_t rows = std::min(kQueryBlock, n - i0);
+    head_product<false>(ds, padded, dout + i0 * dout_row, dout_row, v_t, padded, rows, vectors, d, 1.0f);
+    for (int64_t i = 0; i < rows; ++i) {
+      float* row = ds + i * padded;
+      const float* p = probs + (i0 + i) * n;
+      float weighted = 0;  // sum_j dP[i][j] P[i][j]
+#pragma omp simd reduction(+ : weighted)
+      for (int64_t j = 0; j < n; ++j) weighted += row[j] * p[j];
+#pragma omp simd
+      for (int64_t j = 0; j < n; ++j) row[j] = p[j] * (row[j] - weighted);
+    }
+    if (dq) head_product<false>(dq + i0 * dq_row, dq_row, ds, padded, k, k_row, rows, feature_vectors, n, scale);
+    if (dk)
+      head_product<true>(dk, dk_row, ds, padded, q + i0 * q_row, q_row, n, feature_vectors, rows, scale, i0 > 0);
+  }
+}
+
+void attention_forward_fused_cpu(float* out, float* probs, const float* q, const float* k, const float* v,
+                                 HeadStrides out_strides, HeadStrides q_strides, HeadStrides k_strides,
+                                 HeadStrides v_strides, AttentionSizes sizes, float scale) {
+  const int64_t n = sizes.tokens;
+  parallel_for(0, sizes.batch * sizes.heads, heads_per_grain(sizes), [&](int64_t lo, int64_t hi) {
+    for (int64_t bh = lo; bh < hi; ++bh) {
+      const int64_t b = bh / sizes.heads, h = bh % sizes.heads;
+      fused_head_forward(out + head_offset(out_strides, b, h), out_strides.row, probs ? probs + bh * n * n : nullptr,
+                         q + head_offset(q_strides, b, h), q_strides.row, k + head_offset(k_strides, b, h),
+                         k_strides.row, v + head_offset(v_strides, b, h), v_strides.row, n, sizes.head_dim, scale);
+    }
+  });
+}
+
+void attention_backward_fused_cpu(float* dq, float* dk, float* dv, const float* dout, const float* probs,
+                                  const float* q, const float* k, const float* v, HeadStrides dq_strides,
+                                  HeadStrides dk_strides, HeadStrides dv_strides, HeadStrides dout_strides,
+                                  HeadStrides q_strides, HeadStrides k_strides, HeadStrides v_strides,
+                                  AttentionSizes sizes, float scale) {
+  const int64_t n = sizes.tokens;
+  parallel_for(0, sizes.batch * sizes.heads, heads_per_grain(sizes), [&](int64_t lo, int64_t hi) {
+    for (int64_t bh = lo; bh < hi; ++bh) {
+      const int64_t b = bh / sizes.heads, h = bh % sizes.heads;
+      fused_head_backward(dq ? dq + head_offset(dq_strides, b, h) : nullptr, dq_strides.row,
+                          dk ? dk + head_offset(dk_strides, b, h) : nullptr, dk_strides.row,
+                          dv ? dv + head_offset(dv_strides, b, h) : nullptr, dv_strides.row,
+                          dout + head_offset(dout_strides, b, h), dout_strides.row, probs + bh * n * n,
+                          q + head_offset(q_strides, b, h), q_strides.row, k + head_offset(k_strides, b, h),
+                          k_strides.row, v + head_offset(v_strides, b, h), v_strides.row, n, sizes.head_dim, scale);
+    }
+  });
+}
+
 // Each head runs single-threaded GEMMs: inside our parallel region OpenBLAS's OpenMP build does not
 // start threads of its own, and heads are independent, so threads split the heads instead.
 template <class T>
 void attention_forward_cpu(T* out, T* probs, const T* q, const T* k, const T* v, HeadStrides out_strides,
                            HeadStrides q_strides, HeadStrides k_strides, HeadStrides v_strides, AttentionSizes sizes,
                            T scale) {
+  if constexpr (std::is_same_v<T, float>)
+    if (kFusedHeads && fused_head(sizes))
+      return attention_forward_fused_cpu(out, probs, q, k, v, out_strides, q_strides, k_strides, v_strides, sizes,
+                                         scale);
   const int64_t n = sizes.tokens, d = sizes.head_dim;
   const bool small = small_head(sizes), pixel = std::is_same_v<T, float> && pixel_head(sizes);
   parallel_for(0, sizes.batch * sizes.heads, heads_per_grain(sizes), [&](int64_t lo, int64_t hi) {
@@ -233,6 +535,10 @@ void attention_backward_cpu(T* dq, T* dk, T* dv, T* scores_grad, const T* dout, 
                             const T* k, const T* v, HeadStrides dq_strides, HeadStrides dk_strides,
                             HeadStrides dv_strides, HeadStrides dout_strides, HeadStrides q_strides,
                             HeadStrides k_strides, HeadStrides v_strides, AttentionSizes sizes, T scale) {
+  if constexpr (std::is_same_v<T, float>)
+    if (kFusedHeads && fused_head(sizes))
+      return attention_backward_fused_cpu(dq, dk, dv, dout, probs, q, k, v, dq_strides, dk_strides, dv_strides,
+                                          dout_strides, q_strides, k_strides, v_strides, sizes, scale);
   const int64_t n = sizes.tokens, d = sizes.head_dim;
   const bool small = small_head(sizes), pixel = std::is_same_v<T, float> && pixel_head(sizes);
   parallel_for(0, sizes.batch * sizes.heads, heads_per_grain(sizes), [&](int64_t lo, int64_t hi) {
@@ -403,20 +709,25 @@ T* data_or_null(const Tensor& t) {
 HeadStrides head_strides_or_none(const Tensor& t) { return t.defined() ? head_strides(t) : HeadStrides{}; }
 
 // Both ops' forward: writes the (B, H, N, hd) view `out` from GEMM-readable views q, k, v, and returns what
-// the backward reads. The CPU keeps the probabilities P (B, H, N, N) (P^T per pixel head); the GPU kernel keeps only each row's
-// logsumexp (B, H, N) and recomputes P from q and k, so that no (N, N) matrix is ever stored there.
+// the backward reads. The CPU keeps the probabilities P (B, H, N, N) (P^T per pixel head), which the fused
+// kernels write only when for_backward; the GPU kernel keeps only each row's logsumexp (B, H, N) and
+// recomputes P from q and k, so that no (N, N) matrix is ever stored there.
 // Saved: {P, q, k, v} on the CPU, {logsumexp, q, k, v, out} on the GPU.
 std::vector<Tensor> attention_forward(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v,
-                                      const AttentionSizes& sizes, double scale, const char* op) {
+                                      const AttentionSizes& sizes, double scale, bool for_backward, const char* op) {
   Tensor probs, logsumexp;
-  if (q.device() == Device::cpu)
-    probs = Tensor::empty({sizes.batch, sizes.heads, sizes.tokens, sizes.tokens}, q.dtype(), q.device());
-  else logsumexp = Tensor::empty({sizes.batch, sizes.heads, sizes.tokens}, q.dtype(), q.device());
+  if (q.device() == Device::cpu) {
+    const bool fused = q.dtype() == DType::f32 && kFusedHeads && fused_head(sizes);
+    if (for_backward || !fused)
+      probs = Tensor::empty({sizes.batch, sizes.heads, sizes.tokens, sizes.tokens}, q.dtype(), q.device());
+  } else {
+    logsumexp = Tensor::empty({sizes.batch, sizes.heads, sizes.tokens}, q.dtype(), q.device());
+  }
   dispatch_float(
       q, op,
       [&](auto zero) {
         using T = decltype(zero);
-        attention_forward_cpu<T>(out.data<T>(), probs.data<T>(), q.data<T>(), k.data<T>(), v.data<T>(),
+        attention_forward_cpu<T>(out.data<T>(), data_or_null<T>(probs), q.data<T>(), k.data<T>(), v.data<T>(),
                                  head_strides(out), head_strides(q), head_strides(k), head_strides(v), sizes, T(scale));
       },
       [&] {
@@ -439,8 +750,9 @@ void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, co
         using T = decltype(zero);
         const Tensor& probs = saved[0];  // (B, H, N, N)
         Tensor scores_grad;              // (B, H, N, N)
-        const bool pixel = std::is_same_v<T, float> && pixel_head(sizes);  // keeps dS in registers
-        if ((dq.defined() || dk.defined()) && !pixel)
+        // The pixel heads keep dS in registers, the fused ones in a buffer per thread.
+        const bool local_ds = std::is_same_v<T, float> && (pixel_head(sizes) || (kFusedHeads && fused_head(sizes)));
+        if ((dq.defined() || dk.defined()) && !local_ds)
           scores_grad = Tensor::empty(probs.shape(), dout.dtype(), dout.device());
         attention_backward_cpu<T>(data_or_null<T>(dq), data_or_null<T>(dk), data_or_null<T>(dv),
                                   data_or_null<T>(scores_grad), dout.data<T>(), probs.data<T>(), q.data<T>(),
@@ -499,10 +811,12 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   const Tensor out_memory = Tensor::empty({batch, tokens, heads, head_dim}, q.dtype(), q.device());  // (B, N, H, hd)
   Tensor out = heads_of(out_memory, 0, sizes);  // (B, H, N, hd)
   std::vector<Tensor> saved;
+  const bool for_backward = any_requires_grad({q, k, v});
   {
     NoGradGuard no_grad;  // q, k, v (B, H, N, hd) each, copied only when GEMM cannot read the layout
     saved = attention_forward(out, gemm_readable(q) ? q : contiguous(q), gemm_readable(k) ? k : contiguous(k),
-                              gemm_readable(v) ? v : contiguous(v), sizes, scale, "scaled_dot_product_attention");
+                              gemm_readable(v) ? v : contiguous(v), sizes, scale, for_backward,
+                              "scaled_dot_product_attention");
   }
   record("scaled_dot_product_attention", out, {q, k, v}, saved,
          [sizes, scale](const Tensor& dy, const BackwardContext& ctx) -> Grads {
@@ -567,12 +881,13 @@ Tensor multi_head_attention(const std::vector<Tensor>& projections, int64_t head
   };
   Tensor y = Tensor::empty({sizes.batch, sizes.tokens, dim}, first.dtype(), first.device());  // (B, N, D): heads merged
   std::vector<Tensor> saved;
+  const bool for_backward = any_requires_grad(projections);
   {
     NoGradGuard no_grad;
     std::vector<Tensor> sources;  // (B, N, width) each, copied only when GEMM cannot read its rows in place
     for (const Tensor& p : projections) sources.push_back(rows_readable(p) ? p : contiguous(p));
     const std::vector<Tensor> qkv = blocks(sources);
-    saved = attention_forward(heads_of(y, 0, sizes), qkv[0], qkv[1], qkv[2], sizes, scale, op);
+    saved = attention_forward(heads_of(y, 0, sizes), qkv[0], qkv[1], qkv[2], sizes, scale, for_backward, op);
   }
   record(op, y, projections, saved, [sizes, scale, widths, blocks](const Tensor& dy, const BackwardContext& ctx) -> Grads {
     const Tensor dout = rows_readable(dy) ? dy : contiguous(dy);  // (B, N, D)

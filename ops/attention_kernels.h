@@ -23,7 +23,7 @@ struct AttentionSizes {
 };
 
 // out (B, H, N, hd), probs (B, H, N, N) contiguous = softmax(q k^T * scale) over the last dim;
-// q, k, v (B, H, N, hd).
+// q, k, v (B, H, N, hd). Where the fused kernel below runs the heads, a null probs is not written (inference).
 template <class T>
 void attention_forward_cpu(T* out, T* probs, const T* q, const T* k, const T* v, HeadStrides out_strides,
                            HeadStrides q_strides, HeadStrides k_strides, HeadStrides v_strides, AttentionSizes sizes,
@@ -36,6 +36,18 @@ void attention_backward_cpu(T* dq, T* dk, T* dv, T* scores_grad, const T* dout, 
                             const T* k, const T* v, HeadStrides dq_strides, HeadStrides dk_strides,
                             HeadStrides dv_strides, HeadStrides dout_strides, HeadStrides q_strides,
                             HeadStrides k_strides, HeadStrides v_strides, AttentionSizes sizes, T scale);
+
+// The float32 kernels for heads whose head dim is a multiple of 16 (and too large for the small-head loops),
+// each head in cache from its first product to its last; attention_*_cpu run them on builds for AVX-512, the
+// tests on any build. The same arguments as attention_*_cpu, less the backward's scratch.
+void attention_forward_fused_cpu(float* out, float* probs, const float* q, const float* k, const float* v,
+                                 HeadStrides out_strides, HeadStrides q_strides, HeadStrides k_strides,
+                                 HeadStrides v_strides, AttentionSizes sizes, float scale);
+void attention_backward_fused_cpu(float* dq, float* dk, float* dv, const float* dout, const float* probs,
+                                  const float* q, const float* k, const float* v, HeadStrides dq_strides,
+                                  HeadStrides dk_strides, HeadStrides dv_strides, HeadStrides dout_strides,
+                                  HeadStrides q_strides, HeadStrides k_strides, HeadStrides v_strides,
+                                  AttentionSizes sizes, float scale);
 
 // Reference loops on contiguous (batch_heads, N, hd) buffers, accumulating in double.
 template <class T>

@@ -228,6 +228,95 @@ TEST_CASE("attention: fast kernels match the reference loops, f32 and f64") {
   }
 }
 
+TEST_CASE("attention: the fused float32 heads (head dim a multiple of 16) match the reference loops") {
+  // Called directly, so that a build without AVX-512 (where attention_*_cpu keep OpenBLAS) checks them too.
+  // vit_cifar's heads (65 tokens, head dim 64: S in one chunk of 5 vectors, the last with one key), 100 keys
+  // (chunks of 5 and 2 vectors), 16 keys (no padding), one token, head dim 48; q, k, v and dq, dk, dv are
+  // views of fused (B, N, 3, H, hd) buffers, row stride 3 H hd, as in a model; dO and O are (B, N, H, hd).
+  struct Case {
+    int64_t batch, heads, tokens, head_dim;
+  };
+  for (const Case& c : {Case{2, 3, 65, 64}, Case{1, 2, 100, 32}, Case{3, 2, 16, 16}, Case{2, 2, 1, 16},
+                        Case{2, 1, 33, 48}}) {
+    CAPTURE(c.tokens);
+    CAPTURE(c.head_dim);
+    const int64_t b = c.batch, h = c.heads, n = c.tokens, d = c.head_dim, bh = b * h;
+    Generator generator(73);
+    const Tensor qkv = randn({b, n, 3, h, d}, DType::f32, generator), dout = randn({b, n, h, d}, DType::f32, generator);
+    const HeadStrides fused_rows{n * 3 * h * d, d, 3 * h * d}, rows{n * h * d, d, h * d};
+    const AttentionSizes sizes{b, h, n, d};
+    const float scale = 1 / std::sqrt(static_cast<float>(d));
+    Tensor out = Tensor::empty({b, n, h, d}), probs = Tensor::empty({bh, n, n}), gradients = Tensor::empty(qkv.shape());
+    const float* q = qkv.data<float>();
+    float* dq = gradients.data<float>();
+    attention_forward_fused_cpu(out.data<float>(), probs.data<float>(), q, q + h * d, q + 2 * h * d, rows, fused_rows,
+                                fused_rows, fused_rows, sizes, scale);
+    attention_backward_fused_cpu(dq, dq + h * d, dq + 2 * h * d, dout.data<float>(), probs.data<float>(), q,
+                                 q + h * d, q + 2 * h * d, fused_rows, fused_rows, fused_rows, rows, fused_rows,
+                                 fused_rows, fused_rows, sizes, scale);
+
+    // The reference on contiguous (B, H, N, hd) copies.
+    auto heads = [](const Tensor& t) { return contiguous(transpose(t, 1, 2)); };  // (B, N, H, hd) -> (B, H, N, hd)
+    auto part = [](const Tensor& t, int64_t i) { return squeeze(slice(t, 2, i, i + 1), 2); };  // q, k or v of (B, N, 3, H, hd)
+    const Tensor q_ref = heads(part(qkv, 0)), k_ref = heads(part(qkv, 1)), v_ref = heads(part(qkv, 2));
+    const Tensor dout_ref = heads(dout);
+    const Shape shape{b, h, n, d};
+    Tensor out_ref = Tensor::empty(shape), probs_ref = Tensor::empty({bh, n, n}), dq_ref = Tensor::empty(shape),
+           dk_ref = Tensor::empty(shape), dv_ref = Tensor::empty(shape);
+    attention_forward_reference(out_ref.data<float>(), probs_ref.data<float>(), q_ref.data<float>(),
+                                k_ref.data<float>(), v_ref.data<float>(), bh, n, d, scale);
+    attention_backward_reference(dq_ref.data<float>(), dk_ref.data<float>(), dv_ref.data<float>(),
+                                 dout_ref.data<float>(), probs_ref.data<float>(), q_ref.data<float>(),
+                                 k_ref.data<float>(), v_ref.data<float>(), bh, n, d, scale);
+    testing::expect_close(heads(out), out_ref, 2e-5, 1e-4);
+    testing::expect_close(probs, probs_ref, 1e-6, 1e-5);
+    testing::expect_close(heads(part(gradients, 0)), dq_ref, 2e-5, 1e-4);
+    testing::expect_close(heads(part(gradients, 1)), dk_ref, 2e-5, 1e-4);
+    testing::expect_close(heads(part(gradients, 2)), dv_ref, 2e-5, 1e-4);
+
+    // Without P (inference) the output has the same bits; the backward skips the gradients nobody wants and
+    // gives the others unchanged.
+    Tensor out_alone = Tensor::empty({b, n, h, d});
+    attention_forward_fused_cpu(out_alone.data<float>(), nullptr, q, q + h * d, q + 2 * h * d, rows, fused_rows,
+                                fused_rows, fused_rows, sizes, scale);
+    CHECK(out_alone.to_vector() == out.to_vector());
+    Tensor dk_alone = Tensor::zeros(qkv.shape());
+    attention_backward_fused_cpu(nullptr, dk_alone.data<float>() + h * d, nullptr, dout.data<float>(),
+                                 probs.data<float>(), q, q + h * d, q + 2 * h * d, {}, fused_rows, {}, rows,
+                                 fused_rows, fused_rows, fused_rows, sizes, scale);
+    CHECK(part(dk_alone, 1).to_vector() == part(gradients, 1).to_vector());
+    CHECK(part(dk_alone, 0).to_vector() == std::vector<double>(b * n * h * d, 0.0));  // dq and dv: untouched
+    CHECK(part(dk_alone, 2).to_vector() == std::vector<double>(b * n * h * d, 0.0));
+  }
+}
+
+TEST_CASE("attention: inference keeps no probabilities and gives the training forward's output") {
+  // Without a backward to come, the forward writes P to a buffer per thread (or none), not to a (B, H, N, N)
+  // tensor; the output must not change, for every kernel: pixel heads, small heads, GEMM heads, fused heads.
+  struct Case {
+    int64_t tokens, head_dim;
+  };
+  for (const Case& c : {Case{16, 6}, Case{7, 5}, Case{40, 20}, Case{65, 64}}) {
+    CAPTURE(c.tokens);
+    CAPTURE(c.head_dim);
+    Generator generator(74);
+    const Tensor qkv = randn({8, c.tokens, 3, 2, c.head_dim}, DType::f32, generator).requires_grad_();
+    const std::vector<Tensor> views = split_qkv(qkv);
+    const Tensor trained = scaled_dot_product_attention(views[0], views[1], views[2]);
+    Tensor inferred;
+    {
+      NoGradGuard no_grad;
+      inferred = scaled_dot_product_attention(views[0], views[1], views[2]);
+    }
+    CHECK(trained.requires_grad());
+    CHECK_FALSE(inferred.requires_grad());
+    CHECK(inferred.to_vector() == trained.to_vector());
+    const Tensor merged = multi_head_attention({qkv.detach().reshape({8, c.tokens, 6 * c.head_dim})}, 2);
+    CHECK(contiguous(transpose(trained, 1, 2)).reshape({8, c.tokens, 2 * c.head_dim}).to_vector() ==
+          merged.to_vector());
+  }
+}
+
 TEST_CASE("attention: TNT's pixel heads (16 tokens, head dim 6) in float32, some gradients only") {
   // The pixel-head kernel skips the gradients nobody wants (dS is not even formed without dq and dk); the ones
   // it gives must equal those of the full backward (the same kernel, so the same bits).

@@ -536,7 +536,8 @@ int run_cli(int argc, const char* const* argv) {
   add_max_pixels(*viz_distance, viz.max_pixels);
 
   app.add_subcommand("demo", "a small graph, its backward, and its gradients")->callback([&] { run = command_demo; });
-  app.add_subcommand("bench-gemm", "float32 GEMM GFLOP/s for a few shapes")->callback([&] { run = command_bench_gemm; });
+  app.add_subcommand("bench-gemm", "float32 GEMM GFLOP/s for a few shapes, and attention's at vit_cifar's sizes")
+      ->callback([&] { run = command_bench_gemm; });
 
   BenchTrainOptions bench_train;
   auto* bench_train_command = app.add_subcommand("bench-train", "training images/s of a model on random data");

@@ -1,4 +1,4 @@
-// vt demo and vt bench-gemm: the engine's smallest end-to-end example, and the GEMM speed check.
+// vt demo and vt bench-gemm: the engine's smallest end-to-end example, and the GEMM (and attention) speed check.
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -55,6 +55,29 @@ double sgemm_peak_gflops(bool print) {
   return peak;
 }
 
+// Attention at vit_cifar's sizes, batch 128 (384 heads of 65 tokens, head dim 64) read from a fused qkv
+// projection, as in training: GFLOP/s of the forward's products (q k^T and P v: 4 B H N^2 hd FLOPs) and of the
+// backward's four (8 B H N^2 hd), the best of 7 runs; the softmax and its backward count in the time only.
+void print_attention_gflops() {
+  const int64_t batch = 128, tokens = 65, heads = 3, head_dim = 64;
+  const Tensor qkv = randn({batch, tokens, 3 * heads * head_dim});   // (B, N, 3D)
+  const Tensor upstream = randn({batch, tokens, heads * head_dim});  // (B, N, D)
+  const double forward_flops = 4.0 * batch * heads * tokens * tokens * head_dim;
+  double forward = 0, backward = 0;
+  for (int rep = 0; rep < 7; ++rep) {
+    const Tensor leaf = qkv.detach().requires_grad_();  // a fresh gradient each time, not a sum into the last
+    auto start = std::chrono::steady_clock::now();
+    const Tensor out = multi_head_attention({leaf}, heads);  // (B, N, D)
+    forward = std::max(forward, forward_flops / seconds_since(start) / 1e9);
+    start = std::chrono::steady_clock::now();
+    out.backward(upstream);
+    backward = std::max(backward, 2 * forward_flops / seconds_since(start) / 1e9);
+  }
+  std::printf("attention, vit_cifar's heads at batch 128 (384 of 65 tokens, head dim 64): forward %.1f GFLOP/s, "
+              "backward %.1f GFLOP/s\n",
+              forward, backward);
+}
+
 }  // namespace
 
 // A tiny two-layer network on fixed inputs: y = sum(w2 . gelu(w1 x + b1)), with every gradient printed.
@@ -104,6 +127,7 @@ int command_bench_gemm() {
                           Skinny{"dW = dy^T x, (48, 12)", true, false, 48, 12, tokens}})
     std::printf("sgemm %-22s over %ld pixel tokens: %.1f GFLOP/s\n", s.what, static_cast<long>(tokens),
                 best_gemm_gflops(s.trans_a, s.trans_b, s.m, s.n, s.k));
+  print_attention_gflops();
   return 0;
 }
 

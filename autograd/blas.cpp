@@ -378,10 +378,12 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
     gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, epilogue);
     return row_sums(a_sums, a, lda, trans_a, m, k);
   }
-  // float32 tiles run on our kernel on builds for AVX-512, except a product small enough to run whole (attention's
-  // per-head 65 x 64 @ 64 x 65), which OpenBLAS's small-matrix kernels ran faster, unpacked. Such a product stays
-  // float32 under --amp bf16 too: rounding its operands into the bf16 kernel's panels took longer than the kernel
-  // saved (vit_cifar's bf16 inference on a Zen 4, 513 -> 559 images/s, medians of 8 runs in turn).
+  // float32 tiles run on our kernel on builds for AVX-512, except a product small enough to run whole (the
+  // classifier's head; attention's per-head products where the head dim is not a multiple of 16), which OpenBLAS
+  // ran faster: it was measured at attention's 65 x 64 @ 64 x 65, before those heads had kernels of their own
+  // (ops/attention.cpp). Such a product stays float32 under --amp bf16 too: rounding its operands into the bf16
+  // kernel's panels took longer than the kernel saved (vit_cifar's bf16 inference on a Zen 4, 513 -> 559
+  // images/s, medians of 8 runs in turn).
   const bool own_kernel = std::is_same_v<T, float> && kGemmF32Preferred && tiling.kind != GemmTiling::whole &&
                           g_cpu_precision.load(std::memory_order_relaxed) == MatmulPrecision::fp32;
   switch (tiling.kind) {

@@ -1,9 +1,9 @@
 // Scaled dot-product attention as one op with its own backward: per (batch, head), two GEMMs forward and
 // four backward, reading q, k, v in place through strides and transpose flags (no copies of the slices of a
 // fused qkv projection); tiny heads run plain loops over local copies instead, TNT's pixel heads (16 tokens,
-// head dim 6, float32) a kernel in vector registers, and float32 heads whose head dim is a multiple of 16 (the
-// ViTs') products of our own with S in cache. Shapes: q, k, v, out (B, H, N, hd); the saved probabilities
-// P (B, H, N, N), each pixel head's transposed.
+// head dim 6, float32) a kernel in vector registers, and, on builds for AVX-512, float32 heads whose head dim is
+// a multiple of 16 (the ViTs') products of our own with S in cache, ahead of the other paths. Shapes: q, k, v,
+// out (B, H, N, hd); the saved probabilities P (B, H, N, N), each pixel head's transposed.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -202,8 +202,11 @@ static void pixel_head_backward(float* dq, int64_t dq_row, float* dk, int64_t dk
 // 20 vectors of sums would not fit.
 constexpr bool kFusedHeads = kRegistersPerLanes == 1;
 
-static bool fused_head(const AttentionSizes& sizes) {
-  return !small_head(sizes) && sizes.head_dim % kLaneTokens == 0;
+// Whether the fused kernels below run heads of these sizes: the one test that attention_*_cpu dispatch on and
+// that the ops use to leave out P (inference) and dS (backward) buffers, which these kernels do not need.
+template <class T>
+static bool runs_fused(const AttentionSizes& sizes) {
+  return std::is_same_v<T, float> && kFusedHeads && !small_head(sizes) && sizes.head_dim % kLaneTokens == 0;
 }
 
 // out[r][16 u + l] (+)= scale sum_p op(a)[r][p] b[p][16 u + l] for r < Rows and u < Vectors, added to out
@@ -274,14 +277,13 @@ static void head_product(float* out, int64_t out_row, const float* a, int64_t ld
   }
 }
 
-// The largest and the sum of a vector's 16 lanes: where 16 floats are one register, in four halving steps
-// (each lane l meets lane l ^ Step) instead of fifteen dependent scalar ones.
 #ifdef __AVX512F__
 typedef int32_t LaneIndex __attribute__((vector_size(kLaneTokens * sizeof(int32_t))));
 
-// (The zero-masking forms with every lane kept: the plain ones leave g++ 12 warning about their undefined source.)
+// Lane l of the result is lane l ^ Step of x. (The zero-masking forms with every lane kept: the plain ones leave
+// g++ 12 warning about their undefined source.)
 template <int Step>
-static Lanes swap_lanes(const Lanes& x) {  // lane l of the result is lane l ^ Step of x
+static Lanes swap_lanes(const Lanes& x) {
   constexpr __mmask16 all = 0xffff;
   if constexpr (Step == 8) return _mm512_maskz_shuffle_f32x4(all, x, x, 0b01001110);  // 128-bit quarters 2, 3, 0, 1
   if constexpr (Step == 4) return _mm512_maskz_shuffle_f32x4(all, x, x, 0b10110001);  // 1, 0, 3, 2
@@ -307,6 +309,8 @@ static void transpose_block(Lanes (&rows)[kLaneTokens]) {
 }
 #endif
 
+// The largest and the sum of a vector's 16 lanes: where 16 floats are one register, in four halving steps
+// (each lane l meets lane l ^ Step) instead of fifteen dependent scalar ones.
 static float lanes_max_value(const Lanes& lanes) {
 #ifdef __AVX512F__
   Lanes x = lanes;
@@ -339,8 +343,8 @@ static float lanes_sum(const Lanes& lanes) {
 
 // x^T (hd, padded) of a head's rows x (N, hd), row stride x_row, zero past N; hd and padded are multiples of 16.
 // Where 16 floats are one register, by blocks of 16 x 16: four rounds of swapping the off-diagonal blocks of
-// 1, 2, 4 and 8 lanes between rows Step apart (64 two-register shuffles for 256 values, against a load and a
-// store for each value one by one, a third of S's product).
+// 1, 2, 4 and 8 lanes between rows Step apart: 64 two-register shuffles for 256 values. Moving the values one by
+// one, a load and a store each, took a third as long as the product S = q k^T itself.
 static void transpose_rows(float* x_t, int64_t padded, const float* x, int64_t x_row, int64_t n, int64_t d) {
 #ifdef __AVX512F__
   for (int64_t j0 = 0; j0 < padded; j0 += kLaneTokens)
@@ -483,14 +487,14 @@ void attention_backward_fused_cpu(float* dq, float* dk, float* dv, const float* 
   });
 }
 
-// Each head runs single-threaded GEMMs: inside our parallel region OpenBLAS's OpenMP build does not
-// start threads of its own, and heads are independent, so threads split the heads instead.
+// Heads that the fused kernels do not take run single-threaded GEMMs: inside our parallel region OpenBLAS's
+// OpenMP build does not start threads of its own, and heads are independent, so threads split the heads instead.
 template <class T>
 void attention_forward_cpu(T* out, T* probs, const T* q, const T* k, const T* v, HeadStrides out_strides,
                            HeadStrides q_strides, HeadStrides k_strides, HeadStrides v_strides, AttentionSizes sizes,
                            T scale) {
   if constexpr (std::is_same_v<T, float>)
-    if (kFusedHeads && fused_head(sizes))
+    if (runs_fused<T>(sizes))
       return attention_forward_fused_cpu(out, probs, q, k, v, out_strides, q_strides, k_strides, v_strides, sizes,
                                          scale);
   const int64_t n = sizes.tokens, d = sizes.head_dim;
@@ -536,7 +540,7 @@ void attention_backward_cpu(T* dq, T* dk, T* dv, T* scores_grad, const T* dout, 
                             HeadStrides dv_strides, HeadStrides dout_strides, HeadStrides q_strides,
                             HeadStrides k_strides, HeadStrides v_strides, AttentionSizes sizes, T scale) {
   if constexpr (std::is_same_v<T, float>)
-    if (kFusedHeads && fused_head(sizes))
+    if (runs_fused<T>(sizes))
       return attention_backward_fused_cpu(dq, dk, dv, dout, probs, q, k, v, dq_strides, dk_strides, dv_strides,
                                           dout_strides, q_strides, k_strides, v_strides, sizes, scale);
   const int64_t n = sizes.tokens, d = sizes.head_dim;
@@ -717,7 +721,7 @@ std::vector<Tensor> attention_forward(const Tensor& out, const Tensor& q, const 
                                       const AttentionSizes& sizes, double scale, bool for_backward, const char* op) {
   Tensor probs, logsumexp;
   if (q.device() == Device::cpu) {
-    const bool fused = q.dtype() == DType::f32 && kFusedHeads && fused_head(sizes);
+    const bool fused = q.dtype() == DType::f32 && runs_fused<float>(sizes);
     if (for_backward || !fused)
       probs = Tensor::empty({sizes.batch, sizes.heads, sizes.tokens, sizes.tokens}, q.dtype(), q.device());
   } else {
@@ -751,7 +755,7 @@ void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, co
         const Tensor& probs = saved[0];  // (B, H, N, N)
         Tensor scores_grad;              // (B, H, N, N)
         // The pixel heads keep dS in registers, the fused ones in a buffer per thread.
-        const bool local_ds = std::is_same_v<T, float> && (pixel_head(sizes) || (kFusedHeads && fused_head(sizes)));
+        const bool local_ds = (std::is_same_v<T, float> && pixel_head(sizes)) || runs_fused<T>(sizes);
         if ((dq.defined() || dk.defined()) && !local_ds)
           scores_grad = Tensor::empty(probs.shape(), dout.dtype(), dout.device());
         attention_backward_cpu<T>(data_or_null<T>(dq), data_or_null<T>(dk), data_or_null<T>(dv),

@@ -30,7 +30,8 @@ void attention_forward_cpu(T* out, T* probs, const T* q, const T* k, const T* v,
                            T scale);
 
 // dq, dk, dv (B, H, N, hd) from dout (B, H, N, hd) and the forward's probs (B, H, N, N) contiguous.
-// A null dq, dk or dv is not computed; scores_grad (B, H, N, N) is scratch for dS, needed when dq or dk is.
+// A null dq, dk or dv is not computed; scores_grad (B, H, N, N) is scratch for dS, needed when dq or dk is,
+// except where the pixel-head or the fused kernel runs the heads (they keep dS in registers or per thread).
 template <class T>
 void attention_backward_cpu(T* dq, T* dk, T* dv, T* scores_grad, const T* dout, const T* probs, const T* q,
                             const T* k, const T* v, HeadStrides dq_strides, HeadStrides dk_strides,

@@ -231,13 +231,15 @@ TEST_CASE("attention: fast kernels match the reference loops, f32 and f64") {
 TEST_CASE("attention: the fused float32 heads (head dim a multiple of 16) match the reference loops") {
   // Called directly, so that a build without AVX-512 (where attention_*_cpu keep OpenBLAS) checks them too.
   // vit_cifar's heads (65 tokens, head dim 64: S in one chunk of 5 vectors, the last with one key), 100 keys
-  // (chunks of 5 and 2 vectors), 16 keys (no padding), one token, head dim 48; q, k, v and dq, dk, dv are
-  // views of fused (B, N, 3, H, hd) buffers, row stride 3 H hd, as in a model; dO and O are (B, N, H, hd).
+  // (chunks of 5 and 2 vectors), 16 keys (no padding), one token, head dim 48, and two blocks of query rows
+  // (200 tokens as 128 + 72, dK summed over both; 130 as 128 + 2 with head dim 128, 5 + 3 vectors of
+  // features); q, k, v and dq, dk, dv are views of fused (B, N, 3, H, hd) buffers, row stride 3 H hd, as in a
+  // model; dO and O are (B, N, H, hd).
   struct Case {
     int64_t batch, heads, tokens, head_dim;
   };
   for (const Case& c : {Case{2, 3, 65, 64}, Case{1, 2, 100, 32}, Case{3, 2, 16, 16}, Case{2, 2, 1, 16},
-                        Case{2, 1, 33, 48}}) {
+                        Case{2, 1, 33, 48}, Case{1, 2, 200, 64}, Case{1, 1, 130, 128}}) {
     CAPTURE(c.tokens);
     CAPTURE(c.head_dim);
     const int64_t b = c.batch, h = c.heads, n = c.tokens, d = c.head_dim, bh = b * h;
@@ -291,8 +293,9 @@ TEST_CASE("attention: the fused float32 heads (head dim a multiple of 16) match 
 }
 
 TEST_CASE("attention: inference keeps no probabilities and gives the training forward's output") {
-  // Without a backward to come, the forward writes P to a buffer per thread (or none), not to a (B, H, N, N)
-  // tensor; the output must not change, for every kernel: pixel heads, small heads, GEMM heads, fused heads.
+  // Without a backward to come, the fused heads (float32, head dim a multiple of 16, on builds for AVX-512)
+  // write no P at all; every other kernel still writes its (B, H, N, N) P. Either way the output must be the
+  // training forward's, bit for bit: pixel heads, small heads, GEMM heads, fused heads, through both ops.
   struct Case {
     int64_t tokens, head_dim;
   };

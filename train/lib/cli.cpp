@@ -271,8 +271,8 @@ void add_precision_options(CLI::App& command, bool& tf32, std::string& amp) {
   command.add_option("--amp", amp,
                      "bf16: float32 matmuls with bf16 inputs (7-bit mantissa), fp32 accumulation, weights, activations "
                      "and statistics; on the GPU's tensor cores (the fused attention stays fp32), or on a CPU with AMX "
-                     "or AVX512-BF16 (TNT's pixel-level products and products small enough for one thread, attention's "
-                     "per-head ones among them, stay fp32)")
+                     "or AVX512-BF16 (TNT's pixel-level products, attention and products small enough for one "
+                     "thread stay fp32)")
       ->check(CLI::IsMember({"none", "bf16"}))
       ->capture_default_str();
 }

@@ -197,9 +197,9 @@ static void pixel_head_backward(float* dq, int64_t dq_row, float* dk, int64_t dk
 // dK = scale dS^T q. Each block of out sums in vector registers, as the float32 GEMM kernel does
 // (autograd/gemm_f32.cpp): every step of the depth loads a row of vectors of b and broadcasts one value of
 // op(a) per row. S and dS stay in a local buffer, in L1 or L2, from their product to the next. OpenBLAS, which
-// packs both operands of q k^T for every head, ran vit_cifar's forward at 47 GFLOP/s on one core of a Zen 4;
-// `vt bench-gemm` prints attention's speed. Only where 16 floats are one register (AVX-512): with AVX2's pairs,
-// 20 vectors of sums would not fit.
+// packs both operands of q k^T for every head, ran vit_cifar's attention forward at 82-97 GFLOP/s on a 2-core
+// Zen 4, these kernels at 86-111 (`vt bench-gemm`, README). Only where 16 floats are one register (AVX-512):
+// with AVX2's pairs, 20 vectors of sums would not fit.
 constexpr bool kFusedHeads = kRegistersPerLanes == 1;
 
 // Whether the fused kernels below run heads of these sizes: the one test that attention_*_cpu dispatch on and
@@ -439,15 +439,8 @@ static void fused_head_backward(float* dq, int64_t dq_row, float* dk, int64_t dk
   for (int64_t i0 = 0; i0 < n; i0 += kQueryBlock) {
     const int64_t rows = std::min(kQueryBlock, n - i0);
     head_product<false>(ds, padded, dout + i0 * dout_row, dout_row, v_t, padded, rows, vectors, d, 1.0f);
-    for (int64_t i = 0; i < rows; ++i) {
-      float* row = ds + i * padded;
-      const float* p = probs + (i0 + i) * n;
-      float weighted = 0;  // sum_j dP[i][j] P[i][j]
-#pragma omp simd reduction(+ : weighted)
-      for (int64_t j = 0; j < n; ++j) weighted += row[j] * p[j];
-#pragma omp simd
-      for (int64_t j = 0; j < n; ++j) row[j] = p[j] * (row[j] - weighted);
-    }
+    for (int64_t i = 0; i < rows; ++i)  // row by row: dS is `padded` apart, P n apart
+      softmax_backward_cpu(ds + i * padded, ds + i * padded, probs + (i0 + i) * n, 1, n);
     if (dq) head_product<false>(dq + i0 * dq_row, dq_row, ds, padded, k, k_row, rows, feature_vectors, n, scale);
     if (dk)
       head_product<true>(dk, dk_row, ds, padded, q + i0 * q_row, q_row, n, feature_vectors, rows, scale, i0 > 0);

@@ -165,3 +165,25 @@ TEST_CASE("engine: a warmed-up forward and backward allocates nothing from the s
   step();
   CHECK(allocator_stats().system_allocations == before);
 }
+
+TEST_CASE("engine: an exception in one thread of parallel_for reaches the caller instead of aborting") {
+  // With 2 threads, [0, 1000) runs as [0, 500) and [500, 1000); the second chunk throws. Before, the exception
+  // left the OpenMP region and the runtime called std::terminate.
+  const auto run = [] {
+    std::vector<int> visited(1000, 0);
+    parallel_for(0, 1000, 1, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) visited[i] = 1;
+      if (hi == 1000) throw std::runtime_error("chunk [" + std::to_string(lo) + ", 1000) failed");
+    });
+  };
+  testing::with_threads(2, [&] { CHECK_THROWS_WITH_AS(run(), "chunk [500, 1000) failed", std::runtime_error); });
+  testing::with_threads(1, [&] { CHECK_THROWS_WITH_AS(run(), "chunk [0, 1000) failed", std::runtime_error); });
+  // The pool still works afterwards: 0 + 1 + ... + 999 = 499500.
+  std::vector<int64_t> sums(2, 0);
+  testing::with_threads(2, [&] {
+    parallel_for(0, 1000, 1, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) sums[lo == 0 ? 0 : 1] += i;
+    });
+  });
+  CHECK(sums[0] + sums[1] == 499500);
+}

@@ -49,6 +49,11 @@ void fault_point() {
 
 AtomicFileWriter::AtomicFileWriter(const char* op, std::string path)
     : op_(op), path_(std::move(path)), temporary_(path_ + ".tmp-" + std::to_string(::getpid())) {
+  // The rename would replace a FIFO, a socket or (run as root) a device node with a regular file; over a folder
+  // it fails by itself.
+  struct stat status;
+  if (::stat(path_.c_str(), &status) == 0 && !S_ISREG(status.st_mode) && !S_ISDIR(status.st_mode))
+    file_error(op_, path_, "exists and is not a regular file (a FIFO, a socket or a device)");
   fault_point();
   descriptor_ = ::open(temporary_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (descriptor_ < 0) file_error(op_, path_, "cannot create the temporary file '" + temporary_ + "': " + errno_text());

@@ -16,9 +16,9 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <limits>
+#include <sstream>
 #include <thread>
 
 #include "autograd/json.h"
@@ -255,7 +255,10 @@ fs::path find_cifar_dir(const fs::path& dir) {
 std::vector<std::string> cifar_class_names(const fs::path& dir) {
   const fs::path meta = dir / "batches.meta.txt";
   if (!fs::exists(meta)) return kCifarClasses;
-  std::ifstream in(meta);
+  std::vector<uint8_t> bytes;  // read as the images are: a FIFO or /dev/zero named batches.meta.txt is refused
+  std::string error;
+  if (!read_whole_file(meta, bytes, error)) fail(kOp, meta.string() + ": " + error);
+  std::istringstream in(std::string(bytes.begin(), bytes.end()));
   std::vector<std::string> names;
   for (std::string line; std::getline(in, line);) {
     const auto not_space = [](unsigned char ch) { return !std::isspace(ch); };
@@ -442,7 +445,9 @@ std::string gif_truncation(const std::vector<uint8_t>& bytes) {
 //    last symbol is looked up again and read at a negative index (found by fuzzing);
 //  - a scan that uses a Huffman or quantisation table no segment has defined: stb decodes with its
 //    uninitialised memory, and reads out of bounds (found by fuzzing);
-//  - segments stb rejects anyway (a bad table header, a DHT length its tables do not fill exactly).
+//  - segments stb rejects anyway (a bad table header, a DHT length its tables do not fill exactly);
+//  - no scan before the end: stb "decodes" the frame from component buffers it never wrote, so the pixels
+//    came from uninitialised memory (a frame header and nothing else was classified, differently each run).
 // Entropy-coded data holds 0xFF only as FF 00 or a restart marker, and stb stops at the first other marker
 // there, so every marker stb acts on is one this walk visits.
 class JpegWalk {
@@ -461,6 +466,7 @@ class JpegWalk {
         continue;
       }
       if (marker == 0xD9) break;  // end of image
+      if (marker == 0xDA) scanned_ = true;
       const size_t length = static_cast<size_t>(at(position + 2)) << 8 | at(position + 3);
       std::string problem;
       if (marker == 0xC4) problem = huffman_tables(position, length);
@@ -470,6 +476,7 @@ class JpegWalk {
       if (!problem.empty()) return "corrupt JPEG: " + problem;
       if (marker != 0xC4) position += 2 + length;  // DHT moved position on by what stb read
     }
+    if (!scanned_) return "corrupt JPEG: no scan (SOS segment) before the end of the image";
     return "";
   }
 
@@ -548,6 +555,7 @@ class JpegWalk {
   bool huffman_defined_[2][4] = {};  // [DC, AC][table id]
   bool quantisation_defined_[4] = {};
   bool progressive_ = false;
+  bool scanned_ = false;  // an SOS segment was seen
   std::vector<std::pair<int, int>> components_;  // (id, quantisation table) of the frame
 };
 
@@ -658,6 +666,9 @@ std::unique_ptr<Dataset> open_image_folder(const fs::path& root, const DatasetOp
     // the end of the first epoch, when the first checkpoint is written.
     if (!valid_utf8(name))
       fail(kOp, "class folder '" + printable(class_dirs[index].string()) + "' has a name that is not valid UTF-8; rename it");
+    // A newline or other control character in a class name broke every table that prints it.
+    if (std::any_of(name.begin(), name.end(), [](unsigned char c) { return c < 0x20 || c == 0x7F; }))
+      fail(kOp, "class folder '" + printable(class_dirs[index].string()) + "' has a control character in its name; rename it");
     classes.push_back(name);
     const int64_t label = label_of(name, index, options, root.string());
     std::vector<fs::path> class_files;
@@ -721,6 +732,10 @@ std::unique_ptr<Dataset> open_image_folder(const fs::path& root, const DatasetOp
     dataset->labels.push_back(file_labels[i]);
     ++kept;
   }
+  // A split of no images would report a loss and accuracy of 0 as if measured (skip_bad allows empty folders).
+  if (kept == 0)
+    fail(kOp, "no readable image under " + root.string() +
+                  (bad.empty() ? "" : ": all " + std::to_string(bad.size()) + " files were skipped as unreadable"));
   dataset->pixels.resize(kept * image_bytes);
   dataset->pixels.shrink_to_fit();
   return dataset;
@@ -768,6 +783,7 @@ std::unique_ptr<Dataset> open_dataset(const std::string& dir, const std::string&
   if (options.max_pixels < 1) fail(kOp, "max_pixels must be positive, got " + std::to_string(options.max_pixels));
   if (const std::string* repeated = first_repeat(options.classes))
     fail(kOp, "class '" + printable(*repeated) + "' is named twice in the label space");
+  if (fs::exists(dir) && !fs::is_directory(dir)) fail(kOp, "data directory " + dir + " is a file, not a folder");
   if (!fs::is_directory(dir)) fail(kOp, "data directory " + dir + " does not exist (scripts/get_cifar10.sh fetches CIFAR-10)");
   if (fs::is_directory(fs::path(dir) / split)) return open_image_folder(fs::path(dir) / split, options);
   const fs::path cifar = find_cifar_dir(dir);

@@ -80,7 +80,7 @@ std::pair<Tensor, Tensor> TNTBlock::forward(const Tensor& pixels_in, const Tenso
   const Tensor pixels = inner(pixels_in);  // (B*N, M, d) = (B*64, 16, 12)
   // Each patch token (not the class token) gets LN -> Linear -> LN of its flattened pixel tokens.
   const int64_t batch = patches_in.size(0), tokens = patches_in.size(1);
-  const Tensor flat = reshape(pixels, {batch, tokens - 1, -1});                                         // (B, N, M*d) = (B, 64, 192)
+  const Tensor flat = reshape(pixels, {batch, tokens - 1, pixels.size(1) * pixels.size(2)});          // (B, N, M*d) = (B, 64, 192)
   const Tensor from_pixels = norm2_proj->forward(proj->forward(norm1_proj->forward(flat)));            // (B, N, D) = (B, 64, 192)
   Tensor patches = cat({slice(patches_in, 1, 0, 1), add(slice(patches_in, 1, 1, tokens), from_pixels)}, 1);  // (B, 1 + N, D) = (B, 65, 192)
   // Outer transformer on the patch tokens; every token's keys and values, then the class token's row alone when
@@ -119,8 +119,7 @@ TransformerInTransformer::TransformerInTransformer(const ModelConfig& c) : Class
 Tensor TransformerInTransformer::forward(const Tensor& images) const {
   const int64_t batch = images.size(0);
   Tensor pixels = pixel_embed->forward(images, pixel_pos);                                   // (B*N, M, d) = (B*64, 16, 12)
-  const int64_t patches_per_image = pixels.size(0) / batch;
-  const Tensor flat = reshape(pixels, {batch, patches_per_image, -1});                      // (B, N, M*d) = (B, 64, 192)
+  const Tensor flat = reshape(pixels, {batch, config.num_patches(), pixels.size(1) * pixels.size(2)});  // (B, N, M*d) = (B, 64, 192)
   const Tensor patch_tokens = norm2_proj->forward(proj->forward(norm1_proj->forward(flat)));  // (B, N, D) = (B, 64, 192)
   const Tensor cls = expand(cls_token, {batch, 1, config.dim});                              // (B, 1, D)
   Tensor patches = pos_drop->forward(patch_pos->add_to(cat({cls, patch_tokens}, 1)));        // (B, 1 + N, D) = (B, 65, 192)

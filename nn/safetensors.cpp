@@ -257,7 +257,9 @@ void validate_layout(const char* op, const std::string& path, std::vector<Tensor
 class InputFile {
  public:
   InputFile(const char* op, const std::string& path) : op_(op), path_(path) {
-    descriptor_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK so that opening a FIFO returns at once (to be refused below) instead of waiting for a writer;
+    // it changes nothing for a regular file.
+    descriptor_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (descriptor_ < 0) file_error(op, path, "cannot open: " + errno_text());
     struct stat status;
     std::string problem;

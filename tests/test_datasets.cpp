@@ -39,6 +39,20 @@ std::vector<uint8_t> read_bytes(const fs::path& file) {
   return std::vector<uint8_t>(bytes.begin(), bytes.end());
 }
 
+// An 8 x 8 gray JPEG of stb_image_write's, written at `file` (its folders created); returns its bytes.
+std::vector<uint8_t> write_gray_jpeg(const fs::path& file) {
+  fs::create_directories(file.parent_path());
+  const std::vector<uint8_t> gray(8 * 8, 128);
+  REQUIRE(stbi_write_jpg(file.c_str(), 8, 8, 1, gray.data(), 90));
+  return read_bytes(file);
+}
+
+// Where the marker FF `code` first stands in `bytes` (bytes.size() when nowhere).
+size_t jpeg_marker(const std::vector<uint8_t>& bytes, uint8_t code) {
+  const uint8_t marker[2] = {0xFF, code};
+  return std::search(bytes.begin(), bytes.end(), marker, marker + 2) - bytes.begin();
+}
+
 // Keeps the first `fraction` of a file.
 void truncate_file(const fs::path& file, double fraction) {
   std::vector<uint8_t> bytes = read_bytes(file);
@@ -159,6 +173,11 @@ TEST_CASE("cifar10: a truncated file, a bad label, a missing batch and a bad met
   std::ofstream(tmp.path / "batches.meta.txt") << "cat\ndog\n";
   CHECK(message_has(error_of([&] { open_dataset(tmp.path.string(), "train", DatasetOptions()); }),
                     "batches.meta.txt names 2 classes"));
+  // A FIFO in its place: std::ifstream waited for a writer forever.
+  fs::remove(tmp.path / "batches.meta.txt");
+  REQUIRE(::mkfifo((tmp.path / "batches.meta.txt").c_str(), 0600) == 0);
+  CHECK(message_has(error_of([&] { open_dataset(tmp.path.string(), "train", DatasetOptions()); }),
+                    "batches.meta.txt: not a regular file"));
 }
 
 TEST_CASE("cifar10: converted to gray and resized, limit takes the first examples of each class") {
@@ -353,6 +372,23 @@ TEST_CASE("image folder: skip_bad keeps every label right, converts channels and
   }
 }
 
+TEST_CASE("image folder: skip_bad refuses a split left with no image, which scored as loss 0 and accuracy 0%") {
+  TemporaryDirectory tmp("folder_skip_all");
+  fs::create_directories(tmp.path / "test/a");
+  fs::create_directories(tmp.path / "test/b");  // empty: a warning under skip_bad
+  { std::ofstream(tmp.path / "test/a/bad.png") << "not an image"; }
+  DatasetOptions options;
+  options.image_size = 4;
+  options.skip_bad = true;
+  std::string error;
+  capture_stderr([&] { error = error_of([&] { open_dataset(tmp.path.string(), "test", options); }); });
+  CHECK(message_has(error, "no readable image under " + (tmp.path / "test").string() +
+                               ": all 1 files were skipped as unreadable"));
+  fs::remove(tmp.path / "test/a/bad.png");
+  capture_stderr([&] { error = error_of([&] { open_dataset(tmp.path.string(), "test", options); }); });
+  CHECK(message_has(error, "no readable image under " + (tmp.path / "test").string()));
+}
+
 TEST_CASE("image folder: RGB to gray uses the ITU-R 601 luma, gray + alpha and RGBA targets") {
   TemporaryDirectory tmp("folder_gray");
   write_tree(tmp.path);
@@ -495,12 +531,8 @@ TEST_CASE("image folder: a JPEG Huffman table with more than 256 codes is refuse
   // stb_image 2.27 would write past its Huffman tables (fixed upstream in 2.28); under UBSan this aborted.
   TemporaryDirectory tmp("folder_huffman");
   const fs::path file = tmp.path / "test/only/overflow.jpg";
-  fs::create_directories(file.parent_path());
-  const std::vector<uint8_t> gray(8 * 8, 128);
-  REQUIRE(stbi_write_jpg(file.c_str(), 8, 8, 1, gray.data(), 90));
-  std::vector<uint8_t> bytes = read_bytes(file);
-  const uint8_t marker[2] = {0xFF, 0xC4};
-  const auto dht = std::search(bytes.begin(), bytes.end(), marker, marker + 2);
+  std::vector<uint8_t> bytes = write_gray_jpeg(file);
+  const auto dht = bytes.begin() + static_cast<std::ptrdiff_t>(jpeg_marker(bytes, 0xC4));
   REQUIRE(dht != bytes.end());
   // Segment: FF C4, length (2 bytes), class/id, then 16 code counts: 16 * 255 = 4,080 codes.
   std::fill(dht + 5, dht + 21, uint8_t{255});
@@ -514,10 +546,7 @@ TEST_CASE("image folder: a DHT segment declaring length 3 but carrying 16 counts
   // codes whatever the length says, so this file made it write past its tables (UBSan: index 257 at stb_image.h:1990).
   TemporaryDirectory tmp("folder_huffman_length");
   const fs::path file = tmp.path / "test/only/short.jpg";
-  fs::create_directories(file.parent_path());
-  const std::vector<uint8_t> gray(8 * 8, 128);
-  REQUIRE(stbi_write_jpg(file.c_str(), 8, 8, 1, gray.data(), 90));
-  std::vector<uint8_t> bytes = read_bytes(file);
+  std::vector<uint8_t> bytes = write_gray_jpeg(file);
   // Right after SOI (FF D8): FF C4, length 3, class/id 0, then 16 counts of 254 = 4,064 codes.
   std::vector<uint8_t> segment = {0xFF, 0xC4, 0x00, 0x03, 0x00};
   segment.insert(segment.end(), 16, 254);
@@ -538,10 +567,7 @@ TEST_CASE("image folder: the guard also reads JPEGs that open with fill bytes, a
   // stb_image takes FF FF FF D8 for a JPEG's start; the guard looked for FF D8 FF only, and let this file through.
   TemporaryDirectory tmp("folder_huffman_fill");
   const fs::path file = tmp.path / "test/only/fill.jpg";
-  fs::create_directories(file.parent_path());
-  const std::vector<uint8_t> gray(8 * 8, 128);
-  REQUIRE(stbi_write_jpg(file.c_str(), 8, 8, 1, gray.data(), 90));
-  std::vector<uint8_t> bytes = read_bytes(file);
+  std::vector<uint8_t> bytes = write_gray_jpeg(file);
   std::vector<uint8_t> segment = {0xFF, 0xC4, 0x00, 0x13, 0x00};
   segment.insert(segment.end(), 16, 254);  // 4,064 codes in a segment that declares room for none of them
   bytes.insert(bytes.begin() + 2, segment.begin(), segment.end());
@@ -568,12 +594,8 @@ TEST_CASE("image folder: a JPEG scan that uses a table no segment defines is ref
   // stb 2.27 decodes with whatever its uninitialised table memory holds, and read outside its arrays.
   TemporaryDirectory tmp("folder_jpeg_tables");
   const fs::path file = tmp.path / "test/only/tables.jpg";
-  fs::create_directories(file.parent_path());
-  const std::vector<uint8_t> gray(8 * 8, 128);
-  REQUIRE(stbi_write_jpg(file.c_str(), 8, 8, 1, gray.data(), 90));
-  const std::vector<uint8_t> original = read_bytes(file);
-  const uint8_t sos_marker[2] = {0xFF, 0xDA};
-  const size_t sos = std::search(original.begin(), original.end(), sos_marker, sos_marker + 2) - original.begin();
+  const std::vector<uint8_t> original = write_gray_jpeg(file);
+  const size_t sos = jpeg_marker(original, 0xDA);
   REQUIRE(sos + 6 < original.size());
   REQUIRE(original[sos + 4] >= 1);  // the count of components, then the first one's id and (DC table << 4 | AC table)
   for (const auto& [tables, problem] : {std::pair<uint8_t, std::string>{0x20, "uses DC Huffman table 2, which no DHT"},
@@ -584,12 +606,30 @@ TEST_CASE("image folder: a JPEG scan that uses a table no segment defines is ref
     CHECK(message_has(error_of([&] { load_image_file(file.string(), 1, 8); }), "corrupt JPEG: a scan " + problem));
   }
   // The frame's quantisation table, pointed at one no DQT defines.
-  const uint8_t sof_marker[2] = {0xFF, 0xC0};
-  const size_t sof = std::search(original.begin(), original.end(), sof_marker, sof_marker + 2) - original.begin();
+  const size_t sof = jpeg_marker(original, 0xC0);
   std::vector<uint8_t> bytes = original;
   bytes[sof + 4 + 8] = 3;  // precision, height, width, count, then the component's id, sampling and table
   write_bytes(file, bytes);
   CHECK(message_has(error_of([&] { load_image_file(file.string(), 1, 8); }), "uses quantisation table 3, which no DQT"));
+  write_bytes(file, original);
+  CHECK(load_image_file(file.string(), 1, 8).pixels.size() == 64u);
+}
+
+TEST_CASE("image folder: a JPEG with no scan is refused (stb decoded it from uninitialised memory)") {
+  // Its frame header, tables and end of image, but no SOS segment: stb_image returned an image whose pixels were
+  // whatever its malloc'd component buffers held, and vt predict classified it, differently from run to run.
+  TemporaryDirectory tmp("folder_jpeg_no_scan");
+  const fs::path file = tmp.path / "test/only/no_scan.jpg";
+  const std::vector<uint8_t> original = write_gray_jpeg(file);
+  const size_t sos = jpeg_marker(original, 0xDA);
+  REQUIRE(sos < original.size());
+  std::vector<uint8_t> bytes(original.begin(), original.begin() + static_cast<std::ptrdiff_t>(sos));  // before the scan
+  bytes.insert(bytes.end(), {0xFF, 0xD9});  // end of image
+  write_bytes(file, bytes);
+  CHECK(message_has(error_of([&] { load_image_file(file.string(), 1, 8); }), "corrupt JPEG: no scan (SOS segment)"));
+  bytes.resize(bytes.size() - 2);  // and without the end-of-image marker
+  write_bytes(file, bytes);
+  CHECK(message_has(error_of([&] { load_image_file(file.string(), 1, 8); }), "corrupt JPEG: no scan (SOS segment)"));
   write_bytes(file, original);
   CHECK(load_image_file(file.string(), 1, 8).pixels.size() == 64u);
 }
@@ -723,4 +763,12 @@ TEST_CASE("image folder: a class folder name that is not UTF-8 fails when the da
   REQUIRE(stbi_write_png((folder / "a.png").c_str(), 4, 4, 1, gray.data(), 4));
   CHECK(message_has(error_of([&] { open_dataset(tmp.path.string(), "train", DatasetOptions()); }),
                     "train/caf\\xe9' has a name that is not valid UTF-8"));
+  // A newline is valid UTF-8, but a class name holding one broke the confusion matrix and vt predict's lines.
+  fs::rename(folder, tmp.path / "train" / "two\nlines");
+  CHECK(message_has(error_of([&] { open_dataset(tmp.path.string(), "train", DatasetOptions()); }),
+                    "train/two\\x0alines' has a control character in its name"));
+  // A file where the data folder should be.
+  write_bytes(tmp.path / "file", {1, 2, 3});
+  CHECK(message_has(error_of([&] { open_dataset((tmp.path / "file").string(), "train", DatasetOptions()); }),
+                    "data directory " + (tmp.path / "file").string() + " is a file, not a folder"));
 }

@@ -111,6 +111,27 @@ TEST_CASE("models: small ViT and TNT logits match timm on the same weights") {
   }
 }
 
+TEST_CASE("models: an empty batch gives (0, classes) logits, and a gradient of zeros, for ViT and TNT") {
+  // TNT divided the pixel tokens' count by the batch to find the patches per image: SIGFPE at B = 0 (vt forward
+  // on a file holding a (0, 3, 32, 32) batch).
+  for (const ModelConfig& config :
+       {with("vit_tiny_patch16_224", {{"image_size", "16"}, {"patch_size", "4"}, {"dim", "16"}, {"depth", "2"},
+                                      {"heads", "2"}, {"num_classes", "5"}}),
+        with("tnt_s_patch16_224", {{"image_size", "16"}, {"patch_size", "8"}, {"dim", "16"}, {"inner_dim", "8"},
+                                   {"depth", "2"}, {"heads", "2"}, {"inner_heads", "2"}, {"num_classes", "5"}})}) {
+    CAPTURE(config.name);
+    const auto model = models::create_model(config);
+    const Tensor logits = model->forward(Tensor::zeros({0, 3, 16, 16}));  // (0, 5)
+    CHECK(logits.shape() == Shape{0, 5});
+    sum(logits).backward();  // the sum of no logits is 0, and every weight's gradient 0
+    for (const auto& [name, parameter] : model->named_parameters()) {
+      CAPTURE(name);
+      REQUIRE(parameter.grad().defined());
+      testing::expect_close(parameter.grad(), Tensor::zeros(parameter.shape()), 0.0);
+    }
+  }
+}
+
 TEST_CASE("models: gradient check through a whole ViT block and a whole TNT block, and their class-token rows alone") {
   manual_seed(3);
   nn::Block block(8, 2, 2.0, true, 0.0, 0.0, 1e-6);

@@ -212,7 +212,8 @@ TEST_CASE("plot: NaN and infinite points, a single point, a constant series and 
 TEST_CASE("plot: misuse and unwritable files fail loudly") {
   const Panel panel{"t", "x", "y", {line("a", blue, 0, 1)}};
   CHECK_THROWS_WITH_AS(write_line_chart_png("/nonexistent_directory_vt/chart.png", {panel}),
-                       doctest::Contains("cannot write /nonexistent_directory_vt/chart.png"), std::runtime_error);
+                       doctest::Contains("'/nonexistent_directory_vt/chart.png': cannot create the temporary file"),
+                       std::runtime_error);
   CHECK_THROWS_WITH_AS(render_line_chart({}), doctest::Contains("at least one panel"), std::runtime_error);
   CHECK_THROWS_WITH_AS(render_line_chart({panel}, 100, 80), doctest::Contains("at least 200 x 150"),
                        std::runtime_error);

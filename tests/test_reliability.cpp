@@ -2,6 +2,7 @@
 // data of another class count, corrupt or mismatched training states, the command line, and runs killed at
 // every step of their writes. Each case once crashed, hung, lost work or gave a silent wrong answer.
 #include <stb/stb_image_write.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <cerrno>
@@ -442,6 +443,45 @@ TEST_CASE("reliability: hostile settings are refused or tamed before anything ru
   CHECK(run_vt(tiny_run(directory.path / "data", "")).exit_code == 2);
 }
 
+TEST_CASE("reliability: FIFOs, an output over an input, and model fields without --model are refused") {
+  // Each was found by a hunt for hostile inputs: a FIFO given to --config or as a checkpoint hung until killed, one
+  // given to --out was replaced by a regular file, `vt forward --output` over the checkpoint replaced the weights
+  // with logits, and `vt eval` without --model dropped its model fields in silence.
+  testing::TemporaryDirectory directory("refusals");
+  const std::string checkpoint = directory.file("model.safetensors"), input = directory.file("x.safetensors");
+  const std::string pipe = directory.file("pipe");
+  REQUIRE(::mkfifo(pipe.c_str(), 0600) == 0);
+  REQUIRE(run_vt("init --model vit_cifar depth=1 dim=16 heads=2 --out '" + checkpoint + "'").exit_code == 0);
+  nn::save_safetensors(input, {{"x", Tensor::zeros({1, 3, 32, 32})}});
+
+  const Outcome config = run_vt("--config '" + pipe + "' train", "timeout 20");
+  CHECK(config.exit_code != 124);  // timeout's code: it hung
+  CHECK(has(config.output, pipe + " is not a regular file"));
+  const Outcome weights_pipe = run_vt("forward --checkpoint '" + pipe + "' --input '" + input + "' --output o", "timeout 20");
+  CHECK(weights_pipe.exit_code == 1);
+  CHECK(has(weights_pipe.output, "not a regular file"));
+  const Outcome init = run_vt("init --model vit_cifar depth=1 dim=16 heads=2 --out '" + pipe + "'");
+  CHECK(init.exit_code == 1);
+  CHECK(has(init.output, "exists and is not a regular file"));
+  CHECK(fs::is_fifo(pipe));
+
+  const std::string weights = testing::read_file(checkpoint);
+  for (const std::string& source : {checkpoint, input}) {
+    const Outcome over = run_vt("forward --checkpoint '" + checkpoint + "' --input '" + input + "' --output '" + source + "'");
+    CHECK(over.exit_code == 1);
+    CHECK(has(over.output, "--output " + source + " is the " + (source == checkpoint ? "checkpoint" : "input")));
+  }
+  CHECK(testing::read_file(checkpoint) == weights);
+  const Outcome forward = run_vt("forward --checkpoint '" + checkpoint + "' --input '" + input + "' --output '" +
+                                 directory.file("logits.safetensors") + "'");
+  CHECK(forward.exit_code == 0);
+  CHECK(has(forward.output, "logits (1, 10)"));
+
+  const Outcome fields = run_vt("eval --checkpoint '" + checkpoint + "' --data '" + directory.file("data") + "' dim=999");
+  CHECK(fields.exit_code == 1);
+  CHECK(has(fields.output, "'dim=999' changes a model, but no --model names one"));
+}
+
 TEST_CASE("reliability: weights holding NaN are refused where they are loaded, not evaluated to class 0") {
   testing::TemporaryDirectory directory("nan_weights");
   write_folders(directory.path / "data", "test", {"ant", "bee"}, 2);
@@ -536,9 +576,10 @@ TEST_CASE("reliability: a run's config.toml reloads with --config to the same ru
   CHECK(has(refusal("[train]\nskip-bad = \"\"\n"), "'skip-bad' is on or off: \"true\" or \"false\", got \"\""));
   CHECK(has(refusal("[train]\ndata = \"data\\u0000xyz\"\n"), "the value of 'data' holds a NUL character"));
   CHECK(has(refusal("[train]\n[train]\n"), "line 2: a second [train] section"));
-  const Outcome endless = run_vt("train --config /dev/zero");  // grew without end
+  const Outcome endless = run_vt("train --config /dev/zero");  // grew without end; now refused as a device
   CHECK(endless.exit_code == 2);
-  CHECK(has(endless.output, "--config, line 1: longer than 64 KiB"));
+  CHECK(has(endless.output, "/dev/zero is not a regular file"));
+  CHECK(has(refusal("[train]\n" + std::string(70000, '#') + "\n"), "--config, line 2: longer than 64 KiB"));
   // A byte-order mark and a comment after a value are TOML; --config twice dropped the first file in silence, and
   // the other commands ignored it.
   std::string marked = first_config;

@@ -1,6 +1,7 @@
 // Safetensors files, model weights and training states: bit-exact round trips, the byte layout checked by hand
 // against the spec, a file written by Hugging Face's own writer (tests/data, from scripts/reference/
 // safetensors_sample.py), refusal of truncated and malformed files, atomic writes, and name matching on load.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <bit>
@@ -322,6 +323,17 @@ TEST_CASE("safetensors: writes are atomic and never leave a temporary file or cl
   CHECK(contains(error_of([&] { nn::save_safetensors(blocked, {{"w", Tensor::zeros({2})}}); }), "cannot rename"));
   CHECK(directory.listing() == std::vector<std::string>{"blocked", "model.safetensors"});
   CHECK(fs::is_directory(fs::path(blocked) / "inside"));
+
+  // A FIFO (or a device) in the output's place is refused, not replaced; reading one fails at once instead of
+  // waiting for a writer.
+  const std::string pipe = directory.file("pipe");
+  REQUIRE(::mkfifo(pipe.c_str(), 0600) == 0);
+  CHECK(contains(error_of([&] { nn::save_safetensors(pipe, {{"w", Tensor::zeros({2})}}); }),
+                 "exists and is not a regular file"));
+  CHECK(fs::is_fifo(pipe));
+  CHECK(contains(error_of([&] { nn::load_safetensors(pipe); }), "not a regular file"));
+  CHECK(contains(error_of([&] { nn::read_metadata(pipe); }), "not a regular file"));
+  fs::remove(pipe);
 
   // A successful write replaces the old file in one step.
   nn::save_safetensors(path, {{"v", Tensor::from_vector({5, 6, 7}, {3}, DType::f64)}});

@@ -1,6 +1,7 @@
 // vt init and vt forward: write a freshly initialised model, and run a model on a tensor from a file, so
 // that anyone can compare this implementation with timm on the same weights.
 #include <cstdio>
+#include <filesystem>
 
 #include "models/config.h"
 #include "nn/safetensors.h"
@@ -19,6 +20,11 @@ int command_init(const InitOptions& o) {
 }
 
 models::ModelConfig checkpoint_config(const ModelSpec& spec, const std::string& checkpoint, int64_t image_size) {
+  if (spec.name.empty() && !(spec.fields.empty() && spec.overrides.empty())) {  // they were dropped in silence
+    const std::string& first = spec.fields.empty() ? spec.overrides.front() : spec.fields.front();
+    fail("model config", "'" + first + "' changes a model, but no --model names one: " + checkpoint +
+                             "'s metadata gives its model whole (give --model with the fields, or neither)");
+  }
   models::ModelConfig config = spec.name.empty() ? models::config_from_metadata(nn::read_metadata(checkpoint)) : spec.config();
   if (image_size > 0) {
     config.image_size = image_size;
@@ -29,6 +35,12 @@ models::ModelConfig checkpoint_config(const ModelSpec& spec, const std::string& 
 
 int command_forward(const ForwardOptions& o) {
   const std::string &checkpoint = o.checkpoint, &input = o.input, &output = o.output;
+  for (const std::string* source : {&checkpoint, &input}) {  // a slip that would replace the weights with logits
+    std::error_code error;
+    if (std::filesystem::equivalent(output, *source, error))
+      fail("forward", "--output " + output + " is " + (source == &checkpoint ? "the checkpoint" : "the input") +
+                          "; writing the logits there would replace it");
+  }
   const models::ModelConfig config = checkpoint_config(o.model, checkpoint, o.image_size);
   const auto model = models::load_model(checkpoint, config);
   model->to(o.device);

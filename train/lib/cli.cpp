@@ -3,6 +3,7 @@
 // flag must be a finite number in its range, nan included in "not"); a mistyped flag gets the closest real one;
 // each command binds its flags straight to the fields of its options struct.
 #include <CLI/CLI.hpp>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cmath>
@@ -396,7 +397,14 @@ int run_cli(int argc, const char* const* argv) {
   // CLI11 2.1 reads config files for the top-level app only; the file's [train] section holds vt train's flags.
   app.set_config("--config", "", "vt train: read a run's settings from its config.toml (flags given as well win)")
       ->configurable(false)
-      ->multi_option_policy(CLI::MultiOptionPolicy::Throw);  // a second file would replace the first in silence
+      ->multi_option_policy(CLI::MultiOptionPolicy::Throw)  // a second file would replace the first in silence
+      ->check(CLI::Validator(
+          [](std::string& path) -> std::string {  // CLI11 opens it with std::ifstream: a FIFO would block there
+            struct stat status;
+            if (::stat(path.c_str(), &status) != 0) return "";  // CLI11 names a missing file itself
+            return S_ISREG(status.st_mode) ? "" : path + " is not a regular file";
+          },
+          "FILE"));
   app.config_formatter(std::make_shared<RunConfigReader>(*train_command, std::vector<std::string>(argv + 1, argv + argc)));
   train_command->callback([&] {
     refuse_class_count(train_model.overrides);

@@ -7,7 +7,6 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 
 #include "autograd/files.h"
@@ -140,7 +139,7 @@ int command_compare(const CompareOptions& o) {
     if (r.result.interrupted) return 130;
   }
 
-  std::ofstream report(out + "/report.md");
+  std::ostringstream report;  // written whole below, as every output is (an unchecked ofstream claimed success)
   report << "# ViT vs TNT on CIFAR-10\n\n"
          << "Same recipe for every model: " << epochs << (epochs == 1 ? " epoch" : " epochs") << ", batch " << base.batch_size << ", " << base.optimizer
          << " lr " << base.lr << " (warm-up then cosine to " << base.min_lr << "), weight decay " << base.weight_decay
@@ -170,7 +169,7 @@ int command_compare(const CompareOptions& o) {
          << (base.test_limit ? "a class-balanced subset of " + std::to_string(base.test_limit) + " test images"
                              : std::string("the whole test set"))
          << "; \"final\" is the last epoch's.\n\n![curves](curves.png)\n";
-  report.close();
+  write_file_atomically("compare", out + "/report.md", report.str());
 
   static const uint32_t colours[] = {0x1f77b4, 0xd62728, 0x2ca02c, 0xff7f0e, 0x9467bd};
   Panel accuracy{"test accuracy", "epoch", "accuracy (%)", {}}, loss{"training loss", "epoch", "loss", {}};

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "autograd/files.h"
 #include "autograd/tensor.h"
 
 namespace vt {
@@ -517,8 +518,16 @@ void write_line_chart_png(const std::string& path, const std::vector<Panel>& pan
 }
 
 void write_png(const std::string& path, const RgbImage& image) {
-  if (!stbi_write_png(path.c_str(), image.width, image.height, 3, image.pixels.data(), image.width * 3))
-    fail("write_png", "cannot write " + path);
+  // Encoded in memory, then written as every output is: stbi_write_png checks neither fwrite nor fclose, so a
+  // full disk left a truncated PNG behind a success.
+  std::string encoded;
+  const auto append = [](void* context, void* data, int size) {
+    static_cast<std::string*>(context)->append(static_cast<const char*>(data), static_cast<size_t>(size));
+  };
+  if (!stbi_write_png_to_func(append, &encoded, image.width, image.height, 3, image.pixels.data(), image.width * 3))
+    fail("write_png", "cannot encode " + path + " (" + std::to_string(image.width) + " x " +
+                          std::to_string(image.height) + " pixels)");
+  write_file_atomically("write_png", path, encoded);
 }
 
 uint32_t viridis(double t) {

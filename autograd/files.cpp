@@ -40,6 +40,17 @@ int64_t kill_at() {
   return value;
 }
 
+// "<path>.tmp-<pid>", its file name cut to fit Linux's NAME_MAX (255 bytes) when the output's own name nearly
+// fills it (a valid 252-byte name could not be written).
+std::string temporary_path(const std::string& path) {
+  const std::string suffix = ".tmp-" + std::to_string(::getpid());
+  const std::filesystem::path output(path);
+  std::string name = output.filename().string();
+  constexpr size_t kNameMax = 255;
+  if (name.size() + suffix.size() > kNameMax) name.resize(kNameMax - suffix.size());
+  return (output.parent_path() / (name + suffix)).string();
+}
+
 }  // namespace
 
 void fault_point() {
@@ -48,7 +59,7 @@ void fault_point() {
 }
 
 AtomicFileWriter::AtomicFileWriter(const char* op, std::string path)
-    : op_(op), path_(std::move(path)), temporary_(path_ + ".tmp-" + std::to_string(::getpid())) {
+    : op_(op), path_(std::move(path)), temporary_(temporary_path(path_)) {
   // The rename would replace a FIFO, a socket or (run as root) a device node with a regular file; over a folder
   // it fails by itself.
   struct stat status;

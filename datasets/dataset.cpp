@@ -650,11 +650,20 @@ bool is_listable_directory(const fs::path& path) {
   return fs::is_directory(path, error);
 }
 
+// One warning line for the entries an image folder leaves out (files beside the class folders, folders inside
+// them), naming the first: they were passed over in silence, and a nested layout lost its images unseen.
+void warn_left_out(const std::vector<fs::path>& left_out, const std::string& what, const fs::path& root) {
+  if (left_out.empty()) return;
+  std::cerr << "warning: " << kOp << ": left out " << left_out.size() << " " << what << " (images must lie in "
+            << root.string() << "/<class>/; first: " << printable(left_out.front().string()) << ")\n";
+}
+
 std::unique_ptr<Dataset> open_image_folder(const fs::path& root, const DatasetOptions& options) {
-  std::vector<fs::path> class_dirs;
+  std::vector<fs::path> class_dirs, loose_files, nested_folders;
   for (const fs::path& entry : list_directory(root))
-    if (is_listable_directory(entry)) class_dirs.push_back(entry);
+    (is_listable_directory(entry) ? class_dirs : loose_files).push_back(entry);
   if (class_dirs.empty()) fail(kOp, root.string() + " has no class folders (expected " + root.string() + "/<class>/<image>)");
+  warn_left_out(loose_files, "files that are not in a class folder", root);
 
   std::vector<std::string> classes;
   std::vector<fs::path> files;
@@ -672,10 +681,13 @@ std::unique_ptr<Dataset> open_image_folder(const fs::path& root, const DatasetOp
     classes.push_back(name);
     const int64_t label = label_of(name, index, options, root.string());
     std::vector<fs::path> class_files;
-    for (const fs::path& entry : list_directory(class_dirs[index]))
-      if (!is_listable_directory(entry)) class_files.push_back(entry);  // not only regular files: others get a clear error
+    const size_t nested_before = nested_folders.size();
+    for (const fs::path& entry : list_directory(class_dirs[index]))  // not only regular files: others get a clear error
+      (is_listable_directory(entry) ? nested_folders : class_files).push_back(entry);
     if (class_files.empty()) {
-      if (!options.skip_bad) fail(kOp, "class folder " + class_dirs[index].string() + " is empty");
+      if (!options.skip_bad)
+        fail(kOp, "class folder " + class_dirs[index].string() + " is empty" +
+                      (nested_folders.size() > nested_before ? " (its subfolders are not read: images must lie in it)" : ""));
       std::cerr << "warning: " << kOp << ": class folder " << class_dirs[index].string()
                 << " is empty (the class keeps its label and has no examples)\n";
     }
@@ -685,6 +697,7 @@ std::unique_ptr<Dataset> open_image_folder(const fs::path& root, const DatasetOp
       file_labels.push_back(label);
     }
   }
+  warn_left_out(nested_folders, "folders inside class folders", root);
   if (!options.classes.empty()) classes = options.classes;
 
   auto dataset = std::make_unique<InMemoryDataset>(std::move(classes), options.channels, options.image_size);

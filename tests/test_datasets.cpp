@@ -372,6 +372,31 @@ TEST_CASE("image folder: skip_bad keeps every label right, converts channels and
   }
 }
 
+TEST_CASE("image folder: files beside the class folders and folders inside them are left out with a warning") {
+  // Both were passed over in silence: a layout of train/<class>/<batch>/<image> lost every nested image unseen.
+  TemporaryDirectory tmp("folder_left_out");
+  const std::vector<uint8_t> gray(4 * 4, 7);
+  for (const char* image : {"train/a/one.png", "train/a/deeper/two.png", "train/b/three.png", "train/loose.png"}) {
+    fs::create_directories((tmp.path / image).parent_path());
+    REQUIRE(stbi_write_png((tmp.path / image).c_str(), 4, 4, 1, gray.data(), 4));
+  }
+  DatasetOptions options;
+  options.image_size = 4;
+  std::unique_ptr<Dataset> dataset;
+  const std::string warnings = capture_stderr([&] { dataset = open_dataset(tmp.path.string(), "train", options); });
+  CHECK(dataset->size() == 2);  // one.png and three.png
+  const std::string root = (tmp.path / "train").string();
+  CHECK(message_has(warnings, "left out 1 files that are not in a class folder (images must lie in " + root +
+                                  "/<class>/; first: " + root + "/loose.png)"));
+  CHECK(message_has(warnings, "left out 1 folders inside class folders (images must lie in " + root +
+                                  "/<class>/; first: " + root + "/a/deeper)"));
+  // A class folder holding only subfolders names them in its error.
+  fs::remove(tmp.path / "train/b/three.png");
+  fs::create_directories(tmp.path / "train/b/nested");
+  CHECK(message_has(error_of([&] { capture_stderr([&] { open_dataset(tmp.path.string(), "train", options); }); }),
+                    "class folder " + root + "/b is empty (its subfolders are not read: images must lie in it)"));
+}
+
 TEST_CASE("image folder: skip_bad refuses a split left with no image, which scored as loss 0 and accuracy 0%") {
   TemporaryDirectory tmp("folder_skip_all");
   fs::create_directories(tmp.path / "test/a");

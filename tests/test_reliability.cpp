@@ -257,7 +257,11 @@ TEST_CASE("reliability: metrics.csv keeps every epoch across stops and resumes, 
   for (const int stop : {6, 4}) {
     CAPTURE(stop);
     const fs::path run = directory.path / ("stopped_" + std::to_string(stop));
-    REQUIRE(run_vt(tiny_run(data, run) + " --stop-after-steps " + std::to_string(stop)).exit_code == 130);
+    const Outcome stopped = run_vt(tiny_run(data, run) + " --stop-after-steps " + std::to_string(stop));
+    REQUIRE(stopped.exit_code == 130);
+    // A stop at an epoch's end printed nothing of where the run stood.
+    CHECK(has(stopped.output, stop == 4 ? "stopped after epoch 1: saved " : "stopped at step 6: saved "));
+    CHECK(has(stopped.output, "continue with --resume"));
     REQUIRE(run_vt(tiny_run(data, run) + " --resume").exit_code == 0);
     CHECK(metrics_without_timings(run / "metrics.csv") == straight);
     expect_same_tensors((directory.path / "straight" / "last.safetensors").string(), (run / "last.safetensors").string());

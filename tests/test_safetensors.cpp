@@ -335,6 +335,12 @@ TEST_CASE("safetensors: writes are atomic and never leave a temporary file or cl
   CHECK(contains(error_of([&] { nn::read_metadata(pipe); }), "not a regular file"));
   fs::remove(pipe);
 
+  // A name of 250 bytes is valid (NAME_MAX is 255); "<name>.tmp-<pid>" would not be, so the temporary's is cut.
+  const std::string long_name = directory.file(std::string(246, 'w') + ".st");
+  nn::save_safetensors(long_name, {{"w", Tensor::zeros({2})}});
+  CHECK(nn::load_safetensors(long_name).tensors.size() == 1);
+  fs::remove(long_name);
+
   // A successful write replaces the old file in one step.
   nn::save_safetensors(path, {{"v", Tensor::from_vector({5, 6, 7}, {3}, DType::f64)}});
   CHECK(directory.listing() == std::vector<std::string>{"blocked", "model.safetensors"});

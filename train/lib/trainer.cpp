@@ -915,6 +915,9 @@ TrainResult train(const TrainOptions& options) {
     if (refits) refit_to_budget(run, standing, epochs_seconds / static_cast<double>(epoch + 1), run_start);
     if (g_interrupted || run.optimizer->step_count == o.stop_after_steps) {
       result.interrupted = epoch + 1 < o.epochs;
+      if (result.interrupted && !o.quiet)  // finish_epoch saved the state, as at any epoch's end
+        std::printf("stopped after epoch %ld: saved %s; continue with --resume\n", static_cast<long>(epoch + 1),
+                    run.state.c_str());
       break;
     }
   }

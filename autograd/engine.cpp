@@ -133,8 +133,10 @@ void run_backward(const Tensor& root, const Tensor& upstream, bool retain_graph)
       fail("backward", "an implicit upstream gradient needs a one-element output, got " + root.str() +
                            "; pass the upstream gradient explicitly");
     seed = Tensor::ones(root.shape(), root.dtype(), root.device());
-  } else if (seed.shape() != root.shape()) {
-    fail("backward", "upstream gradient " + seed.str() + " does not match the output " + root.str());
+  } else if (seed.shape() != root.shape() || seed.dtype() != root.dtype() || seed.device() != root.device()) {
+    // An i64 or f64 seed on a float32 leaf became its gradient, silently of another dtype.
+    fail("backward", "upstream gradient " + seed.str() + " on " + device_name(seed.device()) +
+                         " does not match the output " + root.str() + " on " + device_name(root.device()));
   }
   NoGradGuard no_grad;
   if (!root.grad_fn()) {

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <sstream>
 #include <stdexcept>
+#include <type_traits>
 
 #include "autograd/allocator.h"
 #include "autograd/cuda.h"
@@ -76,7 +77,7 @@ void fail(const char* op, const std::string& message, const char* file, int line
 
 int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op) {
   const int64_t wrapped = dim < 0 ? dim + ndim : dim;
-  if (wrapped < 0 || wrapped >= std::max<int64_t>(ndim, 1))
+  if (wrapped < 0 || wrapped >= ndim)  // a 0-dim tensor has no dim to name (ten ops indexed its empty shape)
     fail(op, "dim " + std::to_string(dim) + " out of range for a tensor of " + std::to_string(ndim) + " dims");
   return wrapped;
 }
@@ -119,6 +120,13 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   return Tensor(std::move(impl));
 }
 
+// A float as an i64 value: NaN, the infinities and values past int64's range have none (the cast is undefined
+// behaviour, and gave INT64_MIN on x86), so they fail, naming the op.
+static int64_t index_value(double value, const char* op) {
+  if (!(value >= -0x1p63 && value < 0x1p63)) fail(op, "cannot convert " + std::to_string(value) + " to i64");
+  return static_cast<int64_t>(value);
+}
+
 Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device) {
   Tensor t = empty(shape, dtype, device);
   t.fill_(value);
@@ -138,7 +146,7 @@ Tensor Tensor::from_vector(const std::vector<double>& values, const Shape& shape
     switch (dtype) {
       case DType::f32: t.data<float>()[i] = static_cast<float>(values[i]); break;
       case DType::f64: t.data<double>()[i] = values[i]; break;
-      case DType::i64: t.data<int64_t>()[i] = static_cast<int64_t>(values[i]); break;
+      case DType::i64: t.data<int64_t>()[i] = index_value(values[i], "from_vector"); break;
     }
   }
   return t.to(device);
@@ -153,22 +161,30 @@ Tensor Tensor::from_indices(const std::vector<int64_t>& values, const Shape& sha
 }
 
 Tensor Tensor::arange(int64_t n, DType dtype, Device device) {
-  std::vector<double> values(n);
+  if (n < 0) fail("arange", "negative length " + std::to_string(n));
+  shape_numel({n});
+  std::vector<double> values(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) values[i] = static_cast<double>(i);
   return from_vector(values, {n}, dtype, device);
 }
 
 // ---- metadata ----
 
-const Shape& Tensor::shape() const { return impl_->shape; }
-const Shape& Tensor::strides() const { return impl_->strides; }
-int64_t Tensor::offset() const { return impl_->offset; }
-int64_t Tensor::dim() const { return static_cast<int64_t>(impl_->shape.size()); }
-int64_t Tensor::size(int64_t d) const { return impl_->shape[wrap_dim(d, dim(), "size")]; }
-int64_t Tensor::numel() const { return shape_numel(impl_->shape); }
-DType Tensor::dtype() const { return impl_->dtype; }
-Device Tensor::device() const { return impl_->storage->device; }
-const std::shared_ptr<Storage>& Tensor::storage() const { return impl_->storage; }
+// An undefined tensor (a default Tensor, or a gradient never computed) fails here instead of dereferencing null.
+static const TensorImpl& metadata(const std::shared_ptr<TensorImpl>& impl) {
+  if (!impl) fail("Tensor", "the shape, dtype or storage of an undefined tensor");
+  return *impl;
+}
+
+const Shape& Tensor::shape() const { return metadata(impl_).shape; }
+const Shape& Tensor::strides() const { return metadata(impl_).strides; }
+int64_t Tensor::offset() const { return metadata(impl_).offset; }
+int64_t Tensor::dim() const { return static_cast<int64_t>(shape().size()); }
+int64_t Tensor::size(int64_t d) const { return shape()[wrap_dim(d, dim(), "size")]; }
+int64_t Tensor::numel() const { return shape_numel(shape()); }
+DType Tensor::dtype() const { return metadata(impl_).dtype; }
+Device Tensor::device() const { return metadata(impl_).storage->device; }
+const std::shared_ptr<Storage>& Tensor::storage() const { return metadata(impl_).storage; }
 
 bool Tensor::is_contiguous() const {
   if (numel() == 0) return true;
@@ -286,6 +302,24 @@ Tensor Tensor::detach() const {
 }
 
 Tensor make_view(const Tensor& t, const Shape& shape, const Shape& strides, int64_t offset) {
+  // Every element the view names must lie in t's storage: make_view is public, and a wrong stride or offset
+  // read or wrote past it. The lowest and highest element sit where each dim is at its first or last index.
+  if (shape.size() != strides.size())
+    fail("make_view", shape_str(shape) + " with " + std::to_string(strides.size()) + " strides");
+  const int64_t elements = static_cast<int64_t>(t.storage()->bytes / dtype_size(t.dtype()));
+  if (shape_numel(shape) > 0) {
+    int64_t low = offset, high = offset;
+    bool overflow = false;
+    for (size_t i = 0; i < shape.size(); ++i) {
+      int64_t reach = 0;
+      overflow = overflow || __builtin_mul_overflow(shape[i] - 1, strides[i], &reach) ||
+                 __builtin_add_overflow(reach < 0 ? low : high, reach, reach < 0 ? &low : &high);
+    }
+    if (overflow || low < 0 || high >= elements)
+      fail("make_view", shape_str(shape) + " with strides " + shape_str(strides) + " at offset " +
+                            std::to_string(offset) + " reaches outside its storage of " + std::to_string(elements) +
+                            " elements");
+  }
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = t.storage();
   impl->shape = shape;
@@ -302,6 +336,8 @@ static void copy_kernel_cpu(D* dst, const S* src, const StridedPlan<2>& plan) {
   for_each_run(plan, 1 << 15, [&](const std::array<int64_t, 2>& base, int64_t n, const std::array<int64_t, 2>& inner) {
     D* d = dst + base[0];
     const S* s = src + base[1];
+    if constexpr (std::is_same_v<D, int64_t> && std::is_floating_point_v<S>)
+      for (int64_t i = 0; i < n; ++i) index_value(static_cast<double>(s[i * inner[1]]), "to(i64)");
     if (inner[0] == 1 && inner[1] == 1) {
       for (int64_t i = 0; i < n; ++i) d[i] = static_cast<D>(s[i]);
     } else {
@@ -376,13 +412,14 @@ void Tensor::bump_version() const { ++impl_->storage->version; }
 
 Tensor& Tensor::fill_(double value) {
   check_inplace(*this, "fill_");
+  if (dtype() == DType::i64) index_value(value, "fill_");
   switch (device()) {
     case Device::cpu: {
       Tensor source = Tensor::empty({}, dtype());  // copy_strided broadcasts it through any strides
       switch (dtype()) {
         case DType::f32: *source.data<float>() = static_cast<float>(value); break;
         case DType::f64: *source.data<double>() = value; break;
-        case DType::i64: *source.data<int64_t>() = static_cast<int64_t>(value); break;
+        case DType::i64: *source.data<int64_t>() = static_cast<int64_t>(value); break;  // checked above
       }
       copy_strided(*this, source);
       break;
@@ -401,11 +438,22 @@ Tensor& Tensor::fill_(double value) {
 
 Tensor& Tensor::zero_() { return fill_(0.0); }
 
+void check_writable_elements(const Tensor& y, const char* op) {
+  for (int64_t d = 0; d < y.dim(); ++d)
+    if (y.strides()[d] == 0 && y.shape()[d] > 1)
+      fail(op, "cannot write into " + y.str() + ": a broadcast view whose elements share memory");
+}
+
 Tensor& Tensor::copy_(const Tensor& src) {
   check_inplace(*this, "copy_");
+  check_writable_elements(*this, "copy_");
   if (src.shape() != shape() && broadcast_shapes(src.shape(), shape(), "copy_") != shape())
     fail("copy_", "cannot copy " + src.str() + " into " + str());
-  copy_strided(*this, src);
+  // A source overlapping this tensor in another layout would be read after some of its elements were written
+  // (slice(t, 0, 1, 6).copy_(slice(t, 0, 0, 5)) smeared t's first value): it is copied first.
+  const bool overlaps_elsewhere = src.storage() == storage() &&
+                                  (src.shape() != shape() || src.strides() != strides() || src.offset() != offset());
+  copy_strided(*this, overlaps_elsewhere ? src.clone() : src);
   bump_version();
   return *this;
 }

@@ -141,8 +141,13 @@ struct TensorImpl {
 // device (it is then moved to dst's device first). No graph.
 void copy_strided(const Tensor& dst, const Tensor& src);
 
-// A view of t's storage with new geometry; no graph (ops wrap this and record their own node).
+// A view of t's storage with new geometry, which must lie inside it; no graph (ops wrap this and record their
+// own node).
 Tensor make_view(const Tensor& t, const Shape& shape, const Shape& strides, int64_t offset);
+
+// Fails unless `y` may be written in place: a broadcast view (stride 0 over a dim of more than one) names one
+// element several times, and each write would land on the others' results.
+void check_writable_elements(const Tensor& y, const char* op);
 
 // Normalises a possibly negative dim against ndim, failing with the op's name when out of range.
 int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op);

@@ -33,7 +33,8 @@ static void for_each_piece(const std::vector<int64_t>& offsets, int64_t lo, int6
 // ---- parameter groups ----
 
 std::vector<ParamGroup> weight_decay_groups(const Module& model, double weight_decay) {
-  if (!(weight_decay >= 0)) fail("weight_decay_groups", "weight_decay must be >= 0, got " + std::to_string(weight_decay));
+  if (!(weight_decay >= 0) || !std::isfinite(weight_decay))
+    fail("weight_decay_groups", "weight_decay must be finite and >= 0, got " + std::to_string(weight_decay));
   // timm's no_weight_decay() names for ViT and TNT; matched as substrings so that nested and 2-D
   // variants ("pos_embed_row") are caught too.
   static const std::vector<std::string> kNoWeightDecayNames = {"pos_embed", "patch_pos", "pixel_pos", "cls_token"};
@@ -194,8 +195,11 @@ Optimizer::Optimizer(const char* name, const std::vector<ParamGroup>& groups, do
   std::set<std::string> names;
   std::set<const TensorImpl*> tensors;
   for (const ParamGroup& group : groups) {
-    if (!(group.weight_decay >= 0)) fail(name_, "weight_decay must be >= 0, got " + std::to_string(group.weight_decay));
-    if (!(group.lr_scale >= 0)) fail(name_, "lr_scale must be >= 0, got " + std::to_string(group.lr_scale));
+    // An infinite one made every weight -inf or NaN at the first step, with no error.
+    if (!(group.weight_decay >= 0) || !std::isfinite(group.weight_decay))
+      fail(name_, "weight_decay must be finite and >= 0, got " + std::to_string(group.weight_decay));
+    if (!(group.lr_scale >= 0) || !std::isfinite(group.lr_scale))
+      fail(name_, "lr_scale must be finite and >= 0, got " + std::to_string(group.lr_scale));
     for (const auto& [param_name, param] : group.params) {
       check_parameter(name_, param_name, param);
       // Names key the exported state, so they must be unique; one tensor in two groups would be updated twice.
@@ -345,7 +349,8 @@ static std::vector<std::string> sgd_buffer_names(double momentum) {
 
 SGD::SGD(const std::vector<ParamGroup>& groups, double lr_, double momentum_, bool nesterov_)
     : Optimizer("SGD", groups, lr_, sgd_buffer_names(momentum_)), momentum(momentum_), nesterov(nesterov_) {
-  if (!(momentum >= 0)) fail(name_, "momentum must be >= 0, got " + std::to_string(momentum));
+  if (!(momentum >= 0) || !std::isfinite(momentum))
+    fail(name_, "momentum must be finite and >= 0, got " + std::to_string(momentum));
   if (nesterov && momentum == 0) fail(name_, "Nesterov momentum requires a momentum > 0");
 }
 
@@ -384,7 +389,8 @@ AdamW::AdamW(const std::vector<ParamGroup>& groups, double lr_, double beta1_, d
     : Optimizer("AdamW", groups, lr_, {"exp_avg", "exp_avg_sq"}), beta1(beta1_), beta2(beta2_), eps(eps_) {
   if (!(beta1 >= 0 && beta1 < 1)) fail(name_, "beta1 must be in [0, 1), got " + std::to_string(beta1));
   if (!(beta2 >= 0 && beta2 < 1)) fail(name_, "beta2 must be in [0, 1), got " + std::to_string(beta2));
-  if (!(eps >= 0)) fail(name_, "eps must be >= 0, got " + std::to_string(eps));
+  // eps = 0 divides 0 by 0 where a gradient and its moments are zero (a frozen row): NaN weights.
+  if (!(eps > 0) || !std::isfinite(eps)) fail(name_, "eps must be finite and > 0, got " + std::to_string(eps));
 }
 
 void AdamW::update(const ParamSlot& slot, const Tensor& grad, double group_lr, int64_t begin, int64_t end) const {

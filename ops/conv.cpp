@@ -314,10 +314,26 @@ ConvGeometry checked_geometry(const Tensor& x, int64_t kernel_h, int64_t kernel_
     fail(op, "needs kernel >= 1, stride >= 1 and padding >= 0, got kernel (" + std::to_string(kernel_h) + ", " +
                  std::to_string(kernel_w) + "), stride " + std::to_string(stride) + ", padding " +
                  std::to_string(padding));
-  if (x.size(2) + 2 * padding < kernel_h || x.size(3) + 2 * padding < kernel_w)
+  // Every size below is checked against 2^63: unchecked, a kernel of 2^31 x 2^31 made C*kh*kw wrap to 0, and
+  // im2col filled a patch buffer of 0 bytes.
+  const auto too_large = [&] {
+    fail(op, "kernel (" + std::to_string(kernel_h) + ", " + std::to_string(kernel_w) + ") and padding " +
+                 std::to_string(padding) + " on " + x.str() + " give sizes past 2^63");
+  };
+  int64_t twice_padding = 0, padded_h = 0, padded_w = 0;
+  if (__builtin_mul_overflow(padding, 2, &twice_padding) || __builtin_add_overflow(x.size(2), twice_padding, &padded_h) ||
+      __builtin_add_overflow(x.size(3), twice_padding, &padded_w))
+    too_large();
+  if (padded_h < kernel_h || padded_w < kernel_w)
     fail(op, "kernel (" + std::to_string(kernel_h) + ", " + std::to_string(kernel_w) + ") is larger than the input " +
                  x.str() + " with padding " + std::to_string(padding));
-  return make_conv_geometry(x.size(0), x.size(1), x.size(2), x.size(3), kernel_h, kernel_w, stride, padding);
+  const ConvGeometry g = make_conv_geometry(x.size(0), x.size(1), x.size(2), x.size(3), kernel_h, kernel_w, stride, padding);
+  int64_t positions = 0, patch_size = 0, workspace = 0;
+  if (__builtin_mul_overflow(g.out_h, g.out_w, &positions) || __builtin_mul_overflow(g.channels, kernel_h, &patch_size) ||
+      __builtin_mul_overflow(patch_size, kernel_w, &patch_size) || __builtin_mul_overflow(positions, patch_size, &workspace) ||
+      __builtin_mul_overflow(workspace, std::max<int64_t>(g.batch, 1), &workspace))
+    too_large();
+  return g;
 }
 
 // Optional operands (bias, gradients nobody asked for) reach the kernels as null pointers.

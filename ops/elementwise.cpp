@@ -146,9 +146,7 @@ static Tensor unary_apply(const Tensor& x, const char* op, const F& f) {
 
 static void check_inplace_target(const Tensor& y, const char* op) {
   check_float(y, op);
-  for (int64_t d = 0; d < y.dim(); ++d)
-    if (y.strides()[d] == 0 && y.shape()[d] > 1)
-      fail(op, "cannot write into " + y.str() + ": a broadcast view whose elements share memory");
+  check_writable_elements(y, op);
 }
 
 void add_into(const Tensor& y, const Tensor& b) {

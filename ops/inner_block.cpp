@@ -486,26 +486,31 @@ Tensor inner_block(const Tensor& x, const InnerBlockWeights& w, int64_t heads, c
   check_parameter(op, "fc2 bias", w.fc2_bias, {d}, true, x);
   check_scales(op, "attention scales", attn_scales, x);
   check_scales(op, "MLP scales", mlp_scales, x);
+  for (const double eps : {w.norm1_eps, w.norm2_eps})  // as layer_norm checks it: NaN or negative gave NaN
+    if (!(eps >= 0)) fail(op, "LayerNorm eps must be non-negative, got " + std::to_string(eps));
   const Sizes sizes = {x.size(0), x.size(1), d, heads, hidden, w.norm1_eps, w.norm2_eps};
   std::vector<Tensor> inputs = w.tensors();  // kParams parameters, then x
   inputs.push_back(x);
   std::vector<Tensor> dense;  // the same with unit strides (views of the inputs when they are already)
-  Tensor xc;
+  Tensor xc, attn_dense, mlp_dense;
   {
     NoGradGuard no_grad;
     for (int64_t p = 0; p < kParams; ++p) dense.push_back(inputs[p].defined() ? contiguous(inputs[p]) : Tensor());
     xc = contiguous(x);
+    // The kernels read scale s at s: an expanded or strided scale was read past its storage, or gave wrong values.
+    if (attn_scales.defined()) attn_dense = contiguous(attn_scales);
+    if (mlp_scales.defined()) mlp_dense = contiguous(mlp_scales);
   }
   Tensor y = Tensor::empty(x.shape(), x.dtype());  // (S, M, d)
   auto forward = [&](auto zero) {
     using T = decltype(zero);
-    inner_block_forward_cpu<T>(y.data<T>(), xc.data<T>(), pointer<T>(attn_scales), pointer<T>(mlp_scales),
+    inner_block_forward_cpu<T>(y.data<T>(), xc.data<T>(), pointer<T>(attn_dense), pointer<T>(mlp_dense),
                                parameter_pointers<T>(dense), sizes);
   };
   if (x.dtype() == DType::f32) forward(float{});
   else forward(double{});
   std::vector<Tensor> saved = dense;
-  saved.push_back(xc), saved.push_back(attn_scales), saved.push_back(mlp_scales);
+  saved.push_back(xc), saved.push_back(attn_dense), saved.push_back(mlp_dense);
   record(op, y, inputs, saved, [=](const Tensor& dy, const BackwardContext& ctx) -> Grads {
     const std::vector<Tensor>& kept = ctx.saved;  // the parameters, x, the two scales
     const Tensor g = contiguous(dy);              // (S, M, d)

@@ -27,7 +27,12 @@ Reduction plan_reduction(const Tensor& x, const std::vector<int64_t>& dims, bool
   const int64_t n = x.dim();
   r.reduced.assign(n, dims.empty());
   for (int64_t d : dims) {
-    const int64_t w = wrap_dim(d, n, op);
+    // A 0-dim tensor takes dim 0 or -1 as its one value, reduced to itself, as in PyTorch.
+    const int64_t w = wrap_dim(d, std::max<int64_t>(n, 1), op);
+    if (n == 0) {
+      if (dims.size() > 1) fail(op, "dims " + shape_str(dims) + " for a 0-dim tensor");
+      break;
+    }
     if (r.reduced[w]) fail(op, "dim " + std::to_string(d) + " listed twice for " + x.str());
     r.reduced[w] = true;
   }
@@ -37,7 +42,7 @@ Reduction plan_reduction(const Tensor& x, const std::vector<int64_t>& dims, bool
     if (!r.reduced[d]) {
       r.out_shape.push_back(s);
       r.permutation.push_back(d);
-      r.rows *= s;
+      r.rows *= s;  // rows * cols = x.numel(), which shape_numel checked when x was made
     }
   }
   for (int64_t d = 0; d < n; ++d)

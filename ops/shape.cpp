@@ -25,8 +25,8 @@ static Shape infer_shape(const Tensor& x, const Shape& shape, const char* op) {
       infer = static_cast<int64_t>(i);
     } else if (out[i] < 0) {
       fail(op, "negative size in " + shape_str(shape));
-    } else {
-      known *= out[i];
+    } else if (__builtin_mul_overflow(known, out[i], &known)) {
+      fail(op, shape_str(shape) + " is too large: its sizes multiply past 2^63");
     }
   }
   if (infer >= 0) {
@@ -166,7 +166,7 @@ Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t s
   start = std::clamp<int64_t>(start, 0, n);
   end = std::clamp<int64_t>(end, start, n);
   Shape shape = x.shape(), strides = x.strides();
-  shape[d] = (end - start + step - 1) / step;
+  shape[d] = (end - start) / step + ((end - start) % step != 0);  // ceil, without end - start + step overflowing
   strides[d] *= step;
   Tensor y = make_view(x, shape, strides, x.offset() + start * x.strides()[d]);
   const Shape input_shape = x.shape();
@@ -182,8 +182,8 @@ Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t s
 Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length) {
   check_defined(x, "narrow");
   const int64_t d = wrap_dim(dim, x.dim(), "narrow");
-  if (start < 0 || length < 0 || start + length > x.shape()[d])
-    fail("narrow", "[" + std::to_string(start) + ", " + std::to_string(start + length) + ") out of range for dim " +
+  if (start < 0 || length < 0 || length > x.shape()[d] - start)  // start + length could overflow
+    fail("narrow", "start " + std::to_string(start) + " and length " + std::to_string(length) + " out of range for dim " +
                        std::to_string(dim) + " of " + x.str());
   return slice(x, d, start, start + length);
 }
@@ -194,6 +194,7 @@ Tensor expand(const Tensor& x, const Shape& shape) {
   const size_t lead = shape.size() - x.shape().size();
   Shape out(shape.size()), strides(shape.size(), 0);
   for (size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] < -1) fail("expand", "negative size in " + shape_str(shape));
     if (i < lead) {
       if (shape[i] < 0) fail("expand", "-1 for a new leading dim in " + shape_str(shape));
       out[i] = shape[i];
@@ -205,6 +206,7 @@ Tensor expand(const Tensor& x, const Shape& shape) {
     out[i] = want;
     strides[i] = have == want ? x.strides()[i - lead] : 0;
   }
+  shape_numel(out);  // its element count must fit, as any tensor's: sums over it count in int64
   Tensor y = make_view(x, out, strides, x.offset());
   record("expand", y, {x}, {}, [](const Tensor& dy, const BackwardContext&) -> Grads { return {dy}; });
   return y;
@@ -221,7 +223,8 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
     bool same = x.dim() == first.dim() && x.dtype() == first.dtype() && x.device() == first.device();
     for (int64_t i = 0; same && i < x.dim(); ++i) same = i == d || x.shape()[i] == first.shape()[i];
     if (!same) fail("cat", "cannot concatenate " + x.str() + " with " + first.str() + " along dim " + std::to_string(dim));
-    out[d] += x.shape()[d];
+    if (__builtin_add_overflow(out[d], x.shape()[d], &out[d]))
+      fail("cat", "the sizes along dim " + std::to_string(dim) + " add up past 2^63");
   }
   Tensor y = Tensor::empty(out, first.dtype(), first.device());
   std::vector<int64_t> starts;
@@ -248,7 +251,11 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
   check_defined(x, "split");
   const int64_t d = wrap_dim(dim, x.dim(), "split");
   int64_t total = 0;
-  for (int64_t s : sizes) total += s;
+  for (int64_t s : sizes)
+    if (s < 0 || __builtin_add_overflow(total, s, &total)) {
+      total = -1;  // a negative size, or a sum past 2^63: neither adds up to a dim
+      break;
+    }
   if (total != x.shape()[d])
     fail("split", "sizes " + shape_str(sizes) + " do not add up to dim " + std::to_string(dim) + " of " + x.str());
   std::vector<Tensor> parts;
@@ -265,7 +272,7 @@ std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim) {
   if (split_size < 1) fail("split", "split_size must be positive, got " + std::to_string(split_size));
   const int64_t n = x.shape()[wrap_dim(dim, x.dim(), "split")];
   std::vector<int64_t> sizes;
-  for (int64_t start = 0; start < n; start += split_size) sizes.push_back(std::min(split_size, n - start));
+  for (int64_t start = 0; start < n; start += sizes.back()) sizes.push_back(std::min(split_size, n - start));
   return split(x, sizes, dim);
 }
 
@@ -273,7 +280,7 @@ std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim) {
   check_defined(x, "chunk");
   if (chunks < 1) fail("chunk", "chunks must be positive, got " + std::to_string(chunks));
   const int64_t n = x.shape()[wrap_dim(dim, x.dim(), "chunk")];
-  return split(x, std::max<int64_t>(1, (n + chunks - 1) / chunks), dim);
+  return split(x, std::max<int64_t>(1, n / chunks + (n % chunks != 0)), dim);  // ceil, without n + chunks overflowing
 }
 
 // ---- index_select ----

@@ -212,4 +212,14 @@ TEST_CASE("unfold and conv2d: misuse fails loudly") {
   CHECK_THROWS_WITH_AS(unfold(x, 2, 2, 1, -1), doctest::Contains("unfold: needs kernel >= 1"), std::runtime_error);
   CHECK_THROWS_WITH_AS(unfold(Tensor::from_indices({1, 2, 3, 4}, {1, 1, 2, 2}), 1, 1),
                        doctest::Contains("unfold: needs a float tensor"), std::runtime_error);
+  // Sizes past 2^63 (found by an op-level hunt): C * kh * kw = 4 * 2^31 * 2^31 wrapped to 0, and im2col wrote
+  // into a patch buffer of 0 bytes; 2 * padding and Ho * Wo overflowed too.
+  const int64_t big = int64_t{1} << 31;
+  const Tensor one = Tensor::ones({1, 4, 1, 1});
+  CHECK_THROWS_WITH_AS(unfold(one, big, big, 1, int64_t{1} << 30), doctest::Contains("give sizes past 2^63"),
+                       std::runtime_error);
+  CHECK_THROWS_WITH_AS(unfold(one, 1, 1, 1, int64_t{1} << 61), doctest::Contains("give sizes past 2^63"),
+                       std::runtime_error);
+  CHECK_THROWS_WITH_AS(unfold(one, 1, 1, 1, int64_t{1} << 62), doctest::Contains("give sizes past 2^63"),
+                       std::runtime_error);
 }

@@ -99,6 +99,18 @@ TEST_CASE("engine: shape mismatches name the op and both shapes") {
   CHECK_THROWS_WITH_AS(matmul(a, a), doctest::Contains("matmul: inner dims differ"), std::runtime_error);
 }
 
+TEST_CASE("engine: an upstream gradient of another dtype is refused, not made the gradient") {
+  // On a leaf an i64 seed became x.grad(), silently i64; on an op's output it failed deep in a kernel.
+  Tensor x = Tensor::ones({2, 3});
+  x.requires_grad_();
+  CHECK_THROWS_WITH_AS(x.backward(Tensor::ones({2, 3}, DType::i64)),
+                       doctest::Contains("backward: upstream gradient i64(2, 3) on cpu does not match the output f32(2, 3)"),
+                       std::runtime_error);
+  CHECK_FALSE(x.grad().defined());
+  CHECK_THROWS_WITH_AS(mul(x, 2.0).backward(Tensor::ones({2, 3}, DType::f64)),
+                       doctest::Contains("upstream gradient f64(2, 3) on cpu does not match"), std::runtime_error);
+}
+
 TEST_CASE("engine: backward through a freed graph fails") {
   Tensor x = Tensor::ones({2}).requires_grad_();
   Tensor y = sum(exp(x));

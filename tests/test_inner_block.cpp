@@ -245,4 +245,26 @@ TEST_CASE("inner_block: misuse fails loudly") {
   CHECK_THROWS_WITH_AS(inner_block(x, wrong, 2), doctest::Contains("norm2 bias is undefined"), std::runtime_error);
   CHECK_THROWS_WITH_AS(inner_block(x, w, 2, Tensor::ones({3})),
                        doctest::Contains("attention scales f32(3) must be constant f32(2)"), std::runtime_error);
+  // NaN or a negative LayerNorm eps gave NaN outputs; layer_norm refuses both.
+  wrong = w;
+  wrong.norm2_eps = NAN;
+  CHECK_THROWS_WITH_AS(inner_block(x, wrong, 2), doctest::Contains("LayerNorm eps must be non-negative, got nan"),
+                       std::runtime_error);
+  wrong.norm2_eps = -1e-6;
+  CHECK_THROWS_WITH_AS(inner_block(x, wrong, 2), doctest::Contains("LayerNorm eps must be non-negative"),
+                       std::runtime_error);
+}
+
+TEST_CASE("inner_block: strided and expanded DropPath scales are read by value (found by an op-level hunt)") {
+  // The kernels read the scales' raw storage: a stride-2 view of {1, 0, 1, 0, 1, 0} (values 1 1 1) was read as
+  // 1 0 1, and an expanded one-element scale past its storage (ASan: heap-buffer-overflow).
+  const InnerBlockWeights w = random_weights(4, 8, true, 700);
+  const Tensor x = random_f64({3, 5, 4}, 701);  // 3 sequences of 5 tokens, d = 4
+  const Tensor ones = Tensor::ones({3}, DType::f64);
+  NoGradGuard no_grad;
+  const Tensor expected = inner_block(x, w, 2, ones, ones);
+  const Tensor strided = slice(Tensor::from_vector({1, 0, 1, 0, 1, 0}, {6}, DType::f64), 0, 0, 6, 2);
+  const Tensor expanded = expand(Tensor::ones({1}, DType::f64), {3});
+  testing::expect_close(inner_block(x, w, 2, strided, expanded), expected, 0.0);
+  testing::expect_close(inner_block(x, w, 2, expanded, strided), expected, 0.0);
 }

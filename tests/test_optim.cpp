@@ -566,7 +566,17 @@ TEST_CASE("optim: misuse fails loudly") {
   CHECK_THROWS_WITH_AS(nn::SGD(one_group(p), -0.1), doctest::Contains("lr must be finite and >= 0"), std::runtime_error);
   CHECK_THROWS_WITH_AS(nn::AdamW(one_group(p), 0.1, 1.0), doctest::Contains("AdamW: beta1 must be in [0, 1)"),
                        std::runtime_error);
-  CHECK_THROWS_WITH_AS(nn::AdamW(one_group(p, -1.0), 0.1), doctest::Contains("weight_decay must be >= 0"),
+  CHECK_THROWS_WITH_AS(nn::AdamW(one_group(p, -1.0), 0.1), doctest::Contains("weight_decay must be finite and >= 0"),
+                       std::runtime_error);
+  // Each of these was accepted and made the weights -inf or NaN at the first step, with no error.
+  CHECK_THROWS_WITH_AS(nn::SGD(one_group(p, INFINITY), 0.1), doctest::Contains("weight_decay must be finite"),
+                       std::runtime_error);
+  nn::ParamGroup scaled = one_group(p)[0];
+  scaled.lr_scale = INFINITY;
+  CHECK_THROWS_WITH_AS(nn::SGD({scaled}, 0.1), doctest::Contains("lr_scale must be finite"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(nn::SGD(one_group(p), 0.1, INFINITY), doctest::Contains("momentum must be finite"),
+                       std::runtime_error);
+  CHECK_THROWS_WITH_AS(nn::AdamW(one_group(p), 0.1, 0.9, 0.999, 0.0), doctest::Contains("eps must be finite and > 0"),
                        std::runtime_error);
   CHECK_THROWS_WITH_AS(nn::AdamW({nn::ParamGroup{{{"a", p}, {"b", p}}, 0.0}}, 0.1),
                        doctest::Contains("parameter 'b' appears in more than one place"), std::runtime_error);

@@ -1,4 +1,6 @@
 // Shape ops: which ones are views (shared storage) and which copy, their values, and gradient checks.
+#include <tuple>
+
 #include "tests/helpers.h"
 
 using namespace vt;
@@ -79,4 +81,63 @@ TEST_CASE("shape: misuse fails loudly") {
                        std::runtime_error);
   CHECK_THROWS_WITH_AS(index_select(x, 1, Tensor::from_indices({3}, {1})), doctest::Contains("index 3 out of range"),
                        std::runtime_error);
+}
+
+TEST_CASE("shape: a 0-dim tensor has no dim 0, except as a reduction's whole (found by an op-level hunt)") {
+  // wrap_dim took dim 0 for a 0-dim tensor, and each op below then indexed its empty shape (SIGSEGV).
+  const Tensor s = Tensor::scalar(1);
+  const auto refuses = [](const std::function<void()>& f) {
+    CHECK_THROWS_WITH_AS(f(), doctest::Contains("dim 0 out of range for a tensor of 0 dims"), std::runtime_error);
+  };
+  refuses([&] { cat({s, s}, 0); });
+  refuses([&] { transpose(s, 0, 0); });
+  refuses([&] { slice(s, 0, 0, 1); });
+  refuses([&] { narrow(s, 0, 0, 1); });
+  refuses([&] { squeeze(s, 0); });
+  refuses([&] { split(s, 1, 0); });
+  refuses([&] { chunk(s, 2, 0); });
+  refuses([&] { index_select(s, 0, Tensor::from_indices({0}, {1})); });
+  refuses([&] { s.size(0); });
+  // As in PyTorch, dim 0 or -1 of a 0-dim tensor reduces it to itself: sum(3) = 3, max(3) = 3.
+  const Tensor three = Tensor::scalar(3);
+  CHECK(sum(three, {0}).item() == 3.0);
+  CHECK(max(three, {-1}).item() == 3.0);
+  CHECK(sum(three, {0}).dim() == 0);
+  CHECK_THROWS_WITH_AS(sum(three, {1}), doctest::Contains("dim 1 out of range"), std::runtime_error);
+}
+
+TEST_CASE("shape: sizes and steps near 2^63 and negative sizes are refused or exact, never wrapped") {
+  const Tensor x = Tensor::arange(5);  // 0 1 2 3 4
+  // slice's count was (end - start + step - 1) / step, which overflowed to an empty view; one element is right.
+  testing::expect_close(slice(x, 0, 0, 5, INT64_MAX), std::vector<double>{0});
+  testing::expect_close(slice(x, 0, 1, 5, 3), std::vector<double>{1, 4});  // ceil(4 / 3) = 2 elements
+  CHECK_THROWS_WITH_AS(narrow(x, 0, 2, INT64_MAX), doctest::Contains("narrow: start 2 and length"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(split(x, std::vector<int64_t>{INT64_MAX, INT64_MAX, 7}, 0), doctest::Contains("do not add up"),
+                       std::runtime_error);
+  CHECK_THROWS_WITH_AS(split(x, std::vector<int64_t>{7, -2}, 0), doctest::Contains("do not add up"), std::runtime_error);
+  CHECK(split(x, INT64_MAX, 0).size() == 1);
+  CHECK(chunk(x, INT64_MAX, 0).size() == 5);  // chunks of ceil(5 / 2^63) = 1 element
+  CHECK_THROWS_WITH_AS(reshape(Tensor::arange(4), {int64_t{1} << 62, 4, -1}), doctest::Contains("past 2^63"),
+                       std::runtime_error);
+  CHECK_THROWS_WITH_AS(expand(Tensor::scalar(1), {int64_t{1} << 40, int64_t{1} << 40}), doctest::Contains("past 2^63"),
+                       std::runtime_error);
+  CHECK_THROWS_WITH_AS(expand(Tensor::ones({1}), {-2}), doctest::Contains("expand: negative size"), std::runtime_error);
+  const Tensor wide = expand(Tensor::ones({1}), {int64_t{1} << 62});
+  CHECK_THROWS_WITH_AS(cat({wide, wide}, 0), doctest::Contains("add up past 2^63"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(Tensor::arange(-3), doctest::Contains("arange: negative length -3"), std::runtime_error);
+}
+
+TEST_CASE("shape: make_view refuses a view that reaches outside its storage") {
+  const Tensor x = Tensor::arange(4);  // 4 elements
+  CHECK(make_view(x, {2, 2}, {1, 2}, 0).to_vector() == std::vector<double>{0, 2, 1, 3});
+  CHECK(make_view(x, {4}, {-1}, 3).to_vector() == std::vector<double>{3, 2, 1, 0});  // lowest element 0
+  CHECK(make_view(x, {0, 9}, {100, 100}, 0).numel() == 0);  // names no element
+  for (const auto& [shape, strides, offset] : {std::tuple<Shape, Shape, int64_t>{{2}, {1}, -3},
+                                                {{10}, {1}, 0},
+                                                {{4}, {-1}, 2},
+                                                {{2, 2}, {INT64_MAX, 1}, 0}}) {
+    CAPTURE(shape_str(shape));
+    CHECK_THROWS_WITH_AS(make_view(x, shape, strides, offset), doctest::Contains("reaches outside its storage of 4"),
+                         std::runtime_error);
+  }
 }

@@ -30,6 +30,27 @@ TEST_CASE("tensor: copy_ converts dtypes and broadcasts and clone owns its memor
   CHECK(c.storage() != dst.storage());
 }
 
+TEST_CASE("tensor: copy_ from an overlapping view, into a broadcast view, and to i64 (found by an op-level hunt)") {
+  // t[1:6] = t[0:5] read elements it had already written: 0 0 0 0 0 0. The source is now copied first.
+  Tensor t = Tensor::arange(6);
+  slice(t, 0, 1, 6).copy_(slice(t, 0, 0, 5));
+  CHECK(t.to_vector() == std::vector<double>{0, 0, 1, 2, 3, 4});
+  // Four values into one element: the last write won (3); add_ refused this already.
+  CHECK_THROWS_WITH_AS(expand(Tensor::zeros({1}), {4}).copy_(Tensor::arange(4)),
+                       doctest::Contains("copy_: cannot write into f32(4): a broadcast view"), std::runtime_error);
+  // NaN, the infinities and 1e19 have no i64 value: the cast gave INT64_MIN.
+  CHECK_THROWS_WITH_AS(Tensor::from_vector({1, NAN}, {2}, DType::i64), doctest::Contains("from_vector: cannot convert nan"),
+                       std::runtime_error);
+  CHECK_THROWS_WITH_AS(Tensor::from_vector({INFINITY}, {1}).to(DType::i64), doctest::Contains("to(i64): cannot convert inf"),
+                       std::runtime_error);
+  CHECK_THROWS_WITH_AS(Tensor::full({1}, 1e19, DType::i64), doctest::Contains("fill_: cannot convert"), std::runtime_error);
+  CHECK(Tensor::from_vector({-3.7, 2.9, -0x1p63}, {3}).to(DType::f64).to(DType::i64).to_vector() ==
+        std::vector<double>{-3, 2, -0x1p63});  // truncated toward zero, as C++ and PyTorch do
+  // An undefined tensor's metadata is an error, not a null dereference.
+  CHECK_THROWS_WITH_AS(Tensor().shape(), doctest::Contains("of an undefined tensor"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(Tensor().dtype(), doctest::Contains("of an undefined tensor"), std::runtime_error);
+}
+
 TEST_CASE("random: seeded draws repeat and do not depend on the thread count") {
   Generator g1(7), g2(7);
   Tensor a = randn({1000, 70}, DType::f32, g1);

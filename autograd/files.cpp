@@ -3,6 +3,7 @@
 #include "autograd/files.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -113,6 +114,28 @@ void write_file_atomically(const char* op, const std::string& path, std::string_
   file.write(contents.data(), contents.size());
   file.commit();
 }
+
+FolderLock::FolderLock(const char* op, const std::string& folder) {
+  const std::string path = folder + "/.vt-lock";
+  descriptor_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (descriptor_ < 0) file_error(op, path, "cannot open the folder's lock file: " + errno_text());
+  if (::flock(descriptor_, LOCK_EX | LOCK_NB) != 0) {
+    const int error = errno;
+    char holder[32] = {};
+    const ssize_t got = ::pread(descriptor_, holder, sizeof holder - 1, 0);
+    ::close(descriptor_);  // the destructor does not run when the constructor throws
+    if (error == EWOULDBLOCK)
+      fail(op, "'" + folder + "' is in use by another vt process" +
+                   (got > 0 ? " (pid " + std::string(holder, static_cast<size_t>(got)) + ")" : std::string()) +
+                   "; wait for it to finish, or write elsewhere with --out");
+    file_error(op, path, std::string("cannot lock it: ") + std::strerror(error));
+  }
+  // The pid only makes the message above precise; the lock holds without it, so a failed write is let go.
+  const std::string pid = std::to_string(::getpid());
+  if (::ftruncate(descriptor_, 0) == 0) (void)!::pwrite(descriptor_, pid.data(), pid.size(), 0);
+}
+
+FolderLock::~FolderLock() { ::close(descriptor_); }  // closing releases the lock
 
 void create_folder(const char* op, const std::string& directory) {
   std::error_code error;

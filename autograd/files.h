@@ -29,6 +29,20 @@ class AtomicFileWriter {
 
 void write_file_atomically(const char* op, const std::string& path, std::string_view contents);
 
+// An exclusive lock on a folder (flock on "<folder>/.vt-lock", which records the holder's pid), held until
+// destroyed: a second vt writing into the same run folder is refused, where both runs overwrote each other's
+// files and exited 0. The kernel drops the lock when the process dies, so a killed run leaves none behind.
+class FolderLock {
+ public:
+  FolderLock(const char* op, const std::string& folder);
+  ~FolderLock();
+  FolderLock(const FolderLock&) = delete;
+  FolderLock& operator=(const FolderLock&) = delete;
+
+ private:
+  int descriptor_ = -1;
+};
+
 // Creates `directory` and its parents where missing; fails naming the op and the folder (a file in its place, no
 // permission) instead of std::filesystem's bare message.
 void create_folder(const char* op, const std::string& directory);

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <numbers>
+#include <set>
 #include <string_view>
 #include <vector>
 
@@ -157,6 +158,7 @@ void parse_augment(AugmentConfig& config, const std::string& spec) {
   const char* op = "parse_augment";
   const std::string_view text = spec;
   size_t start = 0;
+  std::set<std::string> keys;  // a key given twice kept its last value in silence
   while (start <= text.size()) {
     const size_t end = std::min(text.find(',', start), text.size());
     const std::string_view item = trim(text.substr(start, end - start));
@@ -175,6 +177,7 @@ void parse_augment(AugmentConfig& config, const std::string& spec) {
     const size_t equals = item.find('=');
     if (equals == std::string_view::npos) fail(op, "expected key=value, got \"" + std::string(item) + "\" in \"" + spec + "\"");
     const std::string key(trim(item.substr(0, equals)));
+    if (!keys.insert(key).second) fail(op, key + " is given twice in \"" + spec + "\"");
     const std::string_view value = trim(item.substr(equals + 1));
     const std::string bad = "bad value \"" + std::string(value) + "\" for " + key + " in \"" + spec + "\": ";
     double number = 0;

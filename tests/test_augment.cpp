@@ -168,6 +168,7 @@ TEST_CASE("parse_augment reads the spec grammar and describe writes it back") {
   fails_with("crop=2000000000", "expected a padding in pixels in [0, 1024]");
   fails_with("mix_prob=1.5", "expected a probability in [0, 1]");
   fails_with("erase=nan", "expected a probability in [0, 1]");
+  fails_with("crop=4,flip=1,crop=8", "crop is given twice in \"crop=4,flip=1,crop=8\"");  // kept 8 in silence
   fails_with("crop=4,,flip=1", "empty item");
   fails_with("auto=randaugment", "unknown auto augmentation");
   fails_with("auto=autoaugment", "unknown auto augmentation");

@@ -179,9 +179,9 @@ TEST_CASE("vt train --time-budget: the epochs fitted to the budget, then exactly
   MESSAGE("a 4 s budget bought " << epochs << " epochs; the run took " << a.wall_seconds << " s");
   REQUIRE(epochs >= 1);
   CHECK(static_cast<int64_t>(a.epochs.size()) == epochs);
-  // The epoch's end was timed on files of its own, removed after.
-  CHECK(run_files(directory.path / "budgeted") == std::vector<std::string>{"best.safetensors", "config.toml",
-                                                                           "last.safetensors",
+  // The epoch's end was timed on files of its own, removed after (.vt-lock is the folder's lock, FolderLock).
+  CHECK(run_files(directory.path / "budgeted") == std::vector<std::string>{".vt-lock", "best.safetensors",
+                                                                           "config.toml", "last.safetensors",
                                                                            "last.state.safetensors", "metrics.csv"});
 
   // The measuring took no optimizer step and left the random streams and the loader as they were.
@@ -194,7 +194,8 @@ TEST_CASE("vt train --time-budget: the epochs fitted to the budget, then exactly
   CHECK(b.epochs.back().test_acc == a.epochs.back().test_acc);
   CHECK(last_weights(directory.path / "fixed") == last_weights(directory.path / "budgeted"));
 
-  // Resumed, a budgeted run keeps the epochs its state was saved with, whatever the budget says now.
+  // Resumed, a budgeted run keeps the epochs its state was saved with. Another budget is refused: it kept the
+  // old epochs in silence. --allow-changed-config keeps them knowingly.
   TrainOptions stopped = budgeted;
   stopped.out_dir = (directory.path / "stopped").string();
   stopped.stop_after_steps = 3;
@@ -203,6 +204,9 @@ TEST_CASE("vt train --time-budget: the epochs fitted to the budget, then exactly
   stopped.stop_after_steps = 0;
   stopped.resume = true;
   stopped.time_budget = 1e6;
+  CHECK_THROWS_WITH_AS(train(stopped), doctest::Contains("--time-budget 1e+06 is not the run's (4), to which its"),
+                       std::runtime_error);
+  stopped.allow_changed_config = true;
   CHECK(static_cast<int64_t>(train(stopped).epochs.size()) == stopped_epochs);
 }
 
@@ -213,6 +217,9 @@ TEST_CASE("vt train --time-budget: the epochs are fitted again after the warm-up
   CHECK(warmup_steps_for(12 * 390, 390, 1.0) == 390);
   CHECK(refit_epochs(12, 1, 390, 1.0, 3300, 150) == 22);
   CHECK(refit_epochs(12, 1, 390, 1.0, 1499, 150) == 10);  // slower than estimated: 1 + floor(9.69) = 10
+  // Never past --epochs' limit: 1 + 10^6 epochs gave a config.toml that --config refused.
+  CHECK(epochs_that_fit(1e12, 1e-3) == kMaxEpochs);
+  CHECK(refit_epochs(12, 1, 390, 1.0, 1e12, 1e-3) == kMaxEpochs);
   // 1 + floor(0.97 * 1300 / 150) = 9 epochs would warm up for 9 * 390 / 10 = 351 steps: the steps taken would
   // have had other learning rates, so the count stays.
   CHECK(refit_epochs(12, 1, 390, 1.0, 1300, 150) == 12);
@@ -304,7 +311,7 @@ TEST_CASE("vt compare --time-budget: the runs fit the budget, their set-up and e
   // ctest running another test beside this one.
   CHECK(seconds <= 1.2 * kBudget);
   CHECK(report.find("Same recipe for every model: 1 epoch,") == std::string::npos);  // more than one fits
-  const std::vector<std::string> files = {"best.safetensors", "config.toml", "last.safetensors",
+  const std::vector<std::string> files = {".vt-lock", "best.safetensors", "config.toml", "last.safetensors",
                                           "last.state.safetensors", "metrics.csv"};
   CHECK(run_files(directory.path / "out" / "vit_cifar") == files);
   CHECK(run_files(directory.path / "out" / "tnt_cifar") == files);

@@ -486,6 +486,101 @@ TEST_CASE("reliability: FIFOs, an output over an input, and model fields without
   CHECK(has(fields.output, "'dim=999' changes a model, but no --model names one"));
 }
 
+TEST_CASE("reliability: a run folder another vt is writing is refused, and a stop signal saves the run") {
+  // Two runs into one --out both exited 0, each overwriting the other's files (found by a hunt for hostile inputs).
+  testing::TemporaryDirectory directory("run_lock");
+  write_folders(directory.path / "data", "train", {"ant", "bee"}, 32);
+  write_folders(directory.path / "data", "test", {"ant", "bee"}, 4);
+  const fs::path data = directory.path / "data", run = directory.path / "run";
+  fs::create_directories(run);
+  {
+    const FolderLock held("test", run.string());  // as a running vt holds it
+    const std::string held_by = "is in use by another vt process (pid " + std::to_string(::getpid()) + ")";
+    CHECK(has(error_of([&] { FolderLock("train", run.string()); }), held_by));
+    const Outcome second = run_vt(tiny_run(data, run));
+    CHECK(second.exit_code == 1);
+    CHECK(has(second.output, "'" + run.string() + "' is in use by another vt process"));
+  }
+  // SIGTERM (timeout, a batch scheduler) stops the run as Ctrl-C does, with a resumable state; it killed it.
+  const Outcome terminated = run_vt(tiny_run(data, run) + " --epochs 100000", "timeout --preserve-status -s TERM 3");
+  CHECK(terminated.exit_code == 130);
+  CHECK(has(terminated.output, "continue with --resume"));
+  CHECK(fs::exists(run / "last.state.safetensors"));
+}
+
+TEST_CASE("reliability: a best.safetensors removed before a resume is written again, its accuracy the best's") {
+  // The state's best accuracy was kept while the next epoch's weights became best.safetensors: the run reported
+  // "best: 22.22%" for a checkpoint that scored 11.11% (found by a hunt for hostile inputs).
+  testing::TemporaryDirectory directory("best_removed");
+  write_folders(directory.path / "data", "train", {"ant", "bee"}, 32);
+  write_folders(directory.path / "data", "test", {"ant", "bee"}, 4);
+  const fs::path data = directory.path / "data", run = directory.path / "run";
+  REQUIRE(run_vt(tiny_run(data, run) + " --stop-after-steps 6").exit_code == 130);  // in epoch 2 of 3
+  fs::remove(run / "best.safetensors");
+  const Outcome resumed = run_vt(tiny_run(data, run) + " --resume");
+  REQUIRE(resumed.exit_code == 0);
+  CHECK(has(resumed.output, "best.safetensors is missing; it now holds epoch 2's weights"));
+  const Outcome scored = run_vt("eval --checkpoint '" + (run / "best.safetensors").string() + "' --data '" +
+                                data.string() + "' --threads 1");
+  REQUIRE(scored.exit_code == 0);
+  const auto percent_after = [](const std::string& text, const std::string& key) {
+    const size_t at = text.find(key);
+    return at == std::string::npos ? std::string("(none)") : text.substr(at + key.size(), text.find('%', at) - at - key.size());
+  };
+  CHECK(percent_after(resumed.output, "best: ") == percent_after(scored.output, "\naccuracy: "));
+}
+
+TEST_CASE("reliability: a vt compare stopped during its first model finishes with --resume") {
+  // --resume failed on the models after the stopped one, which had no state yet, and without it the first
+  // model's run was refused: the comparison could never be finished (found by a hunt for hostile inputs).
+  testing::TemporaryDirectory directory("compare_resume");
+  write_folders(directory.path / "data", "train", {"ant", "bee"}, 32);
+  write_folders(directory.path / "data", "test", {"ant", "bee"}, 4);
+  const std::string compare = "compare --models vit_cifar,tnt_cifar --data '" + (directory.path / "data").string() +
+                              "' --out '" + (directory.path / "out").string() + "' --epochs 2 --batch 16 --workers 1 "
+                              "--threads 1 --aug crop=2,flip=1,auto=none depth=1 dim=16 heads=2 mlp_ratio=2 "
+                              "inner_dim=8 inner_heads=2";
+  REQUIRE(run_vt(compare + " --stop-after-steps 3").exit_code == 130);  // in vit_cifar's first epoch
+  const Outcome resumed = run_vt(compare + " --resume");
+  CHECK(resumed.exit_code == 0);
+  CHECK(fs::exists(directory.path / "out" / "report.md"));
+  CHECK(fs::exists(directory.path / "out" / "tnt_cifar" / "last.state.safetensors"));
+  std::string budgeted = compare;
+  budgeted.replace(budgeted.find(" --epochs 2"), 11, " --time-budget 60");  // the two exclude each other
+  CHECK(has(run_vt(budgeted + " --resume").output, "one fitted to --time-budget cannot be resumed"));
+}
+
+TEST_CASE("reliability: vt viz refuses outputs that would replace its inputs or a run's metrics") {
+  // Each was replaced in silence: the checkpoint by a CSV, the input image by the picture, a run's metrics.csv.
+  testing::TemporaryDirectory directory("viz_outputs");
+  const fs::path checkpoint = directory.path / "ck.csv";  // a checkpoint may have any name
+  REQUIRE(run_vt("init --model vit_cifar depth=1 dim=16 heads=2 --out '" + checkpoint.string() + "'").exit_code == 0);
+  const std::string weights = testing::read_file(checkpoint);
+  const Outcome csv = run_vt("viz posembed --checkpoint '" + checkpoint.string() + "' --out '" +
+                             (directory.path / "ck.png").string() + "'");
+  CHECK(csv.exit_code == 1);
+  CHECK(has(csv.output, "which is an input"));
+  CHECK(testing::read_file(checkpoint) == weights);
+  const fs::path image = directory.path / "cat.png";
+  const std::vector<uint8_t> gray(32 * 32, 90);
+  REQUIRE(stbi_write_png(image.c_str(), 32, 32, 1, gray.data(), 32));
+  const Outcome picture = run_vt("viz attention --checkpoint '" + checkpoint.string() + "' --out '" + image.string() +
+                                 "' '" + image.string() + "'");
+  CHECK(picture.exit_code == 1);
+  CHECK(has(picture.output, "which is an input"));
+  const fs::path run = directory.path / "run";
+  fs::create_directories(run);
+  std::ofstream(run / "last.state.safetensors") << "a run's state";
+  std::ofstream(run / "metrics.csv") << "epoch,lr\n";
+  const Outcome metrics = run_vt("viz posembed --checkpoint '" + checkpoint.string() + "' --out '" +
+                                 (run / "metrics.png").string() + "'");
+  CHECK(metrics.exit_code == 1);
+  CHECK(has(metrics.output, "would replace the metrics.csv of the run in"));
+  CHECK(testing::read_file(run / "metrics.csv") == "epoch,lr\n");
+  CHECK(run_vt("viz posembed --checkpoint '" + checkpoint.string() + "' --out '" + (run / "posembed.png").string() +
+               "'").exit_code == 0);  // a picture of its own in a run folder is fine
+}
+
 TEST_CASE("reliability: weights holding NaN are refused where they are loaded, not evaluated to class 0") {
   testing::TemporaryDirectory directory("nan_weights");
   write_folders(directory.path / "data", "test", {"ant", "bee"}, 2);

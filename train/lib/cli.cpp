@@ -303,7 +303,7 @@ void add_train_options(CLI::App& command, TrainOptions& o, std::string& augment)
   command.add_option("--out", o.out_dir, "run folder (default runs/<model>; vt compare: runs/compare)")
       ->check(CLI::Validator([](std::string& text) { return text.empty() ? std::string("an empty folder name") : ""; }, "DIR"))
       ->configurable(false);
-  command.add_option("--epochs", o.epochs)->check(integer_in(1, 1'000'000))->capture_default_str();
+  command.add_option("--epochs", o.epochs)->check(integer_in(1, kMaxEpochs))->capture_default_str();
   command.add_option("--batch", o.batch_size)->check(integer_in(1, 1 << 20))->capture_default_str();
   command.add_option("--opt", o.optimizer)->check(CLI::IsMember({"adamw", "sgd"}))->capture_default_str();
   command.add_option("--lr", o.lr, "peak learning rate")->check(number_in(0, 100, true))->capture_default_str();

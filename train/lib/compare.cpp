@@ -84,6 +84,8 @@ int command_compare(const CompareOptions& o) {
   const double time_budget = o.time_budget;
   const TrainOptions& base = o.base;
   if (names.empty()) fail("compare", "--models names no model");
+  if (time_budget > 0 && base.resume)  // the budget's measuring runs would find the runs already there
+    fail("compare", "--resume continues a comparison of fixed --epochs; one fitted to --time-budget cannot be resumed");
   if (const std::string* repeated = first_repeat(names))  // each model's run folder is out/NAME: a second would find the first's
     fail("compare", "--models names " + *repeated + " twice");
   std::vector<ModelReport> reports(names.size());
@@ -135,7 +137,11 @@ int command_compare(const CompareOptions& o) {
   for (ModelReport& r : reports) {
     std::printf("\n== training %s for %ld epoch%s ==\n", r.config.name.c_str(), static_cast<long>(epochs),
                 epochs == 1 ? "" : "s");
-    r.result = train(run_options(r, epochs));
+    TrainOptions options = run_options(r, epochs);
+    // A compare stopped during one model has no state yet for the models after it: --resume starts those
+    // afresh (it used to fail on them, and the comparison could never be finished).
+    if (options.resume && !std::filesystem::exists(run_state_path(options.out_dir))) options.resume = false;
+    r.result = train(options);
     if (r.result.interrupted) return 130;
   }
 

@@ -34,22 +34,27 @@ namespace fs = std::filesystem;
 
 std::atomic<bool> g_interrupted{false};
 
-void on_interrupt(int) { g_interrupted = true; }
+// Ctrl-C sets a flag that the loop checks after each step; a second Ctrl-C kills the process as usual. SIGTERM
+// (timeout, batch schedulers, kill) and SIGHUP (a closed terminal) stop the run the same way: they killed it
+// mid-epoch, losing the epoch's steps.
+constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGHUP};
 
-// Ctrl-C sets a flag that the loop checks after each step; a second Ctrl-C kills the process as usual.
 class InterruptScope {
  public:
   InterruptScope() {
     g_interrupted = false;
-    previous_ = std::signal(SIGINT, [](int signal) {
-      on_interrupt(signal);
-      std::signal(SIGINT, SIG_DFL);
-    });
+    for (size_t i = 0; i < std::size(kStopSignals); ++i)
+      previous_[i] = std::signal(kStopSignals[i], [](int signal) {
+        g_interrupted = true;
+        std::signal(signal, SIG_DFL);
+      });
   }
-  ~InterruptScope() { std::signal(SIGINT, previous_); }
+  ~InterruptScope() {
+    for (size_t i = 0; i < std::size(kStopSignals); ++i) std::signal(kStopSignals[i], previous_[i]);
+  }
 
  private:
-  void (*previous_)(int);
+  void (*previous_[std::size(kStopSignals)])(int);
 };
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
@@ -201,7 +206,7 @@ void set_up(Run& run) {
   run.dir = o.out_dir.empty() ? "runs/" + o.model.name : o.out_dir;
   run.last = run.dir + "/last.safetensors";
   run.best = run.dir + "/best.safetensors";
-  run.state = run.dir + "/last.state.safetensors";
+  run.state = run_state_path(run.dir);
   run.metrics = run.dir + "/metrics.csv";
   run.config = run.dir + "/config.toml";
 
@@ -328,6 +333,7 @@ void save_state(const Run& run, const Standing& standing) {
   m["metrics"] = metrics_csv(standing.history, /*exact_values=*/true);
   m["data.fingerprint"] = std::to_string(run.data_fingerprint);
   for (const auto& [key, value] : run_settings(run.options)) m["run." + key] = value;
+  if (run.options.time_budget > 0) m["time_budget"] = shortest_text(run.options.time_budget);
   nn::save_training_state(run.state, state);
 }
 
@@ -357,6 +363,18 @@ int64_t saved_epochs(const std::string& path) {
   const int64_t epochs = state_value<int64_t>(header, path, "run.epochs");
   if (epochs < 1) fail("resume", "'" + path + "': 'run.epochs' = 0: the state is corrupt");
   return epochs;
+}
+
+// A budgeted run resumes with the budget its epochs were fitted to: with another, it kept the old epochs in
+// silence (a run fitted to 10^6 s went on for hours when resumed with --time-budget 2).
+void check_saved_budget(const std::string& path, double budget, int64_t epochs, bool allow_changed) {
+  const std::map<std::string, std::string> metadata = nn::read_metadata(path);
+  const auto found = metadata.find("time_budget");
+  const std::string saved = found == metadata.end() ? "none" : found->second;
+  if (saved == shortest_text(budget) || allow_changed) return;
+  fail("resume", "--time-budget " + shortest_text(budget) + " is not the run's (" + saved + "), to which its " +
+                     std::to_string(epochs) + " epochs were fitted: resume with the same budget, or keep those "
+                     "epochs with --allow-changed-config");
 }
 
 // Refuses a state that does not belong to this run, or that contradicts itself, naming what differs; returns
@@ -563,8 +581,14 @@ void finish_epoch(Run& run, Standing& standing, int64_t epoch, double lr) {
   standing.batches_done = 0;
   standing.loss_sum = standing.seconds = 0;
   standing.correct = standing.seen = 0;
-  const bool improved = m.test_acc > standing.best_test_acc || !fs::exists(run.best);
-  standing.best_test_acc = std::max(standing.best_test_acc, m.test_acc);
+  // A best.safetensors removed from the folder is written again from this epoch, whose accuracy becomes the
+  // best's: keeping the older best figure reported 22% for a checkpoint that scored 11%.
+  const bool best_missing = !fs::exists(run.best);
+  if (best_missing && standing.history.size() > 1 && !o.quiet)
+    std::fprintf(stderr, "warning: train: %s is missing; it now holds epoch %ld's weights, and the best accuracy is "
+                         "counted from there\n", run.best.c_str(), static_cast<long>(m.epoch));
+  const bool improved = best_missing || m.test_acc > standing.best_test_acc;
+  standing.best_test_acc = best_missing ? m.test_acc : std::max(standing.best_test_acc, m.test_acc);
   save_epoch_files(run, standing, *evaluated, improved);
   if (!o.quiet)
     std::printf("epoch %ld/%ld: lr %.2e train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %.0f img/s, %.0f s\n",
@@ -648,6 +672,8 @@ int64_t epochs_for_budget(Run& run, std::chrono::steady_clock::time_point run_st
                 o.time_budget, spent, epoch, e.train_rate, e.end_seconds, e.test_rate, static_cast<long>(epochs),
                 epochs == 1 ? "" : "s");
     if (left < epoch) std::printf("one epoch does not fit in the budget: training one epoch anyway\n");
+    if (epochs == kMaxEpochs)
+      std::printf("%ld epochs is the limit of --epochs: the run will end before its budget\n", static_cast<long>(epochs));
   }
   return epochs;
 }
@@ -679,7 +705,7 @@ int64_t warmup_steps_for(int64_t total_steps, int64_t steps_per_epoch, double wa
 
 int64_t epochs_that_fit(double seconds_left, double seconds_per_epoch) {
   const double epochs = (1 - kBudgetSlack) * seconds_left / seconds_per_epoch;
-  return std::isnan(epochs) ? 0 : static_cast<int64_t>(std::clamp(std::floor(epochs), 0.0, 1e6));
+  return std::isnan(epochs) ? 0 : static_cast<int64_t>(std::clamp(std::floor(epochs), 0.0, double(kMaxEpochs)));
 }
 
 double budget_measure_seconds(double budget) { return std::clamp(budget / 40, 0.25, 10.0); }
@@ -694,6 +720,7 @@ RunCost measure_run_cost(const TrainOptions& options, double measure_seconds) {
   set_up(run);
   refuse_existing_run(run);  // before measuring, not after
   create_folder("train", run.dir);  // the epoch's files are timed there, as the run will write them
+  const FolderLock lock("train", run.dir);
   RunCost cost;
   cost.setup_seconds = seconds_since(start);
   const EpochEstimate e = measure_epoch(run, measure_seconds);
@@ -704,7 +731,7 @@ RunCost measure_run_cost(const TrainOptions& options, double measure_seconds) {
 int64_t refit_epochs(int64_t epochs, int64_t epochs_done, int64_t steps_per_epoch, double warmup_epochs,
                      double seconds_left, double seconds_per_epoch) {
   if (!(seconds_per_epoch > 0) || !std::isfinite(seconds_left)) return epochs;
-  const int64_t fitted = epochs_done + epochs_that_fit(seconds_left, seconds_per_epoch);
+  const int64_t fitted = std::min(kMaxEpochs, epochs_done + epochs_that_fit(seconds_left, seconds_per_epoch));
   int64_t steps = 0, fitted_steps = 0;
   if (fitted <= epochs_done || __builtin_mul_overflow(epochs, steps_per_epoch, &steps) ||
       __builtin_mul_overflow(fitted, steps_per_epoch, &fitted_steps))
@@ -873,18 +900,24 @@ Evaluation evaluate(models::Classifier& model, const data::Dataset& dataset, con
   return result;
 }
 
+std::string run_state_path(const std::string& run_dir) { return run_dir + "/last.state.safetensors"; }
+
 TrainResult train(const TrainOptions& options) {
   const auto run_start = std::chrono::steady_clock::now();
   Run run(options);
   set_up(run);
   TrainOptions& o = run.options;
   create_folder("train", run.dir);
+  const FolderLock lock("train", run.dir);  // before anything in the folder is read or removed
   const int stale = remove_stale_temporary_files(run.dir);
   if (stale > 0 && !o.quiet) std::printf("removed %d temporary files left in %s by a killed run\n", stale, run.dir.c_str());
   Standing standing;
   if (o.resume) {
     // A budgeted run keeps the epochs it was fitted to; the budget is not measured again.
-    if (o.time_budget > 0 && fs::exists(run.state)) o.epochs = saved_epochs(run.state);
+    if (o.time_budget > 0 && fs::exists(run.state)) {
+      o.epochs = saved_epochs(run.state);
+      check_saved_budget(run.state, o.time_budget, o.epochs, o.allow_changed_config);
+    }
     plan_schedule(run);
     standing = resume(run);
   } else {

@@ -49,8 +49,12 @@ struct TrainOptions {
 // The warm-up of a cosine schedule of total_steps: warmup_epochs of steps, never more than a tenth of the run.
 int64_t warmup_steps_for(int64_t total_steps, int64_t steps_per_epoch, double warmup_epochs);
 
+// The most epochs a run may have: --epochs' range, and the cap of a fit to --time-budget (a larger fit wrote a
+// config.toml that --config refused).
+constexpr int64_t kMaxEpochs = 1'000'000;
+
 // --time-budget: the whole epochs of seconds_per_epoch that fit in seconds_left, less kBudgetSlack of it (0 when
-// none fit, at most 1e6). On a 2-core Zen 3 one run's training passes took 142-179 s, and its fit, which left a
+// none fit, at most kMaxEpochs). On a 2-core Zen 3 one run's training passes took 142-179 s, and its fit, which left a
 // tenth of an epoch spare, ended 62 s (1.7%) past a 3,600 s budget; the slack keeps such a run inside it.
 constexpr double kBudgetSlack = 0.03;
 int64_t epochs_that_fit(double seconds_left, double seconds_per_epoch);
@@ -100,6 +104,9 @@ struct TrainResult {
 // Trains as configured, writing the run folder; throws on a non-finite loss (after keeping the last good
 // checkpoint); returns early with interrupted set when Ctrl-C was pressed (a resumable state is saved).
 TrainResult train(const TrainOptions& options);
+
+// The training state of the run in folder `run_dir`, which --resume continues from.
+std::string run_state_path(const std::string& run_dir);
 
 // What a checkpoint needs besides the model to be used on images: the normalisation and the class names,
 // stored in its metadata as "vt.data.mean", "vt.data.std" (comma-separated) and "vt.data.classes" (a JSON array).

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <sstream>
 
 #include "autograd/files.h"
@@ -45,10 +46,31 @@ struct LoadedModel {
   std::shared_ptr<models::Classifier> model;
 };
 
+// Neither the PNG nor the CSV beside it may replace what vt viz reads or a run's metrics: `--out ck.png` with a
+// checkpoint ck.csv, an input image as --out, or a PNG pointed into --data's folders replaced them in silence.
+void refuse_outputs_over_inputs(const VizOptions& o) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> inputs = o.images;
+  inputs.push_back(o.checkpoint);
+  for (const std::string& output : {o.out, csv_path(o.out)}) {
+    std::error_code error;  // a path that does not exist yet is no input
+    for (const std::string& input : inputs)
+      if (fs::equivalent(output, input, error))
+        fail("vt viz", "--out " + o.out + " would write " + output + ", which is an input");
+    const fs::path folder = fs::weakly_canonical(output, error).parent_path();
+    const fs::path in_data = folder.lexically_relative(fs::weakly_canonical(o.data_dir, error));
+    if (o.kind == "distance" && !in_data.empty() && *in_data.begin() != "..")
+      fail("vt viz", "--out " + o.out + " lies in the data folder " + o.data_dir + "; write it elsewhere");
+    if (fs::path(output).filename() == "metrics.csv" && fs::exists(run_state_path(folder.string())))
+      fail("vt viz", "--out " + o.out + " would replace the metrics.csv of the run in " + folder.string());
+  }
+}
+
 LoadedModel load_for_viz(const VizOptions& o) {
   LoadedModel loaded;
   if (o.out.size() < 5 || o.out.compare(o.out.size() - 4, 4, ".png") != 0)
     fail("vt viz", "--out " + o.out + ": name a .png file (the numbers go to the .csv beside it)");
+  refuse_outputs_over_inputs(o);
   loaded.config = checkpoint_config(o.model, o.checkpoint, o.image_size);
   // Every layer's (T, T) maps are held at once and each picture draws a tile per patch: past a 32 x 32 grid
   // (T = 1025 tokens) neither would fit on a page or in memory.

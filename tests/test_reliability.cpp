@@ -501,10 +501,17 @@ TEST_CASE("reliability: a run folder another vt is writing is refused, and a sto
     CHECK(second.exit_code == 1);
     CHECK(has(second.output, "'" + run.string() + "' is in use by another vt process"));
   }
-  // SIGTERM (timeout, a batch scheduler) stops the run as Ctrl-C does, with a resumable state; it killed it.
-  const Outcome terminated = run_vt(tiny_run(data, run) + " --epochs 100000", "timeout --preserve-status -s TERM 3");
-  CHECK(terminated.exit_code == 130);
-  CHECK(has(terminated.output, "continue with --resume"));
+  // SIGTERM (timeout, a batch scheduler) stops the run as Ctrl-C does, with a resumable state; it killed it. The
+  // signal is sent once the first epoch's metrics.csv exists, so that the run is surely training (not by a clock,
+  // which a slow sanitizer build can outrun).
+  const fs::path script = directory.path / "terminate.sh", log = directory.path / "terminate.log";
+  std::ofstream(script) << VT_BINARY << " " << tiny_run(data, run) << " --epochs 100000 > '" << log.string()
+                        << "' 2>&1 &\npid=$!\ni=0\nwhile [ ! -f '" << (run / "metrics.csv").string()
+                        << "' ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i + 1)); done\nkill -TERM $pid\nwait $pid\n";
+  const int status = std::system(("sh '" + script.string() + "'").c_str());
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 130);  // vt's own stop, not 128 + SIGTERM
+  CHECK(has(testing::read_file(log), "continue with --resume"));
   CHECK(fs::exists(run / "last.state.safetensors"));
 }
 

@@ -262,6 +262,7 @@ TEST_CASE("reliability: metrics.csv keeps every epoch across stops and resumes, 
     // A stop at an epoch's end printed nothing of where the run stood.
     CHECK(has(stopped.output, stop == 4 ? "stopped after epoch 1: saved " : "stopped at step 6: saved "));
     CHECK(has(stopped.output, "continue with --resume"));
+    CHECK(has(stopped.output, "model.num_classes from the data's class folders"));  // it printed the preset's 10
     REQUIRE(run_vt(tiny_run(data, run) + " --resume").exit_code == 0);
     CHECK(metrics_without_timings(run / "metrics.csv") == straight);
     expect_same_tensors((directory.path / "straight" / "last.safetensors").string(), (run / "last.safetensors").string());

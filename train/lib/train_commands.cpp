@@ -14,6 +14,8 @@ namespace vt {
 int command_train(const TrainOptions& options) {
   for (const auto& [key, value] : run_settings(options)) {
     if (key == "epochs" && options.time_budget > 0) std::printf("time-budget %s\n", shortest_text(options.time_budget).c_str());
+    else if (key == "model.num_classes" && options.listed_classes == 0)  // the preset's 10 was printed for 3 folders
+      std::printf("%s from the data's class folders\n", key.c_str());
     else std::printf("%s %s\n", key.c_str(), value.c_str());
   }
   const TrainResult result = train(options);

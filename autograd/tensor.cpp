@@ -444,16 +444,19 @@ void check_writable_elements(const Tensor& y, const char* op) {
       fail(op, "cannot write into " + y.str() + ": a broadcast view whose elements share memory");
 }
 
+Tensor source_for_inplace(const Tensor& y, const Tensor& source) {
+  const bool overlaps_elsewhere = source.storage() == y.storage() && (source.shape() != y.shape() ||
+                                                                     source.strides() != y.strides() ||
+                                                                     source.offset() != y.offset());
+  return overlaps_elsewhere ? source.clone() : source;
+}
+
 Tensor& Tensor::copy_(const Tensor& src) {
   check_inplace(*this, "copy_");
   check_writable_elements(*this, "copy_");
   if (src.shape() != shape() && broadcast_shapes(src.shape(), shape(), "copy_") != shape())
     fail("copy_", "cannot copy " + src.str() + " into " + str());
-  // A source overlapping this tensor in another layout would be read after some of its elements were written
-  // (slice(t, 0, 1, 6).copy_(slice(t, 0, 0, 5)) smeared t's first value): it is copied first.
-  const bool overlaps_elsewhere = src.storage() == storage() &&
-                                  (src.shape() != shape() || src.strides() != strides() || src.offset() != offset());
-  copy_strided(*this, overlaps_elsewhere ? src.clone() : src);
+  copy_strided(*this, source_for_inplace(*this, src));
   bump_version();
   return *this;
 }

@@ -149,6 +149,11 @@ Tensor make_view(const Tensor& t, const Shape& shape, const Shape& strides, int6
 // element several times, and each write would land on the others' results.
 void check_writable_elements(const Tensor& y, const char* op);
 
+// What an in-place update of y may read for `source`: source itself, or a copy of it when it views y's storage
+// in another layout, whose elements the update would read after writing some of them (slice(t, 0, 1, 6)
+// .copy_(slice(t, 0, 0, 5)) smeared t's first value).
+Tensor source_for_inplace(const Tensor& y, const Tensor& source);
+
 // Normalises a possibly negative dim against ndim, failing with the op's name when out of range.
 int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op);
 

@@ -154,11 +154,7 @@ void add_into(const Tensor& y, const Tensor& b) {
   check_float_pair(y, b, "add_");
   if (broadcast_shapes(y.shape(), b.shape(), "add_") != y.shape())
     fail("add_", "cannot add " + b.str() + " into " + y.str());
-  // A b that overlaps y in another layout would read elements already updated: it is copied first.
-  const bool overlaps_elsewhere =
-      b.storage() == y.storage() && (b.shape() != y.shape() || b.strides() != y.strides() || b.offset() != y.offset());
-  const Tensor source = overlaps_elsewhere ? b.clone() : b;
-  binary_apply_to(y, y, source, "add_", Add{});
+  binary_apply_to(y, y, source_for_inplace(y, b), "add_", Add{});
 }
 
 void mul_into(const Tensor& y, double value) {

@@ -171,6 +171,12 @@ std::string tiny_run(const fs::path& data, const fs::path& out) {
   return kTinyRun + " --data '" + data.string() + "' --out '" + out.string() + "'";
 }
 
+// A tiny run's data in root/data: 32 training and 4 test images in each of 2 classes (4 steps of 16 an epoch).
+void write_tiny_data(const fs::path& root) {
+  write_folders(root / "data", "train", {"ant", "bee"}, 32);
+  write_folders(root / "data", "test", {"ant", "bee"}, 4);
+}
+
 // Rewrites a training state's metadata entry.
 void edit_state(const fs::path& path, const std::string& key, const std::string& value) {
   nn::SafetensorsFile file = nn::load_safetensors(path.string());
@@ -182,8 +188,7 @@ void edit_state(const fs::path& path, const std::string& key, const std::string&
 
 TEST_CASE("reliability: a resumed run refuses a state that is corrupt, missing, or from other settings or data") {
   testing::TemporaryDirectory directory("resume_checks");
-  write_folders(directory.path / "data", "train", {"ant", "bee"}, 32);
-  write_folders(directory.path / "data", "test", {"ant", "bee"}, 4);
+  write_tiny_data(directory.path);
   const fs::path data = directory.path / "data", run = directory.path / "run", state = run / "last.state.safetensors";
   REQUIRE(run_vt(tiny_run(data, run) + " --stop-after-steps 6").exit_code == 130);  // stopped in epoch 2
 
@@ -246,8 +251,7 @@ TEST_CASE("reliability: a resumed run refuses a state that is corrupt, missing, 
 
 TEST_CASE("reliability: metrics.csv keeps every epoch across stops and resumes, as a straight run writes it") {
   testing::TemporaryDirectory directory("resume_metrics");
-  write_folders(directory.path / "data", "train", {"ant", "bee"}, 32);
-  write_folders(directory.path / "data", "test", {"ant", "bee"}, 4);
+  write_tiny_data(directory.path);
   const fs::path data = directory.path / "data";
   REQUIRE(run_vt(tiny_run(data, directory.path / "straight")).exit_code == 0);
   const std::vector<std::string> straight = metrics_without_timings(directory.path / "straight" / "metrics.csv");
@@ -271,8 +275,7 @@ TEST_CASE("reliability: metrics.csv keeps every epoch across stops and resumes, 
 
 TEST_CASE("reliability: a run killed at any step of any write resumes to the same final weights, or refuses clearly") {
   testing::TemporaryDirectory directory("kill_points");
-  write_folders(directory.path / "data", "train", {"ant", "bee"}, 32);
-  write_folders(directory.path / "data", "test", {"ant", "bee"}, 4);
+  write_tiny_data(directory.path);
   const fs::path data = directory.path / "data", straight = directory.path / "straight";
   REQUIRE(run_vt(tiny_run(data, straight)).exit_code == 0);
   // VT_FAULT_KILL_AT=k sends SIGKILL at the k-th step of any file write: creating a temporary file, each write
@@ -422,8 +425,7 @@ TEST_CASE("reliability: hostile settings are refused or tamed before anything ru
   CHECK(spaced.exit_code == 1);
   CHECK(has(spaced.output, "got 'tnt_cifar' (a model: --models takes several comma-separated, as --models a,b)"));
   // A loss that turns NaN within the first epoch pointed at a last good state that was never written.
-  write_folders(directory.path / "data", "train", {"ant", "bee"}, 32);
-  write_folders(directory.path / "data", "test", {"ant", "bee"}, 4);
+  write_tiny_data(directory.path);
   const Outcome diverged =
       run_vt(tiny_run(directory.path / "data", directory.path / "diverged") + " --lr 100 --wd 100 --warmup 0 --batch 2");
   CHECK(diverged.exit_code == 1);
@@ -490,8 +492,7 @@ TEST_CASE("reliability: FIFOs, an output over an input, and model fields without
 TEST_CASE("reliability: a run folder another vt is writing is refused, and a stop signal saves the run") {
   // Two runs into one --out both exited 0, each overwriting the other's files (found by a hunt for hostile inputs).
   testing::TemporaryDirectory directory("run_lock");
-  write_folders(directory.path / "data", "train", {"ant", "bee"}, 32);
-  write_folders(directory.path / "data", "test", {"ant", "bee"}, 4);
+  write_tiny_data(directory.path);
   const fs::path data = directory.path / "data", run = directory.path / "run";
   fs::create_directories(run);
   {
@@ -520,8 +521,7 @@ TEST_CASE("reliability: a best.safetensors removed before a resume is written ag
   // The state's best accuracy was kept while the next epoch's weights became best.safetensors: the run reported
   // "best: 22.22%" for a checkpoint that scored 11.11% (found by a hunt for hostile inputs).
   testing::TemporaryDirectory directory("best_removed");
-  write_folders(directory.path / "data", "train", {"ant", "bee"}, 32);
-  write_folders(directory.path / "data", "test", {"ant", "bee"}, 4);
+  write_tiny_data(directory.path);
   const fs::path data = directory.path / "data", run = directory.path / "run";
   REQUIRE(run_vt(tiny_run(data, run) + " --stop-after-steps 6").exit_code == 130);  // in epoch 2 of 3
   fs::remove(run / "best.safetensors");
@@ -542,8 +542,7 @@ TEST_CASE("reliability: a vt compare stopped during its first model finishes wit
   // --resume failed on the models after the stopped one, which had no state yet, and without it the first
   // model's run was refused: the comparison could never be finished (found by a hunt for hostile inputs).
   testing::TemporaryDirectory directory("compare_resume");
-  write_folders(directory.path / "data", "train", {"ant", "bee"}, 32);
-  write_folders(directory.path / "data", "test", {"ant", "bee"}, 4);
+  write_tiny_data(directory.path);
   const std::string compare = "compare --models vit_cifar,tnt_cifar --data '" + (directory.path / "data").string() +
                               "' --out '" + (directory.path / "out").string() + "' --epochs 2 --batch 16 --workers 1 "
                               "--threads 1 --aug crop=2,flip=1,auto=none depth=1 dim=16 heads=2 mlp_ratio=2 "
@@ -728,8 +727,7 @@ TEST_CASE("reliability: a run's config.toml reloads with --config to the same ru
 
 TEST_CASE("vt eval and predict --amp bf16: the checkpoint's accuracy with bf16 matmuls, or a clear refusal") {
   testing::TemporaryDirectory directory("eval_amp");
-  write_folders(directory.path / "data", "train", {"ant", "bee"}, 32);
-  write_folders(directory.path / "data", "test", {"ant", "bee"}, 4);
+  write_tiny_data(directory.path);
   const fs::path run = directory.path / "run";
   REQUIRE(run_vt(tiny_run(directory.path / "data", run)).exit_code == 0);
   const std::string checkpoint = "--checkpoint '" + (run / "last.safetensors").string() + "'";
